@@ -1,0 +1,54 @@
+# One Makefile for every routine command. `make demo` and `make test` work from a fresh clone
+# with only Python 3.11 and pip: they create .venv, install the pinned dependencies, set up
+# DAGSTER_HOME inside the checkout, and then do their work.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+SAMPLE_DIR := $(CURDIR)/data/sample
+OUTPUT_DIR := $(CURDIR)/outputs
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export DAGSTER_DISABLE_TELEMETRY := 1
+export IMAGEDS_ROOT := $(CURDIR)
+
+.PHONY: bootstrap home sample demo test ui bench lock clean
+
+bootstrap: $(VENV)/.installed home
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+	$(BIN)/python -c "import dagster, torch, torchvision, h5py, PIL, pandas, pyarrow, crc32c" \
+	  || { echo "dependency install failed: see the pip output above" >&2; exit 1; }
+	touch $@
+
+# DAGSTER_HOME must be an absolute, existing folder holding dagster.yaml; it is git-ignored.
+home: $(DAGSTER_HOME)/dagster.yaml
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+sample: $(VENV)/.installed
+	$(BIN)/python -m ml.sample_data --out $(SAMPLE_DIR)
+
+demo: bootstrap sample
+	$(BIN)/dagster job execute -m definitions -j prepare -c config/demo.yaml
+	$(BIN)/python -m ml.demo_summary --outputs $(OUTPUT_DIR)
+
+test: bootstrap
+	$(BIN)/python -m pytest
+
+ui: bootstrap
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+bench: bootstrap
+	$(BIN)/python bench/resize.py
+
+# Regenerate constraints.txt from the current environment after a deliberate upgrade.
+lock:
+	(echo "# Every transitive version, frozen from a working install (make lock regenerates it)."; \
+	 $(BIN)/pip freeze --exclude-editable) > constraints.txt
+
+clean:
+	rm -rf $(OUTPUT_DIR) $(DAGSTER_HOME)

@@ -1,0 +1,1 @@
+"""Packed formats written and read natively: MXNet RecordIO, TFRecord, HDF5 stores, memfiles."""

@@ -1,0 +1,73 @@
+"""Progress reporting for long work: done / total, rate and ETA, at most every few seconds."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class Progress:
+    """Counts work done and calls `emit(message)` at most once every `interval` seconds.
+
+    `emit` defaults to logging.info on the `ml.progress` logger; Dagster assets pass
+    `context.log.info`. `on_update(done, total, rate)` lets a caller publish observations.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        what: str = "items",
+        interval: float = 5.0,
+        emit: Callable[[str], None] | None = None,
+        on_update: Callable[[int, int, float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.total = int(total)
+        self.what = what
+        self.interval = float(interval)
+        self.emit = emit or logging.getLogger("ml.progress").info
+        self.on_update = on_update
+        self.clock = clock
+        self.done = 0
+        self.start = clock()
+        self._last = self.start
+        self.messages = 0
+
+    @property
+    def rate(self) -> float:
+        elapsed = self.clock() - self.start
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def message(self) -> str:
+        rate = self.rate
+        left = self.total - self.done
+        eta = format_duration(left / rate) if rate > 0 else "?"
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        return f"{self.what}: {self.done}/{self.total} ({pct:.1f}%), {rate:.1f}/s, ETA {eta}"
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = self.clock()
+        if now - self._last >= self.interval:
+            self._last = now
+            self._report()
+
+    def _report(self) -> None:
+        self.messages += 1
+        self.emit(self.message())
+        if self.on_update is not None:
+            self.on_update(self.done, self.total, self.rate)
+
+    def finish(self) -> None:
+        elapsed = self.clock() - self.start
+        self.messages += 1
+        self.emit(f"{self.what}: {self.done}/{self.total} done in {format_duration(elapsed)} "
+                  f"({self.rate:.1f}/s)")

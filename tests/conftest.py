@@ -1,0 +1,42 @@
+"""Shared fixtures. The golden reference files live in ../shared/golden beside the checkout
+(CI clones main with shared/ beside it); IMAGEDS_GOLDEN overrides the location."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+
+
+def golden_root() -> Path:
+    override = os.environ.get("IMAGEDS_GOLDEN")
+    root = Path(override) if override else REPO.parent / "shared" / "golden"
+    if not (root / "README.md").exists():
+        raise RuntimeError(
+            f"golden reference files not found at {root}: clone the project next to shared/ "
+            "or set IMAGEDS_GOLDEN to the golden folder"
+        )
+    return root
+
+
+@pytest.fixture(scope="session")
+def golden() -> Path:
+    """Read-only golden files. Copy them (golden_copy) before writing beside them."""
+    return golden_root()
+
+
+@pytest.fixture
+def golden_copy(tmp_path, golden):
+    """Copy one golden subfolder into tmp_path and return the copy's path."""
+
+    def copy(sub: str) -> Path:
+        dst = tmp_path / "golden" / sub
+        shutil.copytree(golden / sub, dst, symlinks=True)
+        return dst
+
+    return copy
