@@ -1,0 +1,144 @@
+"""Dataset declarations: config/datasets.yaml parsed into typed specs (no Dagster here).
+
+```yaml
+storage_root: outputs            # where artifacts go; relative paths resolve against the repo root
+datasets:
+  - name: faces                  # asset key prefix and output folder name
+    kind: hybrid                 # one of SOURCE_KINDS
+    source: {...}                # kind-specific, see ml/sources/<kind>.py
+    on_invalid_path: skip        # identifiers escaping the images root: skip (reported) | error
+    resize: {...}                # ResizeSpec fields + pool_depth, round_to_safe, workers
+    splits: {...}                # SplitSpec fields
+    verify: {...}                # VerifyConfig fields (seed 000's DATA.HYBRID.VERIFY_IMAGES)
+```
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ml.errors import ConfigError
+
+SOURCE_KINDS = ("image_folder", "before_after", "coco", "hybrid", "h5_store")
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+SECTIONS = ("resize", "splits", "verify", "formats")
+
+
+def repo_root() -> Path:
+    """The checkout root: IMAGEDS_ROOT if set (the Makefile sets it), else this file's parent's parent."""
+    env = os.environ.get("IMAGEDS_ROOT")
+    return Path(env).resolve() if env else Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    kind: str
+    source: dict[str, Any]
+    output_dir: Path
+    base_dir: Path
+    on_invalid_path: str = "skip"
+    resize: dict[str, Any] = field(default_factory=dict)
+    splits: dict[str, Any] = field(default_factory=dict)
+    verify: dict[str, Any] = field(default_factory=dict)
+    formats: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def source_path(self, key: str, required: bool = True) -> Path | None:
+        """A path option of the source, resolved against the datasets file's base folder."""
+        value = self.source.get(key)
+        if value is None:
+            if required:
+                raise ConfigError(f"dataset {self.name!r} (kind {self.kind}): source.{key} is "
+                                  f"required; add it under datasets[{self.name}].source")
+            return None
+        p = Path(os.path.expanduser(str(value)))
+        return p if p.is_absolute() else (self.base_dir / p)
+
+
+@dataclass(frozen=True)
+class DatasetsFile:
+    path: Path
+    storage_root: Path
+    datasets: tuple[DatasetSpec, ...]
+
+    def get(self, name: str) -> DatasetSpec:
+        for d in self.datasets:
+            if d.name == name:
+                return d
+        raise ConfigError(f"no dataset named {name!r} in {self.path}; "
+                          f"declared: {', '.join(d.name for d in self.datasets)}")
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}: {value!r}")
+    return dict(value)
+
+
+def parse_datasets(doc: Any, path: Path, base_dir: Path | None = None) -> DatasetsFile:
+    where = str(path)
+    if not isinstance(doc, dict) or "datasets" not in doc:
+        raise ConfigError(f"{where}: expected a mapping with a 'datasets:' list")
+    base = (base_dir or repo_root()).resolve()
+    storage = Path(str(doc.get("storage_root", "outputs")))
+    storage = storage if storage.is_absolute() else base / storage
+    entries = doc["datasets"]
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{where}: 'datasets' must be a non-empty list")
+    specs: list[DatasetSpec] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(entries):
+        entry = _mapping(entry, f"{where}: datasets[{i}]")
+        name = entry.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ConfigError(f"{where}: datasets[{i}].name {name!r} must start with a letter and "
+                              "hold only letters, digits and underscores (it becomes an asset key)")
+        if name in seen:
+            raise ConfigError(f"{where}: dataset name {name!r} is declared twice")
+        seen.add(name)
+        kind = entry.get("kind")
+        if kind not in SOURCE_KINDS:
+            hint = (" (RecordIO sources arrive with the record-conversion work)"
+                    if kind == "recordio" else "")
+            raise ConfigError(f"{where}: dataset {name!r} has unknown source kind {kind!r}{hint}; "
+                              f"use one of: {', '.join(SOURCE_KINDS)}")
+        unknown = set(entry) - {"name", "kind", "source", "output_dir", "on_invalid_path",
+                                "description", *SECTIONS}
+        if unknown:
+            raise ConfigError(f"{where}: dataset {name!r} has unknown keys {sorted(unknown)}")
+        on_invalid = entry.get("on_invalid_path", "skip")
+        if on_invalid not in ("skip", "error"):
+            raise ConfigError(f"{where}: dataset {name!r}: on_invalid_path must be 'skip' or "
+                              f"'error', got {on_invalid!r}")
+        out = entry.get("output_dir")
+        out_path = (Path(out) if Path(str(out)).is_absolute() else base / str(out)) if out \
+            else storage / name
+        specs.append(DatasetSpec(
+            name=name, kind=kind, source=_mapping(entry.get("source"), f"{name}.source"),
+            output_dir=out_path, base_dir=base, on_invalid_path=on_invalid,
+            description=str(entry.get("description", "")),
+            **{s: _mapping(entry.get(s), f"{name}.{s}") for s in SECTIONS},
+        ))
+    return DatasetsFile(path=path, storage_root=storage, datasets=tuple(specs))
+
+
+def load_datasets(path: str | os.PathLike | None = None) -> DatasetsFile:
+    """Read config/datasets.yaml (or IMAGEDS_DATASETS, or `path`)."""
+    p = Path(path or os.environ.get("IMAGEDS_DATASETS") or repo_root() / "config" / "datasets.yaml")
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"datasets file {p} does not exist; create it (see README, "
+                          "'Declaring a dataset') or set IMAGEDS_DATASETS") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p} is not valid YAML: {exc}") from None
+    return parse_datasets(doc, p)

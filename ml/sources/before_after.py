@@ -1,0 +1,67 @@
+"""Before/after pairs (seed 004): a flat folder of `X_before.jpg` / `X_after.jpg`.
+
+source:
+  root: path/to/stage_data
+  before_suffix: _before          # optional
+  after_suffix: _after            # optional
+  on_unpaired: skip               # a before without its after (or vice versa): skip (reported) | error
+Each pair is one group: a pair never straddles two splits.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+from ml.dataset_spec import DatasetSpec
+from ml.errors import ConfigError, SourceError
+from ml.sources.record import IMAGE_EXTENSIONS, SourceRecord, require_dir, resolve_inside
+
+
+def pair_stems(names: list[str], before: str, after: str) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """Group file names into {stem: {'before': name, 'after': name}}; return (pairs, unpaired)."""
+    pairs: dict[str, dict[str, str]] = {}
+    for name in names:
+        stem, ext = os.path.splitext(name)
+        if ext.lower() not in IMAGE_EXTENSIONS:
+            continue
+        for role, suffix in (("before", before), ("after", after)):
+            if stem.endswith(suffix):
+                pairs.setdefault(stem[: -len(suffix)], {})[role] = name
+    unpaired = [n for s, roles in pairs.items() if len(roles) != 2 for n in roles.values()]
+    return {s: r for s, r in pairs.items() if len(r) == 2}, sorted(unpaired)
+
+
+def read_before_after(spec: DatasetSpec) -> Iterator[SourceRecord]:
+    root = require_dir(spec.source_path("root"), "source.root", spec.name)
+    before = spec.source.get("before_suffix", "_before")
+    after = spec.source.get("after_suffix", "_after")
+    on_unpaired = spec.source.get("on_unpaired", "skip")
+    if on_unpaired not in ("skip", "error"):
+        raise ConfigError(f"dataset {spec.name!r}: source.on_unpaired must be skip or error")
+    names = sorted(e.name for e in os.scandir(root) if not e.name.startswith("."))
+    pairs, unpaired = pair_stems(names, before, after)
+    if unpaired and on_unpaired == "error":
+        raise SourceError(f"dataset {spec.name!r}: {len(unpaired)} image(s) in {root} have no "
+                          f"partner ({', '.join(unpaired[:5])}); add the missing halves or set "
+                          "source.on_unpaired: skip")
+    if not pairs:
+        raise SourceError(f"dataset {spec.name!r}: no '<name>{before}.<ext>' / "
+                          f"'<name>{after}.<ext>' pairs in {root}")
+    index = 0
+    for stem in sorted(pairs):
+        for role in ("before", "after"):
+            name = pairs[stem][role]
+            path, why = resolve_inside(root, name)
+            yield SourceRecord(source_key=name, path=path, label=role, group_id=stem,
+                               group_kind="pair", role=role, index_in_source=index,
+                               invalid_reason=why)
+            index += 1
+
+
+def unpaired_files(spec: DatasetSpec) -> list[str]:
+    root = Path(spec.source_path("root"))
+    names = sorted(e.name for e in os.scandir(root) if not e.name.startswith("."))
+    return pair_stems(names, spec.source.get("before_suffix", "_before"),
+                      spec.source.get("after_suffix", "_after"))[1]

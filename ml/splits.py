@@ -1,0 +1,189 @@
+"""Train/val/test splits: seeded, group-aware, stratified by label, and stable.
+
+Assignment is by a hash of (seed, unit) where the unit is the sample's group when the group must
+stay whole (before/after pairs and object sequences always; identities when asked, as face
+verification needs held-out identities) and the sample itself otherwise. A unit's split depends
+only on its own id and the seed, so adding samples never moves old ones. Every label's samples
+go through the same thresholds, so each class splits at the configured ratios up to sampling
+noise (exact per-class quotas would make a new sample move old ones; we chose stability and
+report the realised per-class counts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml.atomic import atomic_dir, atomic_path
+from ml.errors import ConfigError
+
+ALWAYS_GROUPED = ("pair", "sequence")
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    ratios: tuple[float, ...] = (0.80, 0.12, 0.08)     # seed 004's 80/12/8
+    names: tuple[str, ...] = ("train", "val", "test")
+    seed: int = 0
+    group_identities: bool = False                     # keep each identity inside one split
+    link_tree: bool = False                            # also build an ImageFolder tree of hard links
+
+    def __post_init__(self):
+        if len(self.ratios) != len(self.names) or not self.names:
+            raise ConfigError(f"splits: {len(self.ratios)} ratios for {len(self.names)} names "
+                              f"{list(self.names)}; give one ratio per split")
+        if any(r < 0 for r in self.ratios) or abs(sum(self.ratios) - 1.0) > 1e-6:
+            raise ConfigError(f"splits: ratios {list(self.ratios)} must be >= 0 and sum to 1")
+        if len(set(self.names)) != len(self.names):
+            raise ConfigError(f"splits: names {list(self.names)} must be distinct")
+
+    @classmethod
+    def from_options(cls, options: dict) -> "SplitSpec":
+        known = {"ratios", "names", "seed", "group_identities", "link_tree"}
+        unknown = set(options) - known
+        if unknown:
+            raise ConfigError(f"splits: unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
+        kw = dict(options)
+        for k in ("ratios", "names"):
+            if k in kw:
+                kw[k] = tuple(kw[k])
+        return cls(**kw)
+
+
+def unit_hash(seed: int, unit: str) -> float:
+    """Uniform in [0, 1), from sha256 of seed and unit id: identical on every machine."""
+    digest = hashlib.sha256(f"{seed}\x00{unit}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+
+
+def split_units(frame: pd.DataFrame, spec: SplitSpec) -> pd.Series:
+    """The unit each sample is assigned with: its group when grouped, else itself."""
+    grouped = frame["group_kind"].isin(ALWAYS_GROUPED)
+    if spec.group_identities:
+        grouped |= frame["group_kind"].eq("identity")
+    return frame["group_id"].where(grouped, frame["sample_id"])
+
+
+def assign_splits(frame: pd.DataFrame, spec: SplitSpec) -> pd.Series:
+    """Split name per row (index aligned with `frame`)."""
+    units = split_units(frame, spec)
+    edges = np.cumsum(spec.ratios)[:-1]
+    cache: dict[str, str] = {}
+    names = np.array(spec.names)
+
+    def split_of(unit: str) -> str:
+        if unit not in cache:
+            cache[unit] = str(names[int(np.searchsorted(edges, unit_hash(spec.seed, unit),
+                                                        side="right"))])
+        return cache[unit]
+
+    return units.map(split_of).rename("split")
+
+
+def split_counts(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """{split: {label: count}} for metadata and the class-balance histogram."""
+    table = frame.groupby(["split", "label"]).size()
+    out: dict[str, dict[str, int]] = {}
+    for (split, label), n in table.items():
+        out.setdefault(str(split), {})[str(label)] = int(n)
+    return out
+
+
+def write_manifests(frame: pd.DataFrame, out_dir: Path, spec: SplitSpec) -> dict[str, Path]:
+    """One Parquet manifest per split, each written atomically."""
+    paths = {}
+    for name in spec.names:
+        path = Path(out_dir) / f"{name}.parquet"
+        with atomic_path(path) as tmp:
+            frame.loc[frame["split"] == name].reset_index(drop=True).to_parquet(tmp, index=False)
+        paths[name] = path
+    return paths
+
+
+def _link_or_copy(src: str, dst: Path) -> str:
+    try:
+        os.link(src, dst)
+        return "link"
+    except OSError:
+        import shutil
+        shutil.copy2(src, dst)
+        return "copy"
+
+
+def build_link_tree(frame: pd.DataFrame, tree_dir: Path, file_column: str = "file") -> dict[str, int]:
+    """ImageFolder layout `<split>/<label>/<name>` of hard links (copies where links fail)
+    to the files in `file_column`. Built in a temporary sibling and swapped in whole."""
+    counts = {"link": 0, "copy": 0}
+    with atomic_dir(tree_dir) as tmp:
+        used: set[Path] = set()
+        for row in frame.itertuples(index=False):
+            src = getattr(row, file_column)
+            label = row.label or "unlabeled"
+            dst = tmp / row.split / label / Path(src).name
+            if dst in used:   # same file name twice in one class folder: keep both
+                dst = dst.with_name(f"{row.sample_id}_{dst.name}")
+            used.add(dst)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            counts[_link_or_copy(src, dst)] += 1
+    return counts
+
+
+def class_balance_png(counts: dict[str, dict[str, int]], max_labels: int = 40) -> bytes:
+    """A grouped bar chart of samples per class and split (top classes when there are many)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    totals: dict[str, int] = {}
+    for per in counts.values():
+        for label, n in per.items():
+            totals[label] = totals.get(label, 0) + n
+    labels = sorted(totals, key=lambda l: (-totals[l], l))[:max_labels]
+    splits = list(counts)
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(labels) + 2), 3.6), dpi=100)
+    width = 0.8 / max(1, len(splits))
+    x = np.arange(len(labels))
+    for i, split in enumerate(splits):
+        ax.bar(x + i * width, [counts[split].get(l, 0) for l in labels], width, label=split)
+    ax.set_xticks(x + 0.4 - width / 2)
+    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("samples")
+    title = "class balance per split"
+    if len(totals) > max_labels:
+        title += f" (top {max_labels} of {len(totals)} classes)"
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def thumbnail_grid(files: list[str], captions: list[str], cell: int = 64, columns: int = 8) -> bytes:
+    """A small PNG grid of thumbnails with captions (for the asset's markdown)."""
+    from PIL import Image, ImageDraw
+
+    from ml.imageio import load_rgb
+
+    rows = max(1, -(-len(files) // columns))
+    grid = Image.new("RGB", (columns * cell, rows * (cell + 12)), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    for i, (f, cap) in enumerate(zip(files, captions)):
+        x, y = (i % columns) * cell, (i // columns) * (cell + 12)
+        try:
+            img = load_rgb(f, draft_size=(cell, cell))
+            img.thumbnail((cell, cell))
+            grid.paste(img, (x + (cell - img.width) // 2, y + (cell - img.height) // 2))
+        except Exception as exc:  # a thumbnail must never fail the asset
+            draw.text((x + 2, y + 2), type(exc).__name__[:10], fill=(200, 0, 0))
+        draw.text((x + 2, y + cell), cap[:10], fill=(0, 0, 0))
+    buf = io.BytesIO()
+    grid.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()

@@ -1,0 +1,183 @@
+"""Catalog sources: every kind, the golden label files, and every bad input of the issue."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml.catalog import build_catalog, sample_id_for, usable
+from ml.dataset_spec import load_datasets, parse_datasets
+from ml.errors import ConfigError, PathEscapeError, SourceError
+
+
+def spec_for(tmp_path, kind, source, **extra):
+    doc = {"datasets": [{"name": "d", "kind": kind, "source": source, **extra}]}
+    return parse_datasets(doc, tmp_path / "datasets.yaml", base_dir=tmp_path).datasets[0]
+
+
+def jpeg(path: Path, size=(40, 30), colour=(200, 100, 50)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path, "JPEG")
+    return path
+
+
+def test_image_folder_labels_ids_and_sizes(tmp_path):
+    for cls in ("cat", "dog"):
+        for i in range(3):
+            jpeg(tmp_path / "root" / cls / f"{i}.jpg", size=(40 + i, 30))
+    (tmp_path / "root" / "notes.txt").write_text("ignored")
+    spec = spec_for(tmp_path, "image_folder", {"root": "root"})
+    frame = build_catalog(spec).frame
+    assert len(frame) == 6
+    assert sorted(frame["label"].unique()) == ["cat", "dog"]
+    assert set(frame["label_index"]) == {0, 1}
+    assert (frame["status"] == "ok").all() and frame["width"].min() == 40
+    assert frame["bytes"].min() > 0
+    # ids are stable: they depend on the identifier only, not on where the dataset lives
+    assert frame.loc[0, "sample_id"] == sample_id_for("cat/0.jpg")
+    moved = tmp_path / "elsewhere"
+    os.rename(tmp_path / "root", moved)
+    frame2 = build_catalog(spec_for(tmp_path, "image_folder", {"root": str(moved)})).frame
+    assert frame2["sample_id"].tolist() == frame["sample_id"].tolist()
+
+
+def test_identity_folders_group_by_identity(tmp_path):
+    jpeg(tmp_path / "root" / "id_1" / "a.jpg")
+    spec = spec_for(tmp_path, "image_folder", {"root": "root", "labels_are": "identity"})
+    row = build_catalog(spec).frame.iloc[0]
+    assert row["group_id"] == "id_1" and row["group_kind"] == "identity"
+
+
+def test_before_after_pairs_are_groups_and_unpaired_reported(tmp_path):
+    for stem in ("0000", "0001"):
+        jpeg(tmp_path / "pairs" / f"{stem}_before.jpg")
+        jpeg(tmp_path / "pairs" / f"{stem}_after.jpg")
+    jpeg(tmp_path / "pairs" / "0002_before.jpg")       # its partner is missing
+    frame = build_catalog(spec_for(tmp_path, "before_after", {"root": "pairs"})).frame
+    assert len(frame) == 4
+    assert set(frame["group_kind"]) == {"pair"}
+    assert frame.groupby("group_id")["role"].apply(sorted).tolist() == [["after", "before"]] * 2
+    with pytest.raises(SourceError, match="0002_before.jpg"):
+        build_catalog(spec_for(tmp_path, "before_after",
+                               {"root": "pairs", "on_unpaired": "error"}))
+
+
+def test_golden_hybrid_missing_used_subset_and_label_keys(golden):
+    src = {"labels_file": str(golden / "hdf5/hybrid_labels.h5"),
+           "images_dir": str(golden / "hdf5/hybrid_images"), "label_key": "labels/gender",
+           "require_labels": ["labels/age"]}
+    frame = build_catalog(spec_for(Path("/"), "hybrid", src)).frame
+    expected = json.loads((golden / "hdf5/expected.json").read_text())["hybrid_labels.h5"]
+    assert frame["source_key"].tolist() == [i + ".jpg" for i in expected["image_ids"]]
+    missing = frame.loc[frame["status"] == "missing", "source_key"].str[:-4].tolist()
+    assert missing == expected["missing"]
+    unused = frame.loc[~frame["used"], "source_key"].str[:-4].tolist()
+    assert unused == expected["null_age"]           # NaN age excludes, as seed 000's PARTIAL does
+    assert frame.loc[frame["status"] == "missing", "index_in_source"].tolist() == [3, 11]
+
+
+def test_hybrid_without_named_dataset_names_what_exists(golden):
+    src = {"labels_file": str(golden / "hdf5/hybrid_labels.h5"),
+           "images_dir": str(golden / "hdf5/hybrid_images"), "label_key": "labels/identity"}
+    with pytest.raises(SourceError, match=r"no dataset 'labels/identity'.*labels/age"):
+        build_catalog(spec_for(Path("/"), "hybrid", src))
+
+
+def test_golden_inat_labels_and_missing(golden):
+    src = {"annotations": str(golden / "inat/train2017.json"), "images_dir": str(golden / "inat")}
+    frame = build_catalog(spec_for(Path("/"), "coco", src)).frame
+    expected = json.loads((golden / "inat/expected.json").read_text())
+    assert frame.loc[frame["status"] == "missing", "source_key"].tolist() == expected["missing"]
+    assert set(frame["supercategory"]) == {"Plantae", "Aves"}
+    assert frame["label"].value_counts().to_dict() == {"Corvus corax": 3, "Yucca schidigera": 2}
+
+
+def test_golden_h5_store_sequences(golden):
+    frame = build_catalog(spec_for(Path("/"), "h5_store",
+                                   {"file": str(golden / "hdf5/sequences.h5")})).frame
+    assert len(frame) == 20 and (frame["status"] == "ok").all()
+    assert frame["group_id"].nunique() == 4
+    assert frame.groupby("group_id")["frame_index"].apply(list).iloc[0] == [0, 1, 2, 3, 4]
+
+
+def _hybrid_with_ids(tmp_path, ids):
+    images = tmp_path / "images"
+    jpeg(images / "ok.jpg")
+    outside = jpeg(tmp_path / "secret" / "x.jpg")
+    os.symlink(outside, images / "link.jpg")
+    with h5py.File(tmp_path / "labels.h5", "w") as h5:
+        h5["image_ids"] = np.array(ids, dtype=object).astype("S")
+    return {"labels_file": "labels.h5", "images_dir": "images", "extension": ".jpg"}
+
+
+def test_identifiers_escaping_the_root_are_skipped_and_never_opened(tmp_path, monkeypatch):
+    src = _hybrid_with_ids(tmp_path, ["ok", "../secret/x", str(tmp_path / "secret" / "x"), "link"])
+    opened = []
+    import ml.catalog as catalog_mod
+    real = catalog_mod._file_header
+    monkeypatch.setattr(catalog_mod, "_file_header", lambda p: opened.append(p) or real(p))
+    result = build_catalog(spec_for(tmp_path, "hybrid", src))
+    frame = result.frame.set_index("source_key")
+    assert frame.loc["ok.jpg", "status"] == "ok"
+    for bad in ("../secret/x.jpg", str(tmp_path / "secret" / "x") + ".jpg", "link.jpg"):
+        assert frame.loc[bad, "status"] == "invalid_path"
+    assert len(result.invalid) == 3
+    assert not any("secret" in p or p.endswith("link.jpg") for p in opened)
+    with pytest.raises(PathEscapeError, match="3 identifier"):
+        build_catalog(spec_for(tmp_path, "hybrid", src, on_invalid_path="error"))
+
+
+def test_undecodable_header_is_reported_not_raised(golden):
+    # golden/ as an image folder: its images/ subfolder is one class of awkward files
+    spec = spec_for(Path("/"), "image_folder", {"root": str(golden)})
+    frame = build_catalog(spec).frame
+    by_name = frame.set_index(frame["source_key"])
+    assert by_name.loc["images/not_an_image.jpg", "status"] == "unreadable"
+    assert by_name.loc["images/not_an_image.jpg", "reason"] == "not an image"
+    assert by_name.loc["images/bomb_30000x30000.png", "reason"] == "decompression bomb"
+    assert by_name.loc["images/zero_bytes.jpg", "reason"] == "empty"
+    assert by_name.loc["images/ok.jpg", "status"] == "ok"
+    assert len(usable(frame)) == int((frame["status"] == "ok").sum())
+
+
+@pytest.mark.parametrize("doc, match", [
+    ({"datasets": [{"name": "x", "kind": "parquet_lake", "source": {}}]}, "unknown source kind 'parquet_lake'"),
+    ({"datasets": [{"name": "x", "kind": "recordio", "source": {}}]}, "RecordIO"),
+    ({"datasets": [{"name": "9x", "kind": "coco", "source": {}}]}, "must start with a letter"),
+    ({"datasets": []}, "non-empty list"),
+    ({"datasets": [{"name": "x", "kind": "coco", "sourc": {}}]}, "unknown keys"),
+])
+def test_bad_declarations_are_config_errors(tmp_path, doc, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_datasets(doc, tmp_path / "datasets.yaml")
+
+
+def test_missing_root_and_empty_dataset(tmp_path):
+    with pytest.raises(SourceError, match=r"source.root .*nowhere does not exist"):
+        build_catalog(spec_for(tmp_path, "image_folder", {"root": "nowhere"}))
+    (tmp_path / "empty" / "cls").mkdir(parents=True)
+    with pytest.raises(SourceError, match="declares no images"):
+        build_catalog(spec_for(tmp_path, "image_folder", {"root": "empty"}))
+    with pytest.raises(ConfigError, match="source.annotations is required"):
+        build_catalog(spec_for(tmp_path, "coco", {"images_dir": "empty"}))
+
+
+def test_bad_json_and_non_hdf5_label_files(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "a.json").write_text("{not json")
+    with pytest.raises(SourceError, match=r"a.json is not valid JSON \(line 1"):
+        build_catalog(spec_for(tmp_path, "coco", {"annotations": "a.json", "images_dir": "imgs"}))
+    (tmp_path / "labels.h5").write_text("plain text")
+    with pytest.raises(SourceError, match="cannot open .*labels.h5 as HDF5"):
+        build_catalog(spec_for(tmp_path, "hybrid", {"labels_file": "labels.h5", "images_dir": "imgs"}))
+
+
+def test_repo_datasets_file_declares_every_sample_kind():
+    kinds = {d.kind for d in load_datasets().datasets}
+    assert kinds == {"hybrid", "before_after", "h5_store", "coco"}

@@ -1,0 +1,95 @@
+"""Splits: ratios, stability under added samples, group integrity, stratification, link tree."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.errors import ConfigError
+from ml.splits import SplitSpec, assign_splits, build_link_tree, split_counts, write_manifests
+
+
+def frame_of(n_labels=10, per_label=100, group_kind="none", group_size=1):
+    rows = []
+    for l in range(n_labels):
+        for i in range(per_label):
+            sid = f"s{l}_{i}"
+            rows.append({"sample_id": sid, "label": f"c{l}",
+                         "group_id": f"g{l}_{i // group_size}" if group_kind != "none" else sid,
+                         "group_kind": group_kind})
+    return pd.DataFrame(rows)
+
+
+def test_default_ratios_are_seed_004s_and_per_class():
+    f = frame_of()
+    f["split"] = assign_splits(f, SplitSpec())
+    share = f["split"].value_counts(normalize=True)
+    assert share["train"] == pytest.approx(0.80, abs=0.03)
+    assert share["val"] == pytest.approx(0.12, abs=0.03)
+    assert share["test"] == pytest.approx(0.08, abs=0.03)
+    per_class = f.groupby("label")["split"].apply(lambda s: (s == "train").mean())
+    assert per_class.between(0.65, 0.95).all()       # every class is split, not whole classes
+
+
+def test_adding_samples_never_moves_old_ones():
+    f = frame_of(per_label=50)
+    before = assign_splits(f, SplitSpec(seed=7))
+    bigger = pd.concat([f, frame_of(per_label=80).iloc[::3].assign(
+        sample_id=lambda d: "new_" + d["sample_id"])], ignore_index=True)
+    after = assign_splits(bigger, SplitSpec(seed=7))
+    assert (after.iloc[: len(f)].to_numpy() == before.to_numpy()).all()
+
+
+def test_seed_changes_assignment_deterministically():
+    f = frame_of(per_label=50)
+    a, b = assign_splits(f, SplitSpec(seed=1)), assign_splits(f, SplitSpec(seed=2))
+    assert (a == assign_splits(f, SplitSpec(seed=1))).all() and (a != b).any()
+
+
+@pytest.mark.parametrize("kind", ["pair", "sequence"])
+def test_pairs_and_sequences_never_straddle(kind):
+    f = frame_of(group_kind=kind, group_size=5)
+    f["split"] = assign_splits(f, SplitSpec())
+    assert f.groupby("group_id")["split"].nunique().max() == 1
+
+
+def test_identities_grouped_only_when_asked():
+    f = frame_of(n_labels=60, per_label=8, group_kind="identity", group_size=8)
+    loose = assign_splits(f, SplitSpec())
+    assert f.assign(s=loose).groupby("group_id")["s"].nunique().max() > 1
+    tight = assign_splits(f, SplitSpec(group_identities=True))
+    grouped = f.assign(s=tight).groupby("group_id")["s"].nunique()
+    assert grouped.max() == 1
+    assert set(tight) == {"train", "val", "test"}
+
+
+@pytest.mark.parametrize("opts", [{"ratios": [0.5, 0.6, 0.1]}, {"ratios": [0.5, 0.5]},
+                                  {"ratios": [-0.1, 1.0, 0.1]}, {"shuffle": True}])
+def test_bad_split_options(opts):
+    with pytest.raises(ConfigError):
+        SplitSpec.from_options(opts)
+
+
+def test_manifests_and_link_tree(tmp_path):
+    files = []
+    for i in range(20):
+        p = tmp_path / "resized" / f"{i}.jpg"
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(b"x" * (i + 1))
+        files.append(str(p))
+    f = frame_of(n_labels=2, per_label=10).assign(file=files)
+    f["split"] = assign_splits(f, SplitSpec())
+    paths = write_manifests(f, tmp_path / "splits", SplitSpec())
+    total = sum(len(pd.read_parquet(p)) for p in paths.values())
+    assert total == 20
+    counts = build_link_tree(f, tmp_path / "splits" / "tree")
+    assert counts["link"] + counts["copy"] == 20
+    linked = list((tmp_path / "splits" / "tree").rglob("*.jpg"))
+    assert len(linked) == 20
+    one = f.iloc[0]
+    target = tmp_path / "splits" / "tree" / one["split"] / one["label"] / "0.jpg"
+    assert os.path.samefile(target, one["file"])            # a hard link, not a copy
+    assert split_counts(f)["train"]["c0"] == int(((f["split"] == "train") & (f["label"] == "c0")).sum())
