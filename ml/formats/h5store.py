@@ -1,0 +1,320 @@
+"""HDF5 image store (seed 001, solo-learn layout) with sequence metadata, and its reader.
+
+Layout (readable by solo-learn's H5 dataset and by h5py alone):
+- `/<class>/<object>_<frame:03d>.<ext>`: one 1-D uint8 dataset per image holding the encoded
+  file bytes (JPEG/PNG) unchanged, contiguous, uncompressed (as golden sequences.h5).
+- `/_meta` (written by write_h5_store; optional for readers): one row per image, sorted by
+  (class, object, frame) so each sequence's frames are contiguous:
+    key       vlen UTF-8 str  (n,)    member name, e.g. "bottle/obj0_003.jpg"
+    class     int32 (n,)              index into classes
+    sequence  int32 (n,)              index into sequences
+    frame     int32 (n,)              frame number parsed from the name (-1 if none)
+    sha256    S64 (n,)                hex sha256 of the member's bytes
+    nbytes    int64 (n,)              member size in bytes
+    classes   vlen UTF-8 str  (C,)    sorted class names
+    sequences vlen UTF-8 str  (S,)    "class/object", in (class, object) order
+    sequence_start int64 (S+1,)       rows of sequence s are sequence_start[s]:sequence_start[s+1]
+  attributes format="imageds.h5store", version=1. Top-level names starting with "_" are never
+  classes.
+Without `/_meta` (e.g. files written by other tools) the index is inferred from the member
+names; there are no stored checksums then.
+
+Reading is seed 001 done right: no retries, no SWMR, no dummy samples. H5StoreReader opens the
+file lazily, read-only, once per process and thread: the handle is remembered with os.getpid()
+in a threading.local, so a forked DataLoader worker or another thread opens its own handle and
+never uses one inherited from the parent. A missing member or unreadable file is a FormatError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sized
+
+import h5py
+import numpy as np
+
+from ml.atomic import atomic_path
+from ml.errors import DatasetError, FormatError
+from ml.progress import Progress
+
+META_GROUP = "_meta"
+FORMAT_NAME = "imageds.h5store"
+FORMAT_VERSION = 1
+MEMBER_RE = re.compile(r"^(?P<object>.+)_(?P<frame>\d+)\.(?P<ext>[A-Za-z0-9]+)$")
+NAME_RE = re.compile(r"^[^/\x00]+$")
+_STR = h5py.string_dtype("utf-8")
+
+
+@dataclass(frozen=True)
+class H5Item:
+    """One image to store: its class, object (sequence) and frame, and its encoded bytes."""
+
+    class_name: str
+    object_id: str
+    frame: int
+    data: bytes
+    ext: str = "jpg"
+
+    @property
+    def key(self) -> str:
+        return member_key(self.class_name, self.object_id, self.frame, self.ext)
+
+
+def member_key(class_name: str, object_id: str, frame: int, ext: str = "jpg") -> str:
+    """The solo-learn member name `<class>/<object>_<frame:03d>.<ext>`."""
+    return f"{class_name}/{object_id}_{frame:03d}.{ext}"
+
+
+def parse_member_key(key: str) -> tuple[str, str, int]:
+    """(class, sequence "class/object", frame) from a member name; frame -1 if it has none."""
+    class_name, name = posixpath.split(key)
+    m = MEMBER_RE.match(name)
+    obj, frame = (m["object"], int(m["frame"])) if m else (posixpath.splitext(name)[0], -1)
+    return class_name, f"{class_name}/{obj}" if class_name else obj, frame
+
+
+@dataclass(frozen=True)
+class H5StoreIndex:
+    """Every image of a store in (class, sequence, frame) order, with sequence boundaries."""
+
+    path: Path
+    keys: list[str]
+    classes: list[str]
+    class_index: np.ndarray      # (n,) int32
+    sequences: list[str]
+    sequence: np.ndarray         # (n,) int32
+    frame: np.ndarray            # (n,) int32
+    sequence_start: np.ndarray   # (S+1,) int64
+    sha256: list[str] | None     # from /_meta; None when inferred from names
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def sequence_rows(self, s: int) -> range:
+        """Rows (sample indices) of sequence s, in frame order."""
+        return range(int(self.sequence_start[s]), int(self.sequence_start[s + 1]))
+
+
+@dataclass(frozen=True)
+class H5StoreSummary:
+    """What write_h5_store wrote."""
+
+    path: Path
+    items: int
+    sequences: int
+    classes: int
+    payload_bytes: int
+    file_bytes: int
+
+
+# ----------------------------------------------------------------------------------- writing
+
+def _check_item(item: H5Item, seen: set[str]) -> str:
+    for what, value in (("class", item.class_name), ("object", item.object_id)):
+        if not isinstance(value, str) or not NAME_RE.match(value):
+            raise DatasetError(f"h5 store item {value!r}: {what} name must be non-empty text "
+                               "without '/'")
+    if item.class_name.startswith("_"):
+        raise DatasetError(f"h5 store class {item.class_name!r}: names starting with '_' are "
+                           "reserved for store metadata; rename the class")
+    if not re.fullmatch(r"[A-Za-z0-9]+", item.ext) or not 0 <= item.frame < 2**31:
+        raise DatasetError(f"h5 store item {item.key!r}: extension must be alphanumeric and "
+                           "frame a non-negative int32")
+    if not item.data:
+        raise DatasetError(f"h5 store item {item.key!r}: no image bytes")
+    key = item.key
+    if key in seen:
+        raise DatasetError(f"h5 store item {key!r} given twice; each (class, object, frame) "
+                           "must be unique")
+    seen.add(key)
+    return key
+
+
+def write_h5_store(path: str | os.PathLike, items: Iterable[H5Item], *,
+                   total: int | None = None,
+                   emit: Callable[[str], None] | None = None) -> H5StoreSummary:
+    """Write items (streamed one at a time) as a solo-learn HDF5 store with `/_meta`, atomically."""
+    path = Path(path)
+    if total is None and isinstance(items, Sized):
+        total = len(items)
+    progress = Progress(total or 0, "h5 store images", emit=emit)
+    rows: list[tuple[str, str, int, str, str, int]] = []
+    seen: set[str] = set()
+    try:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+            for item in items:
+                key = _check_item(item, seen)
+                h5.create_dataset(key, data=np.frombuffer(bytes(item.data), np.uint8))
+                rows.append((item.class_name, item.object_id, item.frame, key,
+                             hashlib.sha256(item.data).hexdigest(), len(item.data)))
+                progress.advance()
+            _write_meta(h5, sorted(rows))
+    except OSError as exc:
+        raise DatasetError(f"{path}: writing the HDF5 store failed ({exc})") from None
+    progress.finish()
+    return H5StoreSummary(path, len(rows), len({(r[0], r[1]) for r in rows}),
+                          len({r[0] for r in rows}), sum(r[5] for r in rows),
+                          path.stat().st_size)
+
+
+def _write_meta(h5: h5py.File, rows: list[tuple[str, str, int, str, str, int]]) -> None:
+    classes = sorted({r[0] for r in rows})
+    sequences = list(dict.fromkeys(f"{r[0]}/{r[1]}" for r in rows))   # rows are sorted
+    class_id = {c: i for i, c in enumerate(classes)}
+    seq_id = {s: i for i, s in enumerate(sequences)}
+    sequence = np.array([seq_id[f"{r[0]}/{r[1]}"] for r in rows], np.int32)
+    meta = h5.create_group(META_GROUP)
+    meta.attrs["format"] = FORMAT_NAME
+    meta.attrs["version"] = FORMAT_VERSION
+    meta.create_dataset("key", data=[r[3] for r in rows], dtype=_STR)
+    meta.create_dataset("class", data=np.array([class_id[r[0]] for r in rows], np.int32))
+    meta.create_dataset("sequence", data=sequence)
+    meta.create_dataset("frame", data=np.array([r[2] for r in rows], np.int32))
+    meta.create_dataset("sha256", data=np.array([r[4] for r in rows], "S64"))
+    meta.create_dataset("nbytes", data=np.array([r[5] for r in rows], np.int64))
+    meta.create_dataset("classes", data=classes, dtype=_STR)
+    meta.create_dataset("sequences", data=sequences, dtype=_STR)
+    meta.create_dataset("sequence_start", data=_starts(sequence, len(sequences)))
+
+
+def _starts(sequence: np.ndarray, n_sequences: int) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(np.bincount(sequence, minlength=n_sequences))]
+                          ).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------- reading
+
+def _open_h5(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except FileNotFoundError:
+        raise FormatError(path, None, "no such HDF5 store") from None
+    except OSError as exc:
+        raise FormatError(path, None, f"not a readable HDF5 file ({exc})") from None
+
+
+def index_h5_store(path: str | os.PathLike) -> H5StoreIndex:
+    """List a store's images from `/_meta`, or from the member names when it is absent."""
+    path = Path(path)
+    with _open_h5(path) as h5:
+        try:
+            if META_GROUP in h5:
+                return _index_from_meta(path, h5[META_GROUP])
+            return _index_from_names(path, h5)
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise FormatError(path, None, f"cannot read the store's index ({exc})") from None
+
+
+def _index_from_meta(path: Path, meta: h5py.Group) -> H5StoreIndex:
+    keys = list(meta["key"].asstr()[()])
+    classes = list(meta["classes"].asstr()[()])
+    sequences = list(meta["sequences"].asstr()[()])
+    class_index, sequence, frame = (meta[k][()].astype(np.int32) for k in
+                                    ("class", "sequence", "frame"))
+    sha = [s.decode("ascii") for s in meta["sha256"][()]]
+    starts = meta["sequence_start"][()].astype(np.int64)
+    n = len(keys)
+    consistent = (len(class_index) == len(sequence) == len(frame) == len(sha) == n
+                  and (n == 0 or (0 <= class_index.min() and class_index.max() < len(classes)
+                                  and 0 <= sequence.min() and sequence.max() < len(sequences)))
+                  and np.array_equal(starts, _starts(sequence, len(sequences)))
+                  and bool(np.all(np.diff(sequence) >= 0)))
+    if not consistent:
+        raise FormatError(path, None, f"/{META_GROUP} arrays disagree with each other (lengths, "
+                          "index ranges or sequence order); rewrite the store")
+    return H5StoreIndex(path, keys, classes, class_index, sequences, sequence, frame, starts, sha)
+
+
+def _image_members(h5: h5py.File) -> list[str]:
+    keys: list[str] = []
+
+    def visit(name: str, obj: object) -> None:
+        if (isinstance(obj, h5py.Dataset) and obj.dtype == np.uint8 and obj.ndim == 1
+                and not name.split("/", 1)[0].startswith("_")):
+            keys.append(name)
+
+    h5.visititems(visit)
+    return keys
+
+
+def _index_from_names(path: Path, h5: h5py.File) -> H5StoreIndex:
+    parsed = sorted((*parse_member_key(k), k) for k in _image_members(h5))
+    classes = sorted({p[0] for p in parsed})
+    sequences = list(dict.fromkeys(p[1] for p in parsed))
+    class_id = {c: i for i, c in enumerate(classes)}
+    seq_id = {s: i for i, s in enumerate(sequences)}
+    sequence = np.array([seq_id[p[1]] for p in parsed], np.int32)
+    return H5StoreIndex(
+        path, [p[3] for p in parsed], classes,
+        np.array([class_id[p[0]] for p in parsed], np.int32), sequences, sequence,
+        np.array([p[2] for p in parsed], np.int32), _starts(sequence, len(sequences)), None)
+
+
+class H5StoreReader:
+    """Reads members of one store; one lazily opened read-only handle per process and thread."""
+
+    def __init__(self, path: str | os.PathLike, index: H5StoreIndex | None = None):
+        self.path = Path(path)
+        self.index = index if index is not None else index_h5_store(self.path)
+        self._local = threading.local()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_local"]          # handles never travel to another process
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    def handle(self) -> h5py.File:
+        """This process's and thread's handle, opened on first use (again after a fork)."""
+        local, pid = self._local, os.getpid()
+        if getattr(local, "pid", None) != pid:
+            local.file = _open_h5(self.path)   # an inherited handle is dropped, never used
+            local.pid = pid
+        return local.file
+
+    def read(self, i: int) -> np.ndarray:
+        """The encoded bytes of sample i as a 1-D uint8 array."""
+        key = self.index.keys[i]
+        try:
+            data = self.handle()[key][()]
+        except KeyError:
+            raise FormatError(self.path, None, f"member {key!r} listed in the index is missing; "
+                              "the store changed after it was indexed") from None
+        except OSError as exc:
+            raise FormatError(self.path, None, f"cannot read member {key!r} ({exc})") from None
+        if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 1):
+            raise FormatError(self.path, None, f"member {key!r} is not a 1-D uint8 dataset")
+        return data
+
+    def close(self) -> None:
+        """Close this thread's handle (if this process opened it)."""
+        local = self._local
+        if getattr(local, "pid", None) == os.getpid():
+            local.file.close()
+        local.__dict__.clear()
+
+
+class H5StoreBytesDataset:
+    """A map-style dataset of (encoded bytes as a uint8 array, index): DataLoader-ready, picklable
+    for spawn workers, decoding left to later stages."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.reader = H5StoreReader(path)
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return self.reader.read(i), i
