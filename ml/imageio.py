@@ -169,7 +169,8 @@ def _scale_16bit(img: Image.Image) -> Image.Image:
 def to_rgb(img: Image.Image, fill: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     """Correct RGB from any mode: EXIF orientation applied, alpha composited over `fill`,
     palettes with a transparent index handled, CMYK converted, 16-bit scaled."""
-    img = ImageOps.exif_transpose(img) or img
+    if _exif_orientation(img) != 1:   # exif_transpose copies the whole image even when upright
+        img = ImageOps.exif_transpose(img) or img
     mode = img.mode
     if mode == "RGB":
         return img
