@@ -23,7 +23,8 @@ def corrupted(draw: st.DrawFn, data: bytes, hot: Sequence[int] = ()) -> bytes:
     anywhere = st.integers(0, len(data) - 1)
     near_hot = (st.tuples(st.sampled_from(list(hot)), st.integers(0, 9))
                 .map(lambda t: min(t[0] + t[1], len(data) - 1)))
-    for _ in range(draw(st.integers(1, 3))):
-        offset = draw(st.one_of(anywhere, near_hot) if hot else anywhere)
+    offsets = draw(st.lists(st.one_of(anywhere, near_hot) if hot else anywhere,
+                            min_size=1, max_size=3, unique=True))
+    for offset in offsets:     # distinct offsets: two flips can never cancel out
         out[offset] ^= draw(st.integers(1, 255))
     return bytes(out)
