@@ -1,0 +1,142 @@
+"""The checksum registry: what each image looked like the first time verification saw it.
+
+A garbled JPEG often still decodes, so decoding alone cannot tell that a file changed under the
+dataset. The registry remembers, per identifier, the file's size, mtime (ns), sha256 and when it
+was first seen; a later verification compares against it. It is a small SQLite file (one table,
+every write in one transaction) kept beside the pipeline's other artifacts, never in the images
+folder. One process writes it at a time; a concurrent writer waits on SQLite's lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ml.errors import ConfigError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS checksums (
+    identifier TEXT PRIMARY KEY,
+    size       INTEGER NOT NULL,
+    mtime_ns   INTEGER,              -- NULL for members of a container (HDF5 keys have no mtime)
+    sha256     TEXT NOT NULL,
+    first_seen TEXT NOT NULL
+)
+"""
+_BATCH = 900  # stay under SQLite's limit on host parameters per statement
+
+
+@dataclass(frozen=True)
+class ChecksumEntry:
+    """One identifier's recorded state: its bytes' size, mtime (ns), sha256, and first sighting."""
+
+    identifier: str
+    size: int
+    mtime_ns: int | None
+    sha256: str
+    first_seen: str
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def now_text() -> str:
+    """Local time as 'YYYY-MM-DD HH:MM:SS' (the verification report's timestamp format)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def stat_difference(recorded: ChecksumEntry, size: int, mtime_ns: int | None) -> str:
+    """'' when size and mtime match the record, else a sentence saying what differs."""
+    parts = []
+    if size != recorded.size:
+        parts.append(f"size {recorded.size} -> {size} bytes")
+    if recorded.mtime_ns is not None and mtime_ns is not None and mtime_ns != recorded.mtime_ns:
+        parts.append("modification time differs")
+    return ", ".join(parts)
+
+
+def content_difference(recorded: ChecksumEntry, sha256: str) -> str:
+    """'' when the bytes hash as recorded, else a sentence naming both hashes."""
+    if sha256 == recorded.sha256:
+        return ""
+    return (f"sha256 {sha256[:16]}... differs from {recorded.sha256[:16]}... recorded "
+            f"{recorded.first_seen}")
+
+
+class ChecksumRegistry:
+    """SQLite-backed map identifier -> ChecksumEntry. Use as a context manager or call close()."""
+
+    def __init__(self, path: str | Path, *, timeout_s: float = 30.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=timeout_s)
+            with self._db:
+                self._db.execute(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"checksum registry {self.path} cannot be opened as SQLite ({exc}); "
+                              "point checksum_db at a new file or delete the damaged one") from None
+
+    def __enter__(self) -> "ChecksumRegistry":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM checksums").fetchone()[0])
+
+    def get(self, identifier: str) -> ChecksumEntry | None:
+        return self.get_many([identifier]).get(identifier)
+
+    def get_many(self, identifiers: Iterable[str]) -> dict[str, ChecksumEntry]:
+        """Recorded entries for those identifiers that have one."""
+        found: dict[str, ChecksumEntry] = {}
+        for batch in _batches(list(identifiers)):
+            marks = ",".join("?" * len(batch))
+            rows = self._db.execute(
+                f"SELECT identifier, size, mtime_ns, sha256, first_seen FROM checksums "
+                f"WHERE identifier IN ({marks})", batch)
+            found.update((r[0], ChecksumEntry(*r)) for r in rows)
+        return found
+
+    def record(self, entries: Iterable[ChecksumEntry]) -> None:
+        """Insert or replace whole entries (first sightings, accepted changes) in one transaction."""
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO checksums (identifier, size, mtime_ns, sha256, first_seen) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(identifier) DO UPDATE SET size=excluded.size, "
+                "mtime_ns=excluded.mtime_ns, sha256=excluded.sha256, first_seen=excluded.first_seen",
+                [(e.identifier, e.size, e.mtime_ns, e.sha256, e.first_seen) for e in entries])
+
+    def refresh_stats(self, stats: Iterable[tuple[str, int, int | None]]) -> None:
+        """Update size/mtime of (identifier, size, mtime_ns) whose content hashed as recorded
+        (a copy or touch that kept the bytes), so the cheap exists-level check stays quiet."""
+        with self._db:
+            self._db.executemany("UPDATE checksums SET size=?, mtime_ns=? WHERE identifier=?",
+                                 [(size, mtime, ident) for ident, size, mtime in stats])
+
+    def forget(self, identifiers: str | Iterable[str]) -> int:
+        """Drop entries, so the next decode-level verification records those files afresh
+        (accepting a deliberate change). Returns how many entries were removed."""
+        idents = [identifiers] if isinstance(identifiers, str) else list(identifiers)
+        removed = 0
+        with self._db:
+            for batch in _batches(idents):
+                marks = ",".join("?" * len(batch))
+                removed += self._db.execute(
+                    f"DELETE FROM checksums WHERE identifier IN ({marks})", batch).rowcount
+        return removed
+
+
+def _batches(items: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), _BATCH):
+        yield items[start:start + _BATCH]

@@ -1,0 +1,625 @@
+"""Image verification: which declared samples are missing, corrupt or invalid, and may we go on?
+
+Seed 000 checked every image of the label file with one `os.path.exists` per file and gated on
+the whole label file. Here:
+- existence comes from ONE listing per folder (set membership of names, vectorized over the
+  catalog with Arrow) and one key listing per HDF5 container, never a stat per file;
+- the `decode` level really decodes each present image (JPEGs at 1/8 scale through the DCT draft,
+  which still entropy-decodes every byte), because `Image.verify()` passes truncated JPEGs;
+  decompression bombs are refused from the header before any pixel is decoded (ml.imageio);
+- a checksum registry (ml.checksums) records each good file's sha256 the first time it is seen,
+  so a later run catches files that changed or were garbled but still decode;
+- the thresholds gate on the samples the dataset USES; the whole label file is reported beside.
+Verification only reads: it never writes into the images folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import h5py
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ml.atomic import atomic_write_text
+from ml.checksums import (ChecksumEntry, ChecksumRegistry, content_difference, now_text,
+                          sha256_hex, stat_difference)
+from ml.errors import ConfigError, ImageError
+from ml.imageio import CHANGED, DEFAULT_MAX_PIXELS, MISSING, UNSUPPORTED, decode, is_within
+from ml.progress import Progress
+
+LEVELS = ("exists", "decode")
+OK, MISSING_STATUS, CORRUPT, INVALID = "ok", "missing", "corrupt", "invalid"
+STATUSES = (OK, MISSING_STATUS, CORRUPT, INVALID)   # per-row codes 0..3
+INVALID_REASON = "invalid path"
+# Asking for a 1x1 draft makes the JPEG decoder pick its smallest DCT scale (1/8 of each side):
+# every entropy-coded byte is still decoded (so truncation is caught), the IDCT work shrinks 64x.
+SMALLEST_DRAFT = (1, 1)
+LOGGED_EXAMPLES = 10
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """How to verify. Mirrors seed 000's DATA.HYBRID.VERIFY_IMAGES plus `level` and `max_pixels`."""
+
+    enabled: bool = True
+    max_missing_ratio: float = 0.01
+    max_missing_count: int = 100
+    num_workers: int = 8
+    chunk_size: int = 1000
+    log_missing: bool = True
+    report_path: str = "{output_dir}/assets/missing_images_report.json"
+    allow_missing_images: bool = False
+    level: str = "decode"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _check_type(f.name, getattr(self, f.name), f.type)
+        if self.level not in LEVELS:
+            raise ConfigError(f"verify level {self.level!r} is not one of {', '.join(LEVELS)}")
+        if not 0.0 <= self.max_missing_ratio <= 1.0:
+            raise ConfigError(f"max_missing_ratio {self.max_missing_ratio} must be within 0..1 "
+                              "(0.01 allows 1% of the used images to be bad)")
+        for name, low in (("max_missing_count", 0), ("num_workers", 1), ("chunk_size", 1),
+                          ("max_pixels", 1)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"verify setting {name} = {getattr(self, name)} must be at "
+                                  f"least {low}")
+
+    @classmethod
+    def from_seed000_yaml(cls, hybrid_section: dict) -> "VerifyConfig":
+        """Build from a seed-000 `DATA.HYBRID` mapping as the user wrote it (the whole `DATA`
+        mapping or a document holding it also work). Keys other than VERIFY_IMAGES and
+        ALLOW_MISSING_IMAGES (USE_HYBRID, IMAGES_DIR, ...) belong to the source and are ignored;
+        an unknown key inside VERIFY_IMAGES is a ConfigError, so a typo is not silently lost."""
+        section = _hybrid_section(hybrid_section)
+        verify = section.get("VERIFY_IMAGES") or {}
+        if not isinstance(verify, dict):
+            raise ConfigError(f"DATA.HYBRID.VERIFY_IMAGES must be a mapping, got {verify!r}")
+        values: dict[str, Any] = {}
+        for key, value in verify.items():
+            name = str(key).lower()
+            if name not in _SEED000_FIELDS:
+                raise ConfigError(f"DATA.HYBRID.VERIFY_IMAGES.{key} is not a known setting; "
+                                  f"known: {', '.join(sorted(k.upper() for k in _SEED000_FIELDS))}")
+            values[name] = value
+        if "ALLOW_MISSING_IMAGES" in section:
+            values["allow_missing_images"] = section["ALLOW_MISSING_IMAGES"]
+        return cls(**values)
+
+
+_SEED000_FIELDS = {"enabled", "max_missing_ratio", "max_missing_count", "num_workers",
+                   "chunk_size", "log_missing", "report_path", "level", "max_pixels"}
+
+
+def _hybrid_section(section: dict) -> dict:
+    if not isinstance(section, dict):
+        raise ConfigError(f"expected the DATA.HYBRID mapping of a seed-000 config, got {section!r}")
+    section = {str(k).upper(): v for k, v in section.items()}
+    for outer in ("DATA", "HYBRID"):
+        if isinstance(section.get(outer), dict) and "VERIFY_IMAGES" not in section:
+            return _hybrid_section(section[outer])
+    return section
+
+
+def _check_type(name: str, value: Any, annotation: str) -> None:
+    expected = {"bool": bool, "int": int, "float": (int, float), "str": str}[annotation]
+    if (isinstance(value, bool) and annotation != "bool") or not isinstance(value, expected):
+        raise ConfigError(f"verify setting {name} = {value!r} must be a {annotation}")
+
+
+@dataclass
+class VerificationResult:
+    """What verification found: one row per catalog sample, the JSON report, and the verdict.
+
+    per_sample columns: sample_id, verify_status ('ok' | 'missing' | 'corrupt' | 'invalid'),
+    reason (one of ml.imageio.REASONS, or 'invalid path'), detail, sha256 ('' when not read).
+    """
+
+    per_sample: pd.DataFrame
+    report: dict
+    passed: bool
+    message: str
+
+    def bad_sample_ids(self) -> set[str]:
+        """Every sample (used or not) that is missing, corrupt or invalid."""
+        bad = self.per_sample["verify_status"] != OK
+        return set(self.per_sample.loc[bad, "sample_id"])
+
+
+@dataclass
+class _Outcome:
+    """The check of one present row, as a decode worker returns it."""
+
+    status: str = OK
+    reason: str = ""
+    detail: str = ""
+    sha256: str = ""
+    size: int | None = None
+    mtime_ns: int | None = None
+
+
+class _Findings:
+    """Everything found so far, by catalog row position (arrays: 200k rows stay cheap)."""
+
+    def __init__(self, n: int):
+        self.code = np.zeros(n, np.int8)
+        self.reason = np.full(n, "", dtype=object)
+        self.detail = np.full(n, "", dtype=object)
+        self.sha256 = np.full(n, "", dtype=object)
+        self.size: dict[int, int] = {}
+        self.mtime_ns: dict[int, int | None] = {}
+
+    def mark(self, pos: Any, status: str, reason: str, detail: Any) -> None:
+        self.code[pos] = STATUSES.index(status)
+        self.reason[pos] = reason
+        self.detail[pos] = detail
+
+    def apply(self, pos: int, outcome: _Outcome) -> None:
+        self.mark(pos, outcome.status, outcome.reason, outcome.detail)
+        self.sha256[pos] = outcome.sha256
+        if outcome.size is not None:
+            self.size[pos], self.mtime_ns[pos] = outcome.size, outcome.mtime_ns
+
+    def status(self, pos: int) -> str:
+        return STATUSES[self.code[pos]]
+
+
+@dataclass
+class _Rows:
+    """The catalog columns verification reads, as arrays."""
+
+    paths: pa.Array
+    members: np.ndarray          # object array of member keys ('' for plain files)
+    source_keys: pd.Series
+    used: np.ndarray             # bool
+    index_in_source: np.ndarray  # int64
+
+    @classmethod
+    def of(cls, catalog: pd.DataFrame) -> "_Rows":
+        return cls(paths=pa.array(catalog["path"].fillna("").astype(str), pa.large_string()),
+                   members=catalog["member"].fillna("").astype(str).to_numpy(dtype=object),
+                   source_keys=catalog["source_key"].astype(str).reset_index(drop=True),
+                   used=catalog["used"].astype(bool).to_numpy(),
+                   index_in_source=catalog["index_in_source"].astype("int64").to_numpy())
+
+    def path(self, pos: int) -> str:
+        return self.paths[int(pos)].as_py()
+
+    def registry_key(self, pos: int) -> str:
+        key, member = self.source_keys.iat[pos], self.members[pos]
+        return key if not member or member == key else f"{key}#{member}"
+
+
+# ----------------------------------------------------------------------------- invalid rows
+
+def _root_prefix(images_dir: str) -> str:
+    return os.path.join(os.path.abspath(images_dir), "")
+
+
+def _invalid_rows(catalog: pd.DataFrame, rows: _Rows, images_dir: str,
+                  found: _Findings) -> np.ndarray:
+    """Mark rows never to open: status 'invalid_path', no path, or (plain files) a path that
+    does not start with `images_dir` ('..' inside a folder is caught per folder when listing).
+    Returns the invalid mask."""
+    declared = (catalog["status"].astype(str) == "invalid_path").to_numpy()
+    no_path = pc.equal(rows.paths, "").to_numpy(zero_copy_only=False)
+    inside = pc.starts_with(rows.paths, _root_prefix(images_dir)).to_numpy(zero_copy_only=False)
+    outside = (rows.members == "") & ~inside & ~no_path
+    invalid = declared | no_path | outside
+    reasons = catalog["reason"] if "reason" in catalog else None
+    for pos in np.flatnonzero(invalid):
+        if declared[pos]:
+            why = (str(reasons.iat[pos]) if reasons is not None and pd.notna(reasons.iat[pos])
+                   else "") or "the identifier escapes the images folder"
+        elif no_path[pos]:
+            why = "no path"
+        else:
+            why = f"path {rows.path(pos)} lies outside the images folder {images_dir}"
+        found.mark(pos, INVALID, INVALID_REASON, why)
+    return invalid
+
+
+# ----------------------------------------------------------------------------- existence
+
+def _list_folder(folder: str) -> tuple[set[str], str]:
+    """Names of the files in `folder` from one listing, or (empty, why it cannot be listed)."""
+    try:
+        with os.scandir(folder) as entries:
+            return {e.name for e in entries if e.is_file()}, ""
+    except FileNotFoundError:
+        return set(), f"folder {folder} does not exist"
+    except NotADirectoryError:
+        return set(), f"{folder} is not a folder"
+    except OSError as exc:
+        return set(), f"folder {folder} cannot be listed ({exc.strerror})"
+
+
+def _escapes(folder: str, root: str) -> str:
+    """Why a folder under `root` by prefix still climbs out of it with '..' ('' when it does not)."""
+    normal = os.path.normpath(folder)
+    if normal == folder or os.path.join(normal, "").startswith(root):
+        return ""
+    return f"'..' in {folder} climbs out of the images folder"
+
+
+def _check_files_exist(positions: np.ndarray, rows: _Rows, found: _Findings, root: str,
+                       progress: Progress | None) -> None:
+    """One listing per folder; rows grouped by folder with Arrow, names tested against a set."""
+    if len(positions) == 0:
+        return
+    parts = pc.split_pattern(rows.paths.take(pa.array(positions)), "/", max_splits=1, reverse=True)
+    folders = pc.list_element(parts, 0).dictionary_encode()
+    codes = folders.indices.to_numpy(zero_copy_only=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(folders.dictionary)))])
+    names = pc.list_element(parts, 1).take(pa.array(order)).to_pylist()
+    for k, folder in enumerate(folders.dictionary.to_pylist()):
+        lo, hi = bounds[k], bounds[k + 1]
+        escape = _escapes(folder, root)
+        if escape:
+            found.mark(positions[order[lo:hi]], INVALID, INVALID_REASON, escape)
+        else:
+            listed, why = _list_folder(folder or "/")
+            if listed.issuperset(names[lo:hi]):   # the common case, at C speed
+                absent = []
+            else:
+                absent = [i for i in range(lo, hi) if names[i] not in listed]
+            if absent:
+                found.mark(positions[order[absent]], MISSING_STATUS, MISSING,
+                           why or "no such file")
+        if progress is not None:
+            progress.advance(int(hi - lo))
+
+
+def _container_listing(container: str) -> tuple[dict[str, int], str, str]:
+    """{dataset key: nbytes} of an HDF5 container from one traversal, or (empty, status, why)."""
+    if not os.path.isfile(container):
+        return {}, MISSING_STATUS, f"container {container} does not exist"
+    keys: dict[str, int] = {}
+    try:
+        with h5py.File(container, "r") as h5:
+            h5.visititems(lambda name, obj: keys.__setitem__(name, int(obj.nbytes))
+                          if isinstance(obj, h5py.Dataset) else None)
+    except OSError as exc:
+        return {}, CORRUPT, f"container {container} cannot be read as HDF5 ({exc})"
+    return keys, "", ""
+
+
+def _by_container(positions: np.ndarray, rows: _Rows) -> dict[str, list[tuple[int, str]]]:
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for pos in positions:
+        groups.setdefault(rows.path(pos), []).append((int(pos), rows.members[pos].strip("/")))
+    return groups
+
+
+def _check_members_exist(positions: np.ndarray, rows: _Rows, found: _Findings,
+                         progress: Progress | None) -> None:
+    """One key listing per HDF5 container; members' sizes kept for the exists-level registry."""
+    for container, items in _by_container(positions, rows).items():
+        keys, status, why = _container_listing(container)
+        for pos, member in items:
+            if status == CORRUPT:
+                found.mark(pos, CORRUPT, UNSUPPORTED, why)
+            elif member not in keys:
+                found.mark(pos, MISSING_STATUS, MISSING, why or f"no key {member!r} in {container}")
+            else:
+                found.size[pos], found.mtime_ns[pos] = keys[member], None
+        if progress is not None:
+            progress.advance(len(items))
+
+
+# ----------------------------------------------------------------------------- decoding
+
+def _decode_bytes(data: bytes, name: str, max_pixels: int, outcome: _Outcome) -> _Outcome:
+    """Hash and really decode one image's bytes; classify a failure (never raises)."""
+    outcome.sha256 = sha256_hex(data)
+    outcome.size = len(data)
+    try:
+        decode(data, name=name, draft_size=SMALLEST_DRAFT, max_pixels=max_pixels).close()
+    except ImageError as exc:
+        outcome.status, outcome.reason, outcome.detail = CORRUPT, exc.reason, exc.detail
+    except Exception as exc:  # a hostile file must be classified, not crash the whole check
+        outcome.status, outcome.reason = CORRUPT, UNSUPPORTED
+        outcome.detail = f"{type(exc).__name__}: {exc}"
+    return outcome
+
+
+def _decode_files(items: list[tuple[int, str]], max_pixels: int) -> list[tuple[int, _Outcome]]:
+    """Read, hash and decode each (position, path); the bytes are read once for both."""
+    results = []
+    for pos, path in items:
+        try:
+            with open(path, "rb") as fh:
+                mtime_ns = os.fstat(fh.fileno()).st_mtime_ns
+                data = fh.read()
+        except FileNotFoundError:
+            results.append((pos, _Outcome(MISSING_STATUS, MISSING, "vanished during verification")))
+            continue
+        except OSError as exc:
+            results.append((pos, _Outcome(CORRUPT, UNSUPPORTED, f"cannot read: {exc.strerror}")))
+            continue
+        results.append((pos, _decode_bytes(data, path, max_pixels, _Outcome(mtime_ns=mtime_ns))))
+    return results
+
+
+def _decode_members(container: str, items: list[tuple[int, str]],
+                    max_pixels: int) -> list[tuple[int, _Outcome]]:
+    """Read and decode (position, key) members of one HDF5 container, opened once."""
+    results = []
+    with h5py.File(container, "r") as h5:
+        for pos, member in items:
+            try:
+                value = h5[member][()]
+            except (OSError, KeyError, TypeError) as exc:
+                results.append((pos, _Outcome(CORRUPT, UNSUPPORTED, f"cannot read: {exc}")))
+                continue
+            data = value if isinstance(value, bytes) else np.asarray(value).tobytes()
+            results.append((pos, _decode_bytes(data, f"{container}:{member}", max_pixels,
+                                               _Outcome())))
+    return results
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _decode_all(positions: np.ndarray, rows: _Rows, found: _Findings, config: VerifyConfig,
+                progress: Progress | None) -> None:
+    """Decode every present row in a thread pool (Pillow's decoders release the GIL, and
+    threads measured as fast as processes: bench/verify.py), `chunk_size` images per task at
+    most, fewer when that keeps every worker busy."""
+    plain = positions[rows.members[positions] == ""]
+    files = sorted(zip(plain.tolist(), rows.paths.take(pa.array(plain)).to_pylist()),
+                   key=lambda item: item[1])
+    size = max(1, min(config.chunk_size, math.ceil(len(positions) / (config.num_workers * 4))))
+    with ThreadPoolExecutor(max_workers=config.num_workers) as pool:
+        futures = [pool.submit(_decode_files, chunk, config.max_pixels)
+                   for chunk in _chunks(files, size)]
+        in_containers = positions[rows.members[positions] != ""]
+        for container, items in _by_container(in_containers, rows).items():
+            futures += [pool.submit(_decode_members, container, chunk, config.max_pixels)
+                        for chunk in _chunks(items, size)]
+        for future in as_completed(futures):
+            done = future.result()
+            for pos, outcome in done:
+                found.apply(pos, outcome)
+            if progress is not None:
+                progress.advance(len(done))
+
+
+# ----------------------------------------------------------------------------- registry
+
+def _compare_with_registry(registry: ChecksumRegistry, positions: np.ndarray, rows: _Rows,
+                           found: _Findings, level: str, accept_changes: bool) -> None:
+    """Mark rows whose bytes (decode) or size/mtime (exists) changed since first seen; at decode
+    level record first sightings of good files, and re-baseline when `accept_changes`."""
+    keys = {int(pos): rows.registry_key(pos) for pos in positions}
+    recorded = registry.get_many(keys.values())
+    first_seen, refreshed = [], []
+    for pos, key in keys.items():
+        before, size, mtime_ns = recorded.get(key), found.size.get(pos), found.mtime_ns.get(pos)
+        if size is None or found.status(pos) != OK:
+            continue
+        if before is None:
+            if level == "decode":
+                first_seen.append(ChecksumEntry(key, size, mtime_ns, found.sha256[pos], now_text()))
+            continue
+        if level == "exists":
+            found.sha256[pos] = before.sha256
+            why = stat_difference(before, size, mtime_ns)
+            if why:
+                found.mark(pos, CORRUPT, CHANGED,
+                           f"{why}; run a decode-level check to compare contents")
+            continue
+        why = content_difference(before, found.sha256[pos])
+        if why and accept_changes:
+            first_seen.append(ChecksumEntry(key, size, mtime_ns, found.sha256[pos], now_text()))
+        elif why:
+            found.mark(pos, CORRUPT, CHANGED, why)
+        elif stat_difference(before, size, mtime_ns):
+            refreshed.append((key, size, mtime_ns))
+    registry.record(first_seen)
+    registry.refresh_stats(refreshed)
+
+
+def _stat_recorded(registry: ChecksumRegistry, positions: np.ndarray, rows: _Rows,
+                   found: _Findings) -> None:
+    """Exists level: stat only the plain files the registry knows (members got sizes already)."""
+    plain = [int(p) for p in positions if rows.members[p] == ""]
+    known = registry.get_many(rows.registry_key(p) for p in plain)
+    for pos in plain:
+        if rows.registry_key(pos) in known:
+            try:
+                st = os.stat(rows.path(pos))
+                found.size[pos], found.mtime_ns[pos] = st.st_size, st.st_mtime_ns
+            except FileNotFoundError:
+                found.mark(pos, MISSING_STATUS, MISSING, "vanished during verification")
+
+
+def _open_registry(checksum_db: Path | ChecksumRegistry | None,
+                   images_dir: str) -> tuple[ChecksumRegistry | None, bool]:
+    """(registry, whether we opened it and must close it)."""
+    if checksum_db is None or isinstance(checksum_db, ChecksumRegistry):
+        return checksum_db, False
+    if is_within(Path(images_dir), Path(checksum_db)):
+        raise ConfigError(f"checksum_db {checksum_db} lies inside the images folder {images_dir}; "
+                          "verification never writes there: keep the registry with the artifacts")
+    return ChecksumRegistry(checksum_db), True
+
+
+# ----------------------------------------------------------------------------- report
+
+def _counts(codes: np.ndarray) -> dict:
+    ok, missing, corrupt, invalid = (int(c) for c in np.bincount(codes, minlength=4))
+    total = len(codes)
+    bad = missing + corrupt + invalid
+    return {"total": total, "missing_count": missing, "corrupt_count": corrupt,
+            "invalid_count": invalid, "bad_ratio": bad / total if total else 0.0}
+
+
+def within_thresholds(bad: int, total: int, config: VerifyConfig) -> tuple[bool, str]:
+    """Seed 000's gate: bad images may exceed neither the ratio nor the count (the limit passes)."""
+    ratio = bad / total if total else 0.0
+    over = []
+    if ratio > config.max_missing_ratio + 1e-12:
+        over.append(f"ratio {ratio:.4%} > {config.max_missing_ratio:.4%}")
+    if bad > config.max_missing_count:
+        over.append(f"count {bad} > {config.max_missing_count}")
+    return not over, "; ".join(over)
+
+
+def _used_positions(rows: _Rows, found: _Findings, status: str) -> np.ndarray:
+    """Used rows with that status, in label-file order."""
+    sel = np.flatnonzero(rows.used & (found.code == STATUSES.index(status)))
+    return sel[np.argsort(rows.index_in_source[sel], kind="stable")]
+
+
+def _build_report(rows: _Rows, found: _Findings, images_dir: str, config: VerifyConfig,
+                  level: str) -> tuple[dict, bool, str]:
+    used = _counts(found.code[rows.used])
+    bad = used["missing_count"] + used["corrupt_count"] + used["invalid_count"]
+    passed, over = within_thresholds(bad, used["total"], config)
+    missing, corrupt, invalid = (_used_positions(rows, found, s)
+                                 for s in (MISSING_STATUS, CORRUPT, INVALID))
+    report = {
+        "total_images_checked": used["total"],
+        "missing_count": used["missing_count"],
+        "missing_ratio": used["missing_count"] / used["total"] if used["total"] else 0.0,
+        "images_dir": str(images_dir),
+        "verification_timestamp": now_text(),
+        "missing_identifiers": rows.source_keys.iloc[missing].tolist(),
+        "missing_indices": rows.index_in_source[missing].tolist(),
+        "corrupt_count": used["corrupt_count"],
+        "corrupt": [{"identifier": rows.source_keys.iat[p],
+                     "index": int(rows.index_in_source[p]),
+                     "reason": found.reason[p], "detail": found.detail[p]} for p in corrupt],
+        "invalid_identifiers": rows.source_keys.iloc[invalid].tolist(),
+        "invalid_count": used["invalid_count"],
+        "thresholds": {"max_missing_ratio": config.max_missing_ratio,
+                       "max_missing_count": config.max_missing_count},
+        "check_level": level,
+        "passed": passed,
+        "whole_label_file": _counts(found.code),
+        "used_subset": used,
+    }
+    return report, passed, _message(report, level, bad, passed, over)
+
+
+def _message(report: dict, level: str, bad: int, passed: bool, over: str) -> str:
+    used, whole, limits = report["used_subset"], report["whole_label_file"], report["thresholds"]
+    verdict = "passed" if passed else f"FAILED ({over})"
+    return (f"image verification ({level}) of {used['total']} used images "
+            f"({whole['total']} in the label file): {used['missing_count']} missing, "
+            f"{used['corrupt_count']} corrupt, {used['invalid_count']} invalid = {bad} bad "
+            f"({used['bad_ratio']:.4%}); thresholds: at most {limits['max_missing_ratio']:.4%} "
+            f"and at most {limits['max_missing_count']} images: {verdict}")
+
+
+def _log_problems(rows: _Rows, found: _Findings, log: Log) -> None:
+    """A few identifiers and a count per kind of problem, never thousands of lines."""
+    n_used = int(rows.used.sum())
+    for status in (MISSING_STATUS, CORRUPT, INVALID):
+        sel = _used_positions(rows, found, status)
+        if len(sel) == 0:
+            continue
+        shown = ", ".join(rows.source_keys.iat[p] if status == MISSING_STATUS
+                          else f"{rows.source_keys.iat[p]} ({found.reason[p]}: {found.detail[p]})"
+                          for p in sel[:LOGGED_EXAMPLES])
+        more = f" and {len(sel) - LOGGED_EXAMPLES} more" if len(sel) > LOGGED_EXAMPLES else ""
+        log(f"{len(sel)} of {n_used} used images are {status}: {shown}{more}")
+
+
+def write_report(report: dict, path: Path) -> None:
+    """Write the JSON report atomically (temp sibling, then rename)."""
+    atomic_write_text(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+
+_PLACEHOLDER = re.compile(r"\{[A-Za-z_]\w*\}")
+
+
+def resolve_report_path(template: str, output_dir: Path) -> Path:
+    """Seed 000's REPORT_PATH: `{output_dir}` is replaced; a relative result lies in output_dir."""
+    text = template.replace("{output_dir}", str(output_dir))
+    unknown = _PLACEHOLDER.findall(text)
+    if unknown:
+        raise ConfigError(f"report_path {template!r} uses {', '.join(unknown)}; only "
+                          "{output_dir} is replaced")
+    path = Path(text)
+    return path if path.is_absolute() else Path(output_dir) / path
+
+
+# ----------------------------------------------------------------------------- entry point
+
+def verify_catalog(catalog: pd.DataFrame, *, images_dir: str, config: VerifyConfig,
+                   checksum_db: Path | ChecksumRegistry | None,
+                   progress: Progress | None = None, log: Log | None = None,
+                   accept_changes: bool = False) -> VerificationResult:
+    """Check every catalog row (missing / corrupt / invalid) and gate on the used subset.
+
+    Rows with status 'invalid_path', an empty path, or (plain files) a path outside
+    `images_dir` are reported invalid and never opened. `checksum_db` (a path or an open
+    ChecksumRegistry) enables change detection; `accept_changes` re-baselines changed files.
+    With `config.enabled` false nothing is read (check_level 'disabled').
+    """
+    log = log or logging.getLogger(__name__).info
+    rows = _Rows.of(catalog)
+    found = _Findings(len(catalog))
+    invalid = _invalid_rows(catalog, rows, images_dir, found)
+    level = config.level if config.enabled else "disabled"
+    if config.enabled:
+        _run_checks(np.flatnonzero(~invalid), rows, found, config, images_dir, checksum_db,
+                    progress, accept_changes)
+    report, passed, message = _build_report(rows, found, images_dir, config, level)
+    if config.log_missing:
+        _log_problems(rows, found, log)
+    per_sample = pd.DataFrame({
+        "sample_id": catalog["sample_id"].astype(str).reset_index(drop=True),
+        "verify_status": pd.Series(np.array(STATUSES, dtype=object)[found.code], dtype=object),
+        "reason": pd.Series(found.reason, dtype=object),
+        "detail": pd.Series(found.detail, dtype=object),
+        "sha256": pd.Series(found.sha256, dtype=object),
+    })
+    return VerificationResult(per_sample=per_sample, report=report, passed=passed,
+                              message=message)
+
+
+def _run_checks(checked: np.ndarray, rows: _Rows, found: _Findings, config: VerifyConfig,
+                images_dir: str, checksum_db: Path | ChecksumRegistry | None,
+                progress: Progress | None, accept_changes: bool) -> None:
+    registry, owned = _open_registry(checksum_db, images_dir)
+    if progress is not None:
+        progress.total = len(checked)
+    listing_progress = progress if config.level == "exists" else None
+    try:
+        in_container = rows.members[checked] != ""
+        _check_files_exist(checked[~in_container], rows, found, _root_prefix(images_dir),
+                           listing_progress)
+        _check_members_exist(checked[in_container], rows, found, listing_progress)
+        present = checked[found.code[checked] == 0]
+        if config.level == "decode":
+            if progress is not None:
+                progress.advance(len(checked) - len(present))
+            _decode_all(present, rows, found, config, progress)
+        elif registry is not None:
+            _stat_recorded(registry, present, rows, found)
+        if registry is not None:
+            _compare_with_registry(registry, present, rows, found, config.level, accept_changes)
+    finally:
+        if owned and registry is not None:
+            registry.close()
+    if progress is not None:
+        progress.finish()
