@@ -1,0 +1,1 @@
+"""Dagster assets and asset checks. Thin: they call ml/ and describe results as metadata."""

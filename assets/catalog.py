@@ -1,0 +1,36 @@
+"""The `catalog` asset: one row per declared sample (ml/catalog.py), stored as Parquet."""
+
+import dagster as dg
+import pandas as pd
+
+from ml.catalog import build_catalog, class_counts, summarize_sizes
+from ml.dataset_spec import DatasetSpec
+from ml.errors import DatasetError
+from ml.progress import Progress
+
+
+def build_catalog_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="catalog", key_prefix=[spec.name], group_name=spec.name,
+        io_manager_key="frame_io_manager", kinds={"pandas", "parquet"},
+        description=f"Every sample declared by {spec.name}'s {spec.kind} source: ids, paths, "
+                    "labels, groups, sizes and status (no pixels decoded).",
+    )
+    def catalog(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
+        progress = Progress(0, f"{spec.name} catalog headers", emit=context.log.info)
+        try:
+            result = build_catalog(spec, progress=progress)
+        except DatasetError as exc:
+            raise dg.Failure(description=str(exc)) from None
+        frame = result.frame
+        counts = result.counts()
+        meta: dict = {**counts, **summarize_sizes(frame), "source_kind": spec.kind,
+                      "classes": dg.MetadataValue.json(class_counts(frame))}
+        if result.invalid:
+            context.log.warning(f"{len(result.invalid)} identifier(s) escape the images folder "
+                                f"and are skipped, e.g. {result.invalid[:3]}")
+            meta["invalid_identifiers"] = dg.MetadataValue.json(
+                [{"identifier": k, "why": w} for k, w in result.invalid[:100]])
+        return dg.Output(frame, metadata=meta)
+
+    return catalog

@@ -1,0 +1,22 @@
+"""The asset factory: one asset group per declared dataset, key-prefixed by its name."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.catalog import build_catalog_asset
+from assets.packing import build_packing_assets
+from assets.resize import build_resized_asset
+from assets.splits import build_splits_asset
+from assets.verification import build_verification_asset
+from ml.dataset_spec import DatasetSpec
+
+
+def build_dataset_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
+    return [
+        build_catalog_asset(spec),
+        build_verification_asset(spec),
+        build_resized_asset(spec),
+        build_splits_asset(spec),
+        *build_packing_assets(spec),
+    ]

@@ -1,0 +1,111 @@
+"""The packed-format assets of a dataset, declared in its `formats:` section:
+
+recordio (train split, insightface legacy layout + property), tfrecords (every split, sharded,
+shuffled, DALI-style indexes), h5_store (sequences, solo-learn layout) and validation_memfile
+(balanced verification pairs of the val split, seed 002's memfile). Each returns a typed handle
+that the handle IO manager passes to training.
+"""
+
+import hashlib
+import os
+from typing import Callable
+
+import dagster as dg
+import pandas as pd
+
+from assets.options import merged_options
+from ml.dataset_spec import DatasetSpec
+from ml.errors import DatasetError
+from ml.formats.handles import Handle
+from ml.packing import build_val_memfile, pack_h5_store, pack_recordio, pack_tfrecords
+from ml.progress import Progress
+
+FORMAT_DEFAULTS: dict[str, dict] = {
+    "recordio": {"shuffle_seed": 0},
+    "tfrecords": {"target_shard_mb": 64.0, "seed": 0},
+    "h5_store": {},
+    "validation_memfile": {"pairs": 600, "seed": 0, "dtype": "float32", "image_size": 112},
+}
+
+
+def _packing_asset(spec: DatasetSpec, name: str, description: str,
+                   pack: Callable[[dg.AssetExecutionContext, pd.DataFrame, dict], tuple[Handle, dict]]):
+    @dg.asset(
+        name=name, key_prefix=[spec.name], group_name=spec.name,
+        ins={"splits": dg.AssetIn(key=dg.AssetKey([spec.name, "splits"]))},
+        io_manager_key="handle_io_manager", kinds={name.split("_")[0]}, description=description,
+    )
+    def packed(context: dg.AssetExecutionContext, splits: pd.DataFrame) -> dg.Output[Handle]:
+        opts = merged_options(FORMAT_DEFAULTS[name], spec.formats.get(name) or {},
+                              None, f"{spec.name}.formats.{name}")
+        try:
+            handle, meta = pack(context, splits, opts)
+        except DatasetError as exc:
+            raise dg.Failure(description=str(exc)) from None
+        return dg.Output(handle, metadata=meta)
+
+    return packed
+
+
+def build_packing_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
+    out = spec.output_dir
+
+    def recordio(context, splits, opts):
+        train = splits.loc[splits["split"] == "train"]
+        progress = Progress(len(train), f"{spec.name} recordio", emit=context.log.info)
+        h = pack_recordio(train, out / "recordio", shuffle_seed=opts["shuffle_seed"],
+                          progress=progress)
+        return h, {"path": dg.MetadataValue.path(str(out / "recordio")), "images": h.num_images,
+                   "classes": h.num_classes, "bytes": _size(h.rec_path), "sha256": h.rec_sha256}
+
+    def tfrecords(context, splits, opts):
+        h = pack_tfrecords(splits, out / "tfrecords", seed=opts["seed"],
+                           target_shard_bytes=int(opts["target_shard_mb"] * 2 ** 20),
+                           emit=context.log.info)
+        paths = [p for s in h.shards.values() for p in s]
+        return h, {"path": dg.MetadataValue.path(str(out / "tfrecords")), "shards": len(paths),
+                   **{f"{s}_records": n for s, n in h.records.items()},
+                   "bytes": sum(_size(p) for p in paths),
+                   "sha256": _combined_sha256(paths)}
+
+    def h5_store(context, splits, opts):
+        path = out / "h5_store" / f"{spec.name}.h5"
+        h = pack_h5_store(splits, path, emit=context.log.info)
+        return h, {"path": dg.MetadataValue.path(str(path)), "images": h.num_images,
+                   "sequences": h.num_sequences, "bytes": _size(path),
+                   "sha256": _combined_sha256([str(path)])}
+
+    def validation_memfile(context, splits, opts):
+        path = out / "memfiles" / "validation.dat"
+        h = build_val_memfile(splits.loc[splits["split"] == "val"], path,
+                              set_name=f"{spec.name}_val", n_pairs=int(opts["pairs"]),
+                              seed=int(opts["seed"]), dtype=opts["dtype"],
+                              image_size=int(opts["image_size"]), emit=context.log.info)
+        return h, {"path": dg.MetadataValue.path(str(path)), "pairs": h.num_pairs,
+                   "shape": str(list(h.shape)), "dtype": h.dtype, "bytes": _size(path),
+                   "sha256": _combined_sha256([str(path)])}
+
+    builders = {"recordio": (recordio, "The train split as MXNet RecordIO (insightface legacy layout + property)."),
+                "tfrecords": (tfrecords, "Every split as shuffled TFRecord shards with DALI-style indexes."),
+                "h5_store": (h5_store, "Object sequences as an HDF5 image store (solo-learn layout + /_meta)."),
+                "validation_memfile": (validation_memfile, "Verification pairs of the val split as seed 002's memfile.")}
+    unknown = set(spec.formats) - set(builders)
+    if unknown:
+        raise DatasetError(f"dataset {spec.name!r}: unknown format(s) {sorted(unknown)} under "
+                           f"formats:; known: {sorted(builders)}")
+    return [_packing_asset(spec, name, desc, fn) for name, (fn, desc) in builders.items()
+            if name in spec.formats]
+
+
+def _size(path) -> int:
+    return os.path.getsize(path)
+
+
+def _combined_sha256(paths) -> str:
+    """One sha256 over the files' bytes in order (a checksum of the whole artifact)."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,106 @@
+"""The `resized` asset (stage_resize) and its check `safe_dimensions` (seed 004's rule)."""
+
+import os
+from typing import Optional
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from assets.options import merged_options
+from ml.catalog import usable
+from ml.dataset_spec import DatasetSpec
+from ml.errors import DatasetError
+from ml.progress import Progress
+from ml.resize import ResizeItem, ResizeSpec, check_safe_dimensions, round_to_safe, stage_resize
+
+CHECK_NAME = "safe_dimensions"
+RESIZE_DEFAULTS = {"width": 224, "height": 224, "mode": "letterbox", "fill": [0, 0, 0],
+                   "format": "jpeg", "quality": 95, "pool_depth": 0, "round_to_safe": False,
+                   "workers": 0, "on_error": "skip"}
+
+
+class ResizeRunConfig(dg.Config):
+    """Overrides of the dataset's `resize:` section for one run (empty = use datasets.yaml)."""
+
+    width: Optional[int] = Field(default=None, description="Output width in pixels")
+    height: Optional[int] = Field(default=None, description="Output height in pixels")
+    mode: Optional[str] = Field(default=None, description="stretch | letterbox | shorter_side_crop")
+    format: Optional[str] = Field(default=None, description="jpeg | png")
+    quality: Optional[int] = Field(default=None, description="JPEG quality 1-100")
+    pool_depth: Optional[int] = Field(default=None, description="Number of 2x poolings the model applies; sides must divide by 2**pool_depth")
+    round_to_safe: Optional[bool] = Field(default=None, description="Round width/height to the nearest safe size instead of failing the check")
+    workers: Optional[int] = Field(default=None, description="Worker processes (0 = every core)")
+
+
+def resize_options(spec: DatasetSpec, run_config: ResizeRunConfig | None = None) -> dict:
+    opts = merged_options(RESIZE_DEFAULTS, spec.resize, run_config, f"{spec.name}.resize")
+    if opts["round_to_safe"] and opts["pool_depth"]:
+        opts["width"] = round_to_safe(int(opts["width"]), int(opts["pool_depth"]))
+        opts["height"] = round_to_safe(int(opts["height"]), int(opts["pool_depth"]))
+    return opts
+
+
+def output_name(row) -> str:
+    """Where a sample's resized file goes, relative to the resized folder, without extension."""
+    return os.path.splitext(row.member or row.source_key)[0]
+
+
+def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
+    key = dg.AssetKey([spec.name, "resized"])
+    out_dir = spec.output_dir / "resized"
+
+    @dg.asset(
+        name="resized", key_prefix=[spec.name], group_name=spec.name,
+        ins={"catalog": dg.AssetIn(key=dg.AssetKey([spec.name, "catalog"])),
+             "verification": dg.AssetIn(key=dg.AssetKey([spec.name, "verification_report"]))},
+        io_manager_key="frame_io_manager", kinds={"pillow", "jpeg"},
+        check_specs=[dg.AssetCheckSpec(
+            CHECK_NAME, asset=key, blocking=True,
+            description="Output width and height divide by 2**pool_depth, so a network that halves "
+                        "the image pool_depth times never floors an odd size (seed 004).")],
+        description=f"{spec.name}'s images resized (stretch / letterbox / shorter side + crop) to "
+                    "correct RGB, incrementally, on every core. Sources are never touched.",
+    )
+    def resized(context: dg.AssetExecutionContext, config: ResizeRunConfig,
+                catalog: pd.DataFrame, verification: pd.DataFrame):
+        opts = resize_options(spec, config)
+        bad = set(verification.loc[verification["verify_status"] != "ok", "sample_id"])
+        rows = usable(catalog, exclude=bad)
+        dropped = int(catalog["used"].sum()) - len(rows)
+        items = [ResizeItem(sample_id=r.sample_id, path=r.path, member=r.member,
+                            output_name=output_name(r)) for r in rows.itertuples(index=False)]
+        rspec = ResizeSpec(width=int(opts["width"]), height=int(opts["height"]), mode=opts["mode"],
+                           fill=tuple(opts["fill"]), format=opts["format"],
+                           quality=int(opts["quality"]))
+        progress = Progress(len(items), f"{spec.name} resize", emit=context.log.info)
+        try:
+            result = stage_resize(items, out_dir, rspec, workers=int(opts["workers"]) or None,
+                                  on_error=opts["on_error"], progress=progress)
+        except DatasetError as exc:
+            raise dg.Failure(description=str(exc)) from None
+        progress.finish()
+        frame = result.to_frame()
+        context.log.info(f"resized {result.processed}, unchanged {result.unchanged}, "
+                         f"failed {result.failed}, dropped before resizing {dropped}")
+        yield dg.Output(frame, metadata={
+            "path": dg.MetadataValue.path(str(out_dir)),
+            "images": int((frame["status"] != "failed").sum()),
+            "processed": result.processed, "unchanged": result.unchanged,
+            "failed": result.failed, "dropped_bad_samples": dropped,
+            "bytes_written": result.bytes_written, "seconds": round(result.seconds, 3),
+            "images_per_s": round(result.processed / result.seconds, 1) if result.seconds else 0.0,
+            "size": f"{rspec.width}x{rspec.height}", "mode": rspec.mode,
+        })
+        problems = check_safe_dimensions(rspec.width, rspec.height, int(opts["pool_depth"]))
+        yield dg.AssetCheckResult(
+            check_name=CHECK_NAME, asset_key=key, passed=not problems,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=("; ".join(problems) + "; set resize.round_to_safe: true to round "
+                         "automatically") if problems else
+                        f"{rspec.width}x{rspec.height} divides by 2**{opts['pool_depth']}",
+            metadata={"width": rspec.width, "height": rspec.height,
+                      "pool_depth": int(opts["pool_depth"])},
+        )
+
+    return resized

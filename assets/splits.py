@@ -1,0 +1,81 @@
+"""The `splits` asset: train/val/test manifests (ml/splits.py), optional ImageFolder link tree,
+class-balance histogram and a thumbnail grid in the asset's markdown."""
+
+from typing import Optional
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from assets.metadata import png_markdown, save_png
+from assets.options import merged_options
+from ml.dataset_spec import DatasetSpec
+from ml.errors import DatasetError
+from ml.splits import (SplitSpec, assign_splits, build_link_tree, class_balance_png,
+                       split_counts, thumbnail_grid, write_manifests)
+
+SPLIT_DEFAULTS = {"ratios": [0.80, 0.12, 0.08], "names": ["train", "val", "test"], "seed": 0,
+                  "group_identities": False, "link_tree": False}
+
+
+class SplitRunConfig(dg.Config):
+    """Overrides of the dataset's `splits:` section for one run (empty = use datasets.yaml)."""
+
+    ratios: Optional[list[float]] = Field(default=None, description="One ratio per split, summing to 1 (default 0.80/0.12/0.08)")
+    seed: Optional[int] = Field(default=None, description="Seed of the hash that assigns groups to splits")
+    group_identities: Optional[bool] = Field(default=None, description="Keep every identity inside one split (face verification)")
+    link_tree: Optional[bool] = Field(default=None, description="Also build an ImageFolder tree of hard links")
+
+
+def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
+    out_dir = spec.output_dir / "splits"
+
+    @dg.asset(
+        name="splits", key_prefix=[spec.name], group_name=spec.name,
+        ins={"catalog": dg.AssetIn(key=dg.AssetKey([spec.name, "catalog"])),
+             "resized": dg.AssetIn(key=dg.AssetKey([spec.name, "resized"]))},
+        io_manager_key="frame_io_manager", kinds={"parquet"},
+        description=f"{spec.name}'s resized samples assigned to splits by a stable, group-aware "
+                    "hash; one Parquet manifest per split.",
+    )
+    def splits(context: dg.AssetExecutionContext, config: SplitRunConfig,
+               catalog: pd.DataFrame, resized: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+        try:
+            sspec = SplitSpec.from_options(merged_options(SPLIT_DEFAULTS, spec.splits, config,
+                                                          f"{spec.name}.splits"))
+        except DatasetError as exc:
+            raise dg.Failure(description=str(exc)) from None
+        done = resized.loc[resized["status"] != "failed", ["sample_id", "output", "width", "height"]]
+        frame = catalog.drop(columns=["width", "height"]).merge(
+            done.rename(columns={"output": "file"}), on="sample_id", how="inner")
+        if frame.empty:
+            raise dg.Failure(description=f"{spec.name}: no resized images to split; check the "
+                                         "resized asset's failures and the verification report")
+        frame["split"] = assign_splits(frame, sspec)
+        paths = write_manifests(frame, out_dir, sspec)
+        counts = split_counts(frame)
+        meta: dict = {
+            "path": dg.MetadataValue.path(str(out_dir)),
+            **{f"{name}_count": int((frame["split"] == name).sum()) for name in sspec.names},
+            **{f"{name}_manifest": dg.MetadataValue.path(str(p)) for name, p in paths.items()},
+            "counts_per_split_and_class": dg.MetadataValue.json(counts),
+            "groups": int(frame["group_id"].nunique()),
+            "seed": sspec.seed, "ratios": str(list(sspec.ratios)),
+        }
+        if sspec.link_tree:
+            tree = out_dir / "imagefolder"
+            links = build_link_tree(frame, tree)
+            meta.update({"imagefolder": dg.MetadataValue.path(str(tree)),
+                         "hard_links": links["link"], "copies": links["copy"]})
+        hist = class_balance_png(counts)
+        meta["class_balance_png"] = save_png(hist, out_dir / "class_balance.png")
+        sample = frame.groupby("split", sort=False).head(8).head(24)
+        grid = thumbnail_grid(sample["file"].tolist(),
+                              [f"{s}:{l}" for s, l in zip(sample["split"], sample["label"])])
+        meta["thumbnails_png"] = save_png(grid, out_dir / "thumbnails.png")
+        meta["preview"] = dg.MetadataValue.md(
+            f"### {spec.name} splits\n\n{png_markdown(hist, 'class balance')}\n\n"
+            f"{png_markdown(grid, 'sample thumbnails')}")
+        return dg.Output(frame, metadata=meta)
+
+    return splits

@@ -1,0 +1,99 @@
+"""The `verification_report` asset and its blocking check `images_within_thresholds`.
+
+The asset checks every catalogued image against the current disk (ml/verify.py), writes seed
+000's JSON report (plus our fields) and stores per-sample results as Parquet for downstream
+assets, which exclude the bad samples. Re-verification (jobs/) re-runs only this asset.
+"""
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from assets.options import merged_options
+from ml.dataset_spec import DatasetSpec
+from ml.errors import DatasetError
+from ml.progress import Progress
+from ml.verify import VerifyConfig, resolve_report_path, verify_catalog, write_report
+
+CHECK_NAME = "images_within_thresholds"
+IMAGES_DIR_OPTION = {"image_folder": "root", "before_after": "root", "coco": "images_dir",
+                     "hybrid": "images_dir", "h5_store": "file"}
+
+
+class VerifyRunConfig(dg.Config):
+    """Overrides of the dataset's `verify:` section for one run (empty = use datasets.yaml)."""
+
+    level: Optional[str] = Field(default=None, description="'exists' (fast) or 'decode' (full)")
+    max_missing_ratio: Optional[float] = Field(default=None, description="Fail above this ratio of bad images in the used subset")
+    max_missing_count: Optional[int] = Field(default=None, description="Fail above this many bad images")
+    num_workers: Optional[int] = Field(default=None, description="Parallel decode workers")
+    allow_missing_images: Optional[bool] = Field(default=None, description="Training replaces bad images with counted placeholders")
+
+
+def verify_config_for(spec: DatasetSpec, run_config: VerifyRunConfig | None = None) -> VerifyConfig:
+    defaults = {f.name: f.default for f in dataclasses.fields(VerifyConfig)}
+    return VerifyConfig(**merged_options(defaults, spec.verify, run_config, f"{spec.name}.verify"))
+
+
+def report_path_for(spec: DatasetSpec, config: VerifyConfig) -> Path:
+    return resolve_report_path(config.report_path, spec.output_dir)
+
+
+def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
+    key = dg.AssetKey([spec.name, "verification_report"])
+
+    @dg.asset(
+        name="verification_report", key_prefix=[spec.name], group_name=spec.name,
+        ins={"catalog": dg.AssetIn(key=dg.AssetKey([spec.name, "catalog"]))},
+        io_manager_key="frame_io_manager", kinds={"pandas", "json"},
+        check_specs=[dg.AssetCheckSpec(
+            CHECK_NAME, asset=key, blocking=True,
+            description="Missing + corrupt images within max_missing_ratio and max_missing_count "
+                        "over the samples the dataset uses; a failure stops everything downstream.")],
+        description=f"Existence and decode checks of {spec.name}'s images against the current disk, "
+                    "with seed 000's JSON report.",
+    )
+    def verification_report(context: dg.AssetExecutionContext, config: VerifyRunConfig,
+                            catalog: pd.DataFrame):
+        vconf = verify_config_for(spec, config)
+        report_path = report_path_for(spec, vconf)
+        images_dir = spec.source_path(IMAGES_DIR_OPTION[spec.kind])
+        progress = Progress(len(catalog), f"{spec.name} verify", emit=context.log.info)
+        try:
+            result = verify_catalog(catalog, images_dir=str(images_dir), config=vconf,
+                                    checksum_db=spec.output_dir / "assets" / "checksums.sqlite",
+                                    progress=progress, log=context.log.info)
+        except DatasetError as exc:
+            raise dg.Failure(description=str(exc)) from None
+        write_report(result.report, report_path)
+        r = result.report
+        used = r["used_subset"]
+        whole = r["whole_label_file"]
+        yield dg.Output(result.per_sample, metadata={
+            "path": dg.MetadataValue.path(str(report_path)),
+            "total_images_checked": r["total_images_checked"],
+            "missing_count": r["missing_count"],
+            "corrupt_count": r["corrupt_count"],
+            "invalid_count": r["invalid_count"],
+            "missing_ratio": float(r["missing_ratio"]),
+            "bad_ratio_used": float(used["bad_ratio"]),
+            "bad_ratio_whole_file": float(whole["bad_ratio"]),
+            "whole_file_total": whole["total"],
+            "check_level": r["check_level"],
+            "passed": bool(result.passed),
+        })
+        yield dg.AssetCheckResult(
+            check_name=CHECK_NAME, asset_key=key, passed=bool(result.passed),
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f"{result.message}; report: {report_path}",
+            metadata={"missing_count": r["missing_count"], "corrupt_count": r["corrupt_count"],
+                      "invalid_count": r["invalid_count"],
+                      "bad_ratio_used": float(used["bad_ratio"]),
+                      "report": dg.MetadataValue.path(str(report_path))},
+        )
+
+    return verification_report

@@ -1,0 +1,51 @@
+"""Print where the prepare job's outputs, reports and the UI are (the end of `make demo`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ml.dataset_spec import load_datasets
+
+
+def summarize(outputs: Path | None = None) -> str:
+    datasets = load_datasets()
+    root = Path(outputs) if outputs else datasets.storage_root
+    lines = [f"Outputs under {root}", ""]
+    for d in datasets.datasets:
+        lines.append(f"[{d.name}] ({d.kind})")
+        cat = root / d.name / "catalog.parquet"
+        if not cat.exists():
+            lines.append("  not materialized yet")
+            continue
+        frame = pd.read_parquet(cat)
+        lines.append(f"  catalog:  {len(frame)} samples, {frame['label'].nunique()} labels  ({cat})")
+        report = d.output_dir / "assets" / "missing_images_report.json"
+        if report.exists():
+            r = json.loads(report.read_text())
+            lines.append(f"  verified: {r['total_images_checked']} checked, {r['missing_count']} "
+                         f"missing, {r.get('corrupt_count', 0)} corrupt, "
+                         f"passed={r.get('passed')}  ({report})")
+        resized = d.output_dir / "resized"
+        if resized.exists():
+            n = sum(1 for p in resized.rglob("*") if p.is_file() and not p.name.startswith("."))
+            lines.append(f"  resized:  {n} images  ({resized})")
+        splits = d.output_dir / "splits"
+        counts = {p.stem: len(pd.read_parquet(p)) for p in sorted(splits.glob("*.parquet"))}
+        if counts:
+            lines.append(f"  splits:   {counts}  ({splits})")
+    lines += ["", "Web UI: `make ui`, then open http://127.0.0.1:3000 (asset graph, metadata, runs)."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--outputs", type=Path, default=None)
+    print(summarize(parser.parse_args().outputs))
+
+
+if __name__ == "__main__":
+    main()

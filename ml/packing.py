@@ -1,0 +1,125 @@
+"""Packing split manifests into the formats training reads: RecordIO (insightface legacy
+layout), TFRecord shards, an HDF5 image store and a validation memfile of verification pairs.
+
+Every function reads the already-resized files named in the manifest's `file` column and
+passes their encoded bytes through (no re-encode), writes atomically, and returns a handle.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml.errors import DatasetError
+from ml.formats.example_proto import make_image_example
+from ml.formats.h5store import H5Item, write_h5_store
+from ml.formats.handles import H5StoreHandle, MemfileHandle, RecordIOHandle, TFRecordShardsHandle
+from ml.formats.insightface_bin import build_validation_memfile
+from ml.formats.insightface_rec import write_insightface_legacy
+from ml.formats.tfrecord import write_shards
+from ml.pairs import make_verification_pairs
+from ml.progress import Progress
+
+
+def read_bytes(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+class FileBytes(Sequence):
+    """A sequence of files' bytes read on access, so a large set never sits in memory."""
+
+    def __init__(self, paths: Sequence[str]):
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return read_bytes(self.paths[i])
+
+
+def image_format(path: str) -> str:
+    return {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}.get(os.path.splitext(path)[1].lower(),
+                                                               "jpeg")
+
+
+def _require(frame: pd.DataFrame, what: str) -> None:
+    if frame.empty:
+        raise DatasetError(f"{what}: the split manifest has no rows to pack")
+
+
+def pack_recordio(train: pd.DataFrame, out_dir: Path, *, shuffle_seed: int | None = None,
+                  progress: Progress | None = None) -> RecordIOHandle:
+    """The train split as insightface's legacy layout (record 0 header, images 1..N, identity
+    records) + property, with labels re-indexed 0..C-1 by identity."""
+    _require(train, "recordio")
+    size = (int(train["height"].iloc[0]), int(train["width"].iloc[0]))
+    items = ((f, int(l)) for f, l in zip(train["file"], train["label_index"]))
+    summary = write_insightface_legacy(out_dir, items, shuffle_seed=shuffle_seed,
+                                       image_size=size, progress=progress)
+    return RecordIOHandle(rec_path=str(out_dir / "train.rec"), idx_path=str(out_dir / "train.idx"),
+                          property_path=str(out_dir / "property"),
+                          num_images=summary.num_images, num_classes=summary.num_identities,
+                          image_size=size, rec_sha256=summary.rec_sha256)
+
+
+def pack_tfrecords(frame: pd.DataFrame, out_dir: Path, *, target_shard_bytes: int,
+                   seed: int | None = 0, emit=None) -> TFRecordShardsHandle:
+    """Every split as shuffled TFRecord shards of tf.train.Example with the standard image keys."""
+    _require(frame, "tfrecords")
+
+    def to_record(row) -> bytes:
+        return make_image_example(read_bytes(row.file), label=int(row.label_index),
+                                  height=int(row.height), width=int(row.width),
+                                  text=str(row.label), format=image_format(row.file),
+                                  filename=str(row.source_key))
+
+    shards: dict[str, tuple[str, ...]] = {}
+    records: dict[str, int] = {}
+    for split, rows in frame.groupby("split", sort=True):
+        items = list(rows.itertuples(index=False))
+        progress = Progress(len(items), f"{split} TFRecord shards", emit=emit)
+        summary = write_shards(items, to_record, out_dir, str(split), target_shard_bytes,
+                               seed=seed, progress=progress)
+        shards[str(split)] = tuple(str(p) for p in summary.paths)
+        records[str(split)] = summary.total_records
+    return TFRecordShardsHandle(out_dir=str(out_dir), shards=shards, records=records,
+                                num_classes=int(frame["label_index"].nunique()))
+
+
+def pack_h5_store(frame: pd.DataFrame, path: Path, *, emit=None) -> H5StoreHandle:
+    """Sequences (group_kind 'sequence') as a solo-learn HDF5 store with /_meta."""
+    seq = frame.loc[frame["group_kind"] == "sequence"]
+    _require(seq, "h5_store")
+    seq = seq.sort_values(["label", "group_id", "frame_index"])
+
+    def items():
+        for row in seq.itertuples(index=False):
+            obj = str(row.group_id).split("/", 1)[-1]
+            yield H5Item(class_name=str(row.label), object_id=obj, frame=int(row.frame_index),
+                         data=read_bytes(row.file), ext=os.path.splitext(row.file)[1][1:] or "jpg")
+
+    summary = write_h5_store(path, items(), total=len(seq), emit=emit)
+    return H5StoreHandle(path=str(path), num_images=summary.items,
+                         num_sequences=summary.sequences, num_classes=summary.classes)
+
+
+def build_val_memfile(val: pd.DataFrame, path: Path, *, set_name: str, n_pairs: int, seed: int,
+                      dtype: str = "float32", image_size: int = 112, emit=None) -> MemfileHandle:
+    """Balanced same/different-identity pairs of the val split, in 10 contiguous folds, as
+    seed 002's validation memfile (images, issame, dataname)."""
+    _require(val, "validation_memfile")
+    labels = val["label_index"].to_numpy(np.int64)
+    pairs = make_verification_pairs(labels, n_pairs=n_pairs, seed=seed)
+    files = val["file"].tolist()
+    order = [files[i] for pair in pairs.pairs for i in pair]
+    summary = build_validation_memfile(path, {set_name: (FileBytes(order), pairs.issame.tolist())},
+                                       image_size=image_size, dtype=dtype, emit=emit)
+    return MemfileHandle(path=str(path), shape=tuple(summary.images.shape),
+                         dtype=summary.dtype, num_pairs=len(pairs),
+                         sets={s.name: s.code for s in summary.sets})

@@ -1,0 +1,92 @@
+"""IO managers that hand downstream assets what they need, picked by the input's type annotation.
+
+DataFrame outputs (catalog, verification results, resize manifests, split manifests) are stored
+as Parquet under `<storage_root>/<asset key path>.parquet`, written atomically, with the path,
+row count and size recorded as metadata; downstream assets get a pandas DataFrame back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import get_origin
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from ml.atomic import atomic_path, atomic_write_text
+from ml.formats.handles import Handle, MemfileHandle, TFRecordShardsHandle
+
+
+class ParquetFrameIOManager(dg.ConfigurableIOManager):
+    """Stores pandas DataFrames as Parquet files named after the asset key."""
+
+    base_dir: str = Field(default="outputs",
+                          description="Folder under which <asset key path>.parquet files live")
+
+    def _path(self, key: dg.AssetKey) -> Path:
+        return Path(self.base_dir).joinpath(*key.path).with_suffix(".parquet")
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        if not isinstance(obj, pd.DataFrame):
+            raise TypeError(f"{context.asset_key.to_user_string()} returned "
+                            f"{type(obj).__name__}; this IO manager stores pandas DataFrames")
+        path = self._path(context.asset_key)
+        with atomic_path(path) as tmp:
+            obj.to_parquet(tmp, index=False)
+        context.add_output_metadata({
+            "parquet": dg.MetadataValue.path(str(path)),
+            "rows": len(obj),
+            "parquet_bytes": path.stat().st_size,
+        })
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        key = context.upstream_output.asset_key if context.upstream_output else context.asset_key
+        path = self._path(key)
+        if not path.exists():
+            raise dg.Failure(
+                f"{key.to_user_string()} has not been materialized yet ({path} does not exist); "
+                "materialize it first (e.g. run the prepare job)")
+        return pd.read_parquet(path)
+
+
+class HandleIOManager(dg.ConfigurableIOManager):
+    """Stores artifact handles (ml/formats/handles.py) as `<asset key>.handle.json`.
+
+    What a downstream asset receives depends on its input's type annotation: the handle itself
+    (RecordIOHandle, TFRecordShardsHandle, H5StoreHandle, MemfileHandle), or for a memfile
+    `np.ndarray`/`np.memmap` (the images, memory-mapped read-only), or for TFRecords
+    `list` (every shard path). Large data never passes through the IO manager.
+    """
+
+    base_dir: str = Field(default="outputs",
+                          description="Folder under which <asset key path>.handle.json files live")
+
+    def _path(self, key: dg.AssetKey) -> Path:
+        return Path(self.base_dir).joinpath(*key.path).with_suffix(".handle.json")
+
+    def handle_output(self, context: dg.OutputContext, obj: Handle) -> None:
+        if not isinstance(obj, Handle):
+            raise TypeError(f"{context.asset_key.to_user_string()} returned "
+                            f"{type(obj).__name__}; this IO manager stores artifact handles")
+        atomic_write_text(self._path(context.asset_key), obj.to_json())
+        context.add_output_metadata({"handle": dg.MetadataValue.path(str(self._path(context.asset_key))),
+                                     "handle_type": type(obj).__name__})
+
+    def load_input(self, context: dg.InputContext):
+        key = context.upstream_output.asset_key if context.upstream_output else context.asset_key
+        path = self._path(key)
+        if not path.exists():
+            raise dg.Failure(f"{key.to_user_string()} has not been materialized yet ({path} does "
+                             "not exist); run the prepare job first")
+        handle = Handle.from_json(path.read_text())
+        wanted = context.dagster_type.typing_type if context.dagster_type else None
+        if isinstance(handle, MemfileHandle) and wanted in (np.ndarray, np.memmap):
+            return handle.open()
+        if isinstance(handle, TFRecordShardsHandle) and (wanted is list or get_origin(wanted) is list):
+            return [p for split in sorted(handle.shards) for p in handle.shard_paths(split)]
+        if isinstance(wanted, type) and issubclass(wanted, Handle) and not isinstance(handle, wanted):
+            raise dg.Failure(f"{key.to_user_string()} holds a {type(handle).__name__}, but the "
+                             f"input is annotated {wanted.__name__}")
+        return handle

@@ -1,0 +1,137 @@
+"""The prepare graph materialized in-process on small datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from tests.assets.helpers import (definitions_for, make_folder_dataset, make_pairs_dataset,
+                                  materialization_metadata, materialize_all, tree_digest)
+
+FILE_ASSETS = ("verification_report", "resized", "splits")
+
+
+@pytest.fixture
+def small(tmp_path):
+    folder = make_folder_dataset(tmp_path / "src" / "folder")
+    pairs = make_pairs_dataset(tmp_path / "src" / "pairs")
+    datasets = [
+        {"name": "animals", "kind": "image_folder", "source": {"root": str(folder)},
+         "resize": {"mode": "letterbox", "width": 64, "height": 64, "workers": 1},
+         "splits": {"link_tree": True}},
+        {"name": "pairs", "kind": "before_after", "source": {"root": str(pairs)},
+         "resize": {"mode": "stretch", "width": 64, "height": 48, "pool_depth": 4, "workers": 1}},
+    ]
+    return tmp_path, datasets
+
+
+def test_prepare_materializes_every_asset_with_paths_and_leaves_sources_alone(small):
+    tmp_path, datasets = small
+    before = tree_digest(tmp_path / "src")
+    defs = definitions_for(tmp_path, datasets)
+    result = materialize_all(defs)
+    assert result.success
+    for name in ("animals", "pairs"):
+        for asset in FILE_ASSETS:
+            meta = materialization_metadata(result, [name, asset])
+            assert Path(meta["path"]).exists(), (name, asset)
+        splits = pd.read_parquet(tmp_path / "outputs" / name / "splits.parquet")
+        assert set(splits["split"]) <= {"train", "val", "test"}
+        for p in splits["file"]:
+            assert Path(p).is_file() and str(tmp_path / "outputs") in p
+    animals = materialization_metadata(result, ["animals", "splits"])
+    assert animals["train_count"] + animals["val_count"] + animals["test_count"] == 18
+    assert Path(animals["imagefolder"]).is_dir() and animals["hard_links"] == 18
+    assert "data:image/png;base64," in animals["preview"]
+    pairs = pd.read_parquet(tmp_path / "outputs" / "pairs" / "splits.parquet")
+    assert pairs.groupby("group_id")["split"].nunique().max() == 1   # a pair never straddles
+    assert tree_digest(tmp_path / "src") == before                   # nothing moved or rewritten
+
+
+def test_rerun_does_no_image_work_and_changed_config_redoes_it(small):
+    tmp_path, datasets = small
+    defs = definitions_for(tmp_path, datasets[:1])
+    instance = dg.DagsterInstance.ephemeral()
+    first = materialize_all(defs, instance=instance)
+    assert materialization_metadata(first, ["animals", "resized"])["processed"] == 18
+    again = materialize_all(defs, instance=instance)
+    meta = materialization_metadata(again, ["animals", "resized"])
+    assert meta["processed"] == 0 and meta["unchanged"] == 18
+    changed = materialize_all(defs, instance=instance, run_config={
+        "ops": {"animals__resized": {"config": {"width": 48}}}})
+    assert materialization_metadata(changed, ["animals", "resized"])["processed"] == 18
+
+
+def test_failed_verification_blocks_everything_downstream(tmp_path, golden_copy):
+    hybrid = golden_copy("hdf5")
+    defs = definitions_for(tmp_path, [{
+        "name": "hy", "kind": "hybrid",
+        "source": {"labels_file": str(hybrid / "hybrid_labels.h5"),
+                   "images_dir": str(hybrid / "hybrid_images"), "label_key": "labels/gender"},
+    }])
+    result = materialize_all(defs, raise_on_error=False)
+    checks = [e for e in result.get_asset_check_evaluations()
+              if e.check_name == "images_within_thresholds"]
+    assert len(checks) == 1 and not checks[0].passed
+    assert "3" in checks[0].description and "missing_images_report.json" in checks[0].description
+    materialized = {m.asset_key.path[-1] for m in result.get_asset_materialization_events()
+                    for m in [m.event_specific_data.materialization]}
+    assert "verification_report" in materialized
+    assert not materialized & {"resized", "splits"}
+    report = json.loads((tmp_path / "outputs" / "hy" / "assets" /
+                         "missing_images_report.json").read_text())
+    assert sorted(report["missing_identifiers"]) == ["1003_0.jpg", "1011_0.jpg"]
+
+
+def test_unsafe_dimensions_fail_the_check_and_rounding_fixes_them(small):
+    tmp_path, datasets = small
+    pairs = dict(datasets[1], resize={"mode": "stretch", "width": 70, "height": 50,
+                                      "pool_depth": 3, "workers": 1})
+    result = materialize_all(definitions_for(tmp_path, [pairs]), raise_on_error=False)
+    check = [e for e in result.get_asset_check_evaluations() if e.check_name == "safe_dimensions"][0]
+    assert not check.passed
+    assert "72" in check.description and "48" in check.description   # nearest safe sizes named
+    assert not any(m.asset_key.path[-1] == "splits" for m in
+                   [e.event_specific_data.materialization
+                    for e in result.get_asset_materialization_events()])
+    pairs["resize"] = dict(pairs["resize"], round_to_safe=True)
+    ok = materialize_all(definitions_for(tmp_path, [pairs]))
+    meta = materialization_metadata(ok, ["pairs", "resized"])
+    assert meta["size"] == "72x48"
+
+
+def test_reverify_job_rechecks_disk_without_rematerializing_the_catalog(small):
+    tmp_path, datasets = small
+    defs = definitions_for(tmp_path, [dict(datasets[0], verify={"max_missing_ratio": 0.1})])
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize_all(defs, instance=instance).success
+    (tmp_path / "src" / "folder" / "class_0" / "00.jpg").rename(tmp_path / "moved_away.jpg")
+    result = defs.resolve_job_def("reverify_images").execute_in_process(instance=instance)
+    keys = {e.event_specific_data.materialization.asset_key.path[-1]
+            for e in result.get_asset_materialization_events()}
+    assert keys == {"verification_report"}
+    meta = materialization_metadata(result, ["animals", "verification_report"])
+    assert meta["missing_count"] == 1
+
+
+def test_repo_graph_snapshot():
+    """The demo's asset graph, jobs and schedules: an accidental change shows up here."""
+    from definitions import defs
+
+    keys = sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys())
+    expected = sorted([f"{d}/{a}" for d in ("faces", "pairs", "sequences", "inat")
+                       for a in ("catalog", "verification_report", "resized", "splits")]
+                      + ["faces/recordio", "faces/tfrecords", "faces/validation_memfile",
+                         "sequences/h5_store", "inat/tfrecords"])
+    assert keys == expected
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"prepare", "reverify_images"}
+    schedule = defs.resolve_schedule_def("reverify_images_schedule")
+    assert schedule.cron_schedule == "0 3 * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    graph = defs.resolve_asset_graph()
+    assert graph.get(dg.AssetKey(["faces", "splits"])).parent_keys == {
+        dg.AssetKey(["faces", "catalog"]), dg.AssetKey(["faces", "resized"])}
