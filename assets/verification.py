@@ -11,11 +11,12 @@ from typing import Optional
 
 import dagster as dg
 import pandas as pd
+import yaml
 from pydantic import Field
 
 from assets.options import merged_options
 from ml.dataset_spec import DatasetSpec
-from ml.errors import DatasetError
+from ml.errors import ConfigError, DatasetError
 from ml.progress import Progress
 from ml.verify import VerifyConfig, resolve_report_path, verify_catalog, write_report
 
@@ -34,7 +35,32 @@ class VerifyRunConfig(dg.Config):
     allow_missing_images: Optional[bool] = Field(default=None, description="Training replaces bad images with counted placeholders")
 
 
+def seed000_section(spec: DatasetSpec) -> dict | None:
+    """A user's seed-000 config used as is: `verify: {seed000_config: their.yaml}` (the file's
+    DATA.HYBRID section is read) or the `DATA:`/`HYBRID:` mapping pasted under `verify:`."""
+    section = spec.verify
+    if "seed000_config" in section:
+        path = Path(section["seed000_config"])
+        path = path if path.is_absolute() else spec.base_dir / path
+        try:
+            return yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"dataset {spec.name!r}: verify.seed000_config {path} does not "
+                              "exist") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if any(str(k).upper() in ("DATA", "HYBRID", "VERIFY_IMAGES") for k in section):
+        return section
+    return None
+
+
 def verify_config_for(spec: DatasetSpec, run_config: VerifyRunConfig | None = None) -> VerifyConfig:
+    seed000 = seed000_section(spec)
+    if seed000 is not None:
+        base = VerifyConfig.from_seed000_yaml(seed000)
+        overrides = {k: v for k, v in (run_config.model_dump() if run_config else {}).items()
+                     if v is not None}
+        return dataclasses.replace(base, **overrides)
     defaults = {f.name: f.default for f in dataclasses.fields(VerifyConfig)}
     return VerifyConfig(**merged_options(defaults, spec.verify, run_config, f"{spec.name}.verify"))
 
@@ -59,7 +85,10 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     )
     def verification_report(context: dg.AssetExecutionContext, config: VerifyRunConfig,
                             catalog: pd.DataFrame):
-        vconf = verify_config_for(spec, config)
+        try:
+            vconf = verify_config_for(spec, config)
+        except DatasetError as exc:
+            raise dg.Failure(description=str(exc)) from None
         report_path = report_path_for(spec, vconf)
         images_dir = spec.source_path(IMAGES_DIR_OPTION[spec.kind])
         progress = Progress(len(catalog), f"{spec.name} verify", emit=context.log.info)

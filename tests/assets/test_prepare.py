@@ -135,3 +135,39 @@ def test_repo_graph_snapshot():
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey(["faces", "splits"])).parent_keys == {
         dg.AssetKey(["faces", "catalog"]), dg.AssetKey(["faces", "resized"])}
+
+
+SEED000_YAML = """
+DATA:
+  HYBRID:
+    USE_HYBRID: True
+    IMAGES_DIR: '/path/to/images'
+    FILE_EXTENSION: '.jpg'
+    ALLOW_MISSING_IMAGES: True
+    VERIFY_IMAGES:
+      ENABLED: True
+      MAX_MISSING_RATIO: 0.25
+      MAX_MISSING_COUNT: 100
+      NUM_WORKERS: 2
+      CHUNK_SIZE: 1000
+      LOG_MISSING: True
+      REPORT_PATH: '{output_dir}/assets/missing_images_report.json'
+"""
+
+
+def test_a_users_seed000_yaml_is_used_as_is(tmp_path, golden_copy):
+    hybrid = golden_copy("hdf5")
+    (tmp_path / "experiment.yaml").write_text(SEED000_YAML)
+    defs = definitions_for(tmp_path, [{
+        "name": "hy", "kind": "hybrid",
+        "source": {"labels_file": str(hybrid / "hybrid_labels.h5"),
+                   "images_dir": str(hybrid / "hybrid_images"), "label_key": "labels/gender"},
+        "verify": {"seed000_config": str(tmp_path / "experiment.yaml")},
+    }])
+    result = materialize_all(defs)        # 3 bad of 20 = 15% passes the file's 25% ratio
+    assert result.success
+    report = json.loads((tmp_path / "outputs" / "hy" / "assets" /
+                         "missing_images_report.json").read_text())
+    assert report["thresholds"]["max_missing_ratio"] == 0.25
+    meta = materialization_metadata(result, ["hy", "resized"])
+    assert meta["dropped_bad_samples"] == 3
