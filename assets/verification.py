@@ -22,7 +22,7 @@ from ml.verify import VerifyConfig, resolve_report_path, verify_catalog, write_r
 
 CHECK_NAME = "images_within_thresholds"
 IMAGES_DIR_OPTION = {"image_folder": "root", "before_after": "root", "coco": "images_dir",
-                     "hybrid": "images_dir", "h5_store": "file"}
+                     "hybrid": "images_dir", "h5_store": "file", "recordio": "path"}
 
 
 class VerifyRunConfig(dg.Config):

@@ -14,10 +14,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import h5py
 import numpy as np
 import pandas as pd
 
+from ml.containers import read_member
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ImageError, PathEscapeError, SourceError
 from ml.imageio import MISSING, read_header
@@ -84,23 +84,20 @@ def _headers(records: list[SourceRecord], workers: int, progress: Progress | Non
             results[i] = res
             if progress and n % 64 == 63:
                 progress.advance(64)
-    by_container: dict[str, list[int]] = {}
     for i, r in enumerate(records):
-        if r.member:
-            by_container.setdefault(r.path, []).append(i)
-    for container, idxs in by_container.items():
-        with h5py.File(container, "r") as h5:
-            for i in idxs:
-                key = records[i].member
-                if key not in h5:
-                    results[i] = ("missing", "no such member", None, None, None)
-                    continue
-                data = h5[key][()].tobytes()
-                try:
-                    h = read_header(data, name=f"{container}:{key}")
-                    results[i] = ("ok", "", h.width, h.height, len(data))
-                except ImageError as exc:
-                    results[i] = ("unreadable", exc.reason, None, None, len(data))
+        if not r.member:
+            continue
+        try:
+            data = read_member(r.path, r.member)
+        except ImageError as exc:
+            results[i] = ("missing" if exc.reason == MISSING else "unreadable", exc.reason,
+                          None, None, None)
+            continue
+        try:
+            h = read_header(data, name=f"{r.path}:{r.member}")
+            results[i] = ("ok", "", h.width, h.height, len(data))
+        except ImageError as exc:
+            results[i] = ("unreadable", exc.reason, None, None, len(data))
     return results
 
 

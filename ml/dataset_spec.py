@@ -25,7 +25,7 @@ import yaml
 
 from ml.errors import ConfigError
 
-SOURCE_KINDS = ("image_folder", "before_after", "coco", "hybrid", "h5_store")
+SOURCE_KINDS = ("image_folder", "before_after", "coco", "hybrid", "h5_store", "recordio")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 SECTIONS = ("resize", "splits", "verify", "formats")
 
@@ -107,9 +107,7 @@ def parse_datasets(doc: Any, path: Path, base_dir: Path | None = None) -> Datase
         seen.add(name)
         kind = entry.get("kind")
         if kind not in SOURCE_KINDS:
-            hint = (" (RecordIO sources arrive with the record-conversion work)"
-                    if kind == "recordio" else "")
-            raise ConfigError(f"{where}: dataset {name!r} has unknown source kind {kind!r}{hint}; "
+            raise ConfigError(f"{where}: dataset {name!r} has unknown source kind {kind!r}; "
                               f"use one of: {', '.join(SOURCE_KINDS)}")
         unknown = set(entry) - {"name", "kind", "source", "output_dir", "on_invalid_path",
                                 "description", *SECTIONS}

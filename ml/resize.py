@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Sequence
 from PIL import Image
 
 from ml.atomic import atomic_write_text, temp_sibling
+from ml.containers import close_all as close_containers, read_member
 from ml.errors import ConfigError, DatasetError, ImageError, PathEscapeError
 from ml.imageio import MISSING, NOT_AN_IMAGE, UNSUPPORTED, load_rgb, read_header
 from ml.progress import Progress
@@ -218,56 +219,13 @@ def encode(img: Image.Image, spec: ResizeSpec) -> bytes:
 
 # ----------------------------------------------------------------------------- reading sources
 
-_CONTAINERS: dict[tuple[str, int], object] = {}   # (path, pid) -> open h5py.File, read-only
-
-
-def _read_member(item: ResizeItem) -> bytes:
-    """The encoded image bytes of an HDF5 member; the container is opened once per process."""
-    import h5py
-    import numpy as np
-
-    key = (item.path, os.getpid())
-    h5 = _CONTAINERS.get(key)
-    if h5 is None:
-        try:
-            h5 = h5py.File(item.path, "r")
-        except FileNotFoundError:
-            raise ImageError(item.label, MISSING, "no such container file") from None
-        except OSError as exc:
-            raise ImageError(item.label, UNSUPPORTED, f"cannot open as HDF5: {exc}") from None
-        _CONTAINERS[key] = h5
-    member = item.member.strip("/")
-    obj = h5.get(member)
-    if obj is None:
-        raise ImageError(item.label, MISSING, f"no member {member!r} in the container")
-    if not isinstance(obj, h5py.Dataset):
-        raise ImageError(item.label, NOT_AN_IMAGE, f"{member!r} is a group, not image bytes")
-    value = obj[()]
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, np.void):
-        return value.tobytes()
-    if isinstance(value, np.ndarray) and value.dtype == np.uint8:
-        return value.tobytes()
-    raise ImageError(item.label, UNSUPPORTED,
-                     f"{member!r} holds {getattr(value, 'dtype', type(value).__name__)}, "
-                     "not encoded image bytes (uint8)")
-
-
-def _close_containers() -> None:
-    """Close this process's cached HDF5 containers."""
-    pid = os.getpid()
-    for key in [k for k in _CONTAINERS if k[1] == pid]:
-        _CONTAINERS.pop(key).close()  # type: ignore[attr-defined]
-
-
 def resize_image(item: ResizeItem, spec: ResizeSpec) -> Image.Image:
     """Decode one item (JPEG draft at the size its geometry needs) and render the output canvas.
 
     Raises ImageError with a reason from ml.imageio.REASONS when the image cannot be used.
     """
     try:
-        source: str | bytes = _read_member(item) if item.member else item.path
+        source: str | bytes = read_member(item.path, item.member) if item.member else item.path
         header = read_header(source, name=item.label)
         src_size = (header.width, header.height)
         draft = plan_geometry(*src_size, spec).draft
@@ -357,7 +315,7 @@ def _run_tasks(tasks: list[_Task], out_dir: Path, spec: ResizeSpec, workers: int
             for task in tasks:
                 on_done(_resize_one(task, str(out_dir), spec))
         finally:
-            _close_containers()
+            close_containers()
         return
     chunks = _chunks(tasks, workers)
     with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=_pool_context()) as pool:

@@ -2,7 +2,7 @@
 SourceRecords (what the label file or folder declares), without decoding any image.
 
 SOURCE_READERS maps a kind to its reader; ml/catalog.py builds the catalog from them. A new
-source kind (RecordIO arrives with the formats work) is one module and one entry here.
+source kind is one module and one entry here.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ml.sources.h5_store import read_h5_store
 from ml.sources.hybrid import read_hybrid
 from ml.sources.image_folder import read_image_folder
 from ml.sources.record import SourceRecord
+from ml.sources.recordio import read_recordio
 
 SourceReader = Callable[[DatasetSpec], Iterable[SourceRecord]]
 
@@ -25,6 +26,7 @@ SOURCE_READERS: dict[str, SourceReader] = {
     "coco": read_coco,
     "hybrid": read_hybrid,
     "h5_store": read_h5_store,
+    "recordio": read_recordio,
 }
 
 __all__ = ["SOURCE_READERS", "SourceRecord", "SourceReader"]

@@ -148,7 +148,6 @@ def test_undecodable_header_is_reported_not_raised(golden):
 
 @pytest.mark.parametrize("doc, match", [
     ({"datasets": [{"name": "x", "kind": "parquet_lake", "source": {}}]}, "unknown source kind 'parquet_lake'"),
-    ({"datasets": [{"name": "x", "kind": "recordio", "source": {}}]}, "RecordIO"),
     ({"datasets": [{"name": "9x", "kind": "coco", "source": {}}]}, "must start with a letter"),
     ({"datasets": []}, "non-empty list"),
     ({"datasets": [{"name": "x", "kind": "coco", "sourc": {}}]}, "unknown keys"),
@@ -181,3 +180,18 @@ def test_bad_json_and_non_hdf5_label_files(tmp_path):
 def test_repo_datasets_file_declares_every_sample_kind():
     kinds = {d.kind for d in load_datasets().datasets}
     assert kinds == {"hybrid", "before_after", "h5_store", "coco"}
+
+
+
+@pytest.mark.parametrize("layout", ["insightface_legacy", "insightface_recbuilder"])
+def test_golden_insightface_recordio_as_a_source(golden, layout):
+    root = golden / "recordio"
+    frame = build_catalog(spec_for(Path("/"), "recordio", {"path": str(root / layout)})).frame
+    expected = (json.loads((root / "expected.json").read_text())["insightface_legacy"]
+                if layout == "insightface_legacy" else
+                json.loads((root / layout / "expected.json").read_text()))
+    assert len(frame) == expected["num_images"]
+    assert (frame["status"] == "ok").all() and frame["width"].min() > 0
+    assert frame["group_kind"].eq("identity").all()
+    if "num_identities" in expected:
+        assert frame["label"].nunique() == expected["num_identities"]
