@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ml.dataset_spec import load_datasets
+from ml.formats.handles import Handle
 
 
 def summarize(outputs: Path | None = None) -> str:
@@ -17,26 +18,33 @@ def summarize(outputs: Path | None = None) -> str:
     lines = [f"Outputs under {root}", ""]
     for d in datasets.datasets:
         lines.append(f"[{d.name}] ({d.kind})")
+        out_dir = root / d.name if outputs else d.output_dir
         cat = root / d.name / "catalog.parquet"
         if not cat.exists():
             lines.append("  not materialized yet")
             continue
         frame = pd.read_parquet(cat)
         lines.append(f"  catalog:  {len(frame)} samples, {frame['label'].nunique()} labels  ({cat})")
-        report = d.output_dir / "assets" / "missing_images_report.json"
+        report = out_dir / "assets" / "missing_images_report.json"
         if report.exists():
             r = json.loads(report.read_text())
             lines.append(f"  verified: {r['total_images_checked']} checked, {r['missing_count']} "
                          f"missing, {r.get('corrupt_count', 0)} corrupt, "
                          f"passed={r.get('passed')}  ({report})")
-        resized = d.output_dir / "resized"
+        resized = out_dir / "resized"
         if resized.exists():
             n = sum(1 for p in resized.rglob("*") if p.is_file() and not p.name.startswith("."))
             lines.append(f"  resized:  {n} images  ({resized})")
-        splits = d.output_dir / "splits"
+        splits = out_dir / "splits"
         counts = {p.stem: len(pd.read_parquet(p)) for p in sorted(splits.glob("*.parquet"))}
         if counts:
             lines.append(f"  splits:   {counts}  ({splits})")
+        for handle_file in sorted((root / d.name).glob("*.handle.json")):
+            handle = Handle.from_json(handle_file.read_text())
+            where = getattr(handle, "rec_path", None) or getattr(handle, "path", None) \
+                or getattr(handle, "out_dir", "")
+            lines.append(f"  {handle_file.name.split('.')[0] + ':':9} {type(handle).__name__} "
+                         f"({where})")
     lines += ["", "Web UI: `make ui`, then open http://127.0.0.1:3000 (asset graph, metadata, runs)."]
     return "\n".join(lines)
 
