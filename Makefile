@@ -43,7 +43,7 @@ ui: bootstrap
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 bench: bootstrap
-	$(BIN)/python bench/resize.py
+	for b in resize verify pack; do $(BIN)/python bench/$$b.py || exit 1; done
 
 # Regenerate constraints.txt from the current environment after a deliberate upgrade.
 lock:

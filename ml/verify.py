@@ -34,7 +34,8 @@ import pyarrow.compute as pc
 from ml.atomic import atomic_write_text
 from ml.checksums import (ChecksumEntry, ChecksumRegistry, content_difference, now_text,
                           sha256_hex, stat_difference)
-from ml.errors import ConfigError, ImageError
+from ml.containers import is_recordio, member_keys, read_member
+from ml.errors import ConfigError, DatasetError, ImageError
 from ml.imageio import CHANGED, DEFAULT_MAX_PIXELS, MISSING, UNSUPPORTED, decode, is_within
 from ml.progress import Progress
 
@@ -273,10 +274,8 @@ def _check_files_exist(positions: np.ndarray, rows: _Rows, found: _Findings, roo
             found.mark(positions[order[lo:hi]], INVALID, INVALID_REASON, escape)
         else:
             listed, why = _list_folder(folder or "/")
-            if listed.issuperset(names[lo:hi]):   # the common case, at C speed
-                absent = []
-            else:
-                absent = [i for i in range(lo, hi) if names[i] not in listed]
+            absent = ([] if listed.issuperset(names[lo:hi])    # the common case, at C speed
+                      else [i for i in range(lo, hi) if names[i] not in listed])
             if absent:
                 found.mark(positions[order[absent]], MISSING_STATUS, MISSING,
                            why or "no such file")
@@ -289,11 +288,16 @@ def _container_listing(container: str) -> tuple[dict[str, int], str, str]:
     if not os.path.isfile(container):
         return {}, MISSING_STATUS, f"container {container} does not exist"
     keys: dict[str, int] = {}
+    if is_recordio(container):
+        try:
+            return {k: 0 for k in member_keys(container)}, "", ""
+        except (DatasetError, OSError) as exc:
+            return {}, CORRUPT, f"container {container} cannot be read as RecordIO ({exc})"
     try:
         with h5py.File(container, "r") as h5:
             h5.visititems(lambda name, obj: keys.__setitem__(name, int(obj.nbytes))
                           if isinstance(obj, h5py.Dataset) else None)
-    except OSError as exc:
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
         return {}, CORRUPT, f"container {container} cannot be read as HDF5 ({exc})"
     return keys, "", ""
 
@@ -357,9 +361,24 @@ def _decode_files(items: list[tuple[int, str]], max_pixels: int) -> list[tuple[i
 
 def _decode_members(container: str, items: list[tuple[int, str]],
                     max_pixels: int) -> list[tuple[int, _Outcome]]:
-    """Read and decode (position, key) members of one HDF5 container, opened once."""
+    """Read and decode (position, key) members of one container (HDF5 or RecordIO), opened once."""
     results = []
-    with h5py.File(container, "r") as h5:
+    if is_recordio(container):
+        for pos, member in items:
+            try:
+                data = read_member(container, member)
+            except ImageError as exc:
+                results.append((pos, _Outcome(CORRUPT, exc.reason, exc.detail)))
+                continue
+            results.append((pos, _decode_bytes(data, f"{container}:{member}", max_pixels,
+                                               _Outcome())))
+        return results
+    try:
+        h5 = h5py.File(container, "r")
+    except OSError as exc:
+        return [(pos, _Outcome(CORRUPT, UNSUPPORTED, f"cannot open {container}: {exc}"))
+                for pos, _ in items]
+    with h5:
         for pos, member in items:
             try:
                 value = h5[member][()]

@@ -171,3 +171,18 @@ def test_a_users_seed000_yaml_is_used_as_is(tmp_path, golden_copy):
     assert report["thresholds"]["max_missing_ratio"] == 0.25
     meta = materialization_metadata(result, ["hy", "resized"])
     assert meta["dropped_bad_samples"] == 3
+
+
+def test_an_existing_insightface_recordio_prepares_end_to_end(tmp_path, golden):
+    defs = definitions_for(tmp_path, [{
+        "name": "emore", "kind": "recordio",
+        "source": {"path": str(golden / "recordio" / "insightface_legacy")},
+        "resize": {"mode": "shorter_side_crop", "width": 56, "height": 56, "workers": 1},
+    }])
+    result = materialize_all(defs)
+    report = json.loads((tmp_path / "outputs" / "emore" / "assets" /
+                         "missing_images_report.json").read_text())
+    assert report["missing_count"] == 0 and report["corrupt_count"] == 0
+    resized = materialization_metadata(result, ["emore", "resized"])
+    catalog = pd.read_parquet(tmp_path / "outputs" / "emore" / "catalog.parquet")
+    assert resized["processed"] == len(catalog) > 0

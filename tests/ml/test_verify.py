@@ -17,7 +17,7 @@ from PIL import Image
 import ml.verify as verify_mod
 from ml.checksums import ChecksumRegistry
 from ml.errors import ConfigError
-from ml.imageio import BOMB, CHANGED, EMPTY, MISSING, NOT_AN_IMAGE, TRUNCATED, decode
+from ml.imageio import BOMB, CHANGED, EMPTY, NOT_AN_IMAGE, TRUNCATED, decode
 from ml.progress import Progress
 from ml.verify import (VerifyConfig, resolve_report_path, verify_catalog, within_thresholds,
                        write_report)
