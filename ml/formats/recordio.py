@@ -40,7 +40,7 @@ from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
-from ml.atomic import temp_sibling
+from ml.atomic import fsync_dir, temp_sibling
 from ml.errors import FormatError
 
 MAGIC = 0xCED7230A
@@ -730,7 +730,7 @@ class RecordIOWriter:
             os.replace(self._rec_tmp, self.rec_path)
             if self._idx_tmp is not None:
                 os.replace(self._idx_tmp, self.idx_path)
-            _fsync_dir(self.rec_path.parent)
+            fsync_dir(self.rec_path.parent)
             self.closed = True
         except BaseException:
             self.abort()
@@ -770,9 +770,3 @@ def _write_buffers(fd: int, buffers: list[bytes]) -> None:
                 rest = rest[os.write(fd, rest):]
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

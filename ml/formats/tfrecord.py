@@ -44,7 +44,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar, Union
 import crc32c
 import numpy as np
 
-from ml.atomic import atomic_write_text, temp_sibling
+from ml.atomic import CommitOnExit, fsync_dir, atomic_write_text, temp_sibling
 from ml.errors import ConfigError, FormatError
 from ml.progress import Progress
 
@@ -296,14 +296,6 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _remove_quietly(*paths: Path | None) -> None:
     for path in paths:
         if path is not None:
@@ -349,7 +341,7 @@ class _PendingFile:
         _remove_quietly(self.tmp, self.tmp_index)
 
 
-class TFRecordWriter:
+class TFRecordWriter(CommitOnExit):
     """Writes one TFRecord file atomically (temporary sibling, renamed into place on close).
 
     Use as a context manager: on an exception nothing is left behind and an existing file of
@@ -385,7 +377,7 @@ class TFRecordWriter:
             except BaseException:
                 pending.discard()
                 raise
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         if self.info is None:
             raise ValueError(f"{self.path}: writer was aborted, nothing was written")
         return self.info
@@ -395,15 +387,6 @@ class TFRecordWriter:
         if self._pending is not None:
             self._pending.discard()
             self._pending = None
-
-    def __enter__(self) -> TFRecordWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def write_tfrecord(path: str | os.PathLike, records: Iterable[Record],
@@ -477,7 +460,7 @@ class ShardSummary:
         }
 
 
-class ShardWriter:
+class ShardWriter(CommitOnExit):
     """Writes the records of one split into shards of about `target_shard_bytes` each.
 
     A new shard starts when the next record would take the current one past the target (a record
@@ -540,7 +523,7 @@ class ShardWriter:
         count = len(self._pending)
         infos = tuple(p.commit(self.out_dir / shard_name(self.split, i, count))
                       for i, p in enumerate(self._pending))
-        _fsync_dir(self.out_dir)
+        fsync_dir(self.out_dir)
         self._remove_stale_shards({info.path.name for info in infos})
         self.summary = ShardSummary(self.split, infos)
         return self.summary
@@ -559,15 +542,6 @@ class ShardWriter:
             pending.discard()
         self._pending.clear()
         self._current = None
-
-    def __enter__(self) -> ShardWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def shuffled_order(count: int, seed: int | None) -> list[int]:
