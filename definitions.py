@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets.factory import build_dataset_assets
 from jobs.definitions import prepare_job, reverify_job, reverify_schedule
+from jobs.sensors import images_changed_sensor
 from ml.dataset_spec import DatasetsFile, load_datasets
 from resources.io_managers import HandleIOManager, ParquetFrameIOManager
 
@@ -18,6 +19,7 @@ def build_definitions(datasets: DatasetsFile) -> dg.Definitions:
         assets=assets,
         jobs=[prepare_job(), reverify],
         schedules=[reverify_schedule(reverify)],
+        sensors=[images_changed_sensor(datasets, reverify)],
         resources={
             "frame_io_manager": ParquetFrameIOManager(base_dir=str(datasets.storage_root)),
             "handle_io_manager": HandleIOManager(base_dir=str(datasets.storage_root)),
