@@ -32,6 +32,9 @@ class ImageError(DatasetError):
             msg += f" ({detail})"
         super().__init__(msg)
 
+    def __reduce__(self):  # survives pickling (process pools, DataLoader workers)
+        return (type(self), (self.path, self.reason, self.detail))
+
 
 class PathEscapeError(SourceError):
     """An identifier in a label file resolves outside the images root ('../x', absolute, symlink)."""
@@ -49,3 +52,6 @@ class FormatError(DatasetError):
         self.problem = problem
         where = f" at byte {offset}" if offset is not None else ""
         super().__init__(f"{self.path}{where}: {problem}")
+
+    def __reduce__(self):  # survives pickling (process pools, DataLoader workers)
+        return (type(self), (self.path, self.offset, self.problem))
