@@ -1,0 +1,77 @@
+"""The per-item image pipeline and the item contract every dataset of ml.datasets follows.
+
+An item is `(image, label)`, or `(image, label, mask)` when the transform yields a mask: a
+transform returning a 2-tuple `(image, mask)` (seed 002's occlusion transforms) makes the item a
+3-tuple. Datasets that also report a per-item flag (HybridDataset's placeholder flag,
+TemporalPairDataset's fallback flag) append it as the LAST element, so `batch[0]` is always the
+image and `batch[1]` the label.
+
+The pipeline runs seed 002's steps in seed 002's order: decoded RGB PIL image -> optional
+RGB->BGR swap (for backbones trained on OpenCV/BGR input) -> Augmenter -> transform.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from PIL import Image
+
+from ml.augmenter import Augmenter
+from ml.errors import ConfigError
+from ml.imageio import load_rgb
+
+Transform = Callable[[Any], Any]
+
+
+def swap_rgb_bgr(image: Image.Image) -> Image.Image:
+    """The image with its first and last channels exchanged (RGB <-> BGR)."""
+    return Image.fromarray(np.ascontiguousarray(np.asarray(image)[:, :, ::-1]))
+
+
+def decode_bytes(data: bytes | bytearray | memoryview | np.ndarray, name: str) -> Image.Image:
+    """Encoded image bytes (or a uint8 array of them) -> RGB PIL image; ImageError naming `name`."""
+    if isinstance(data, np.ndarray):
+        data = data.tobytes()
+    return load_rgb(data, name=name)
+
+
+@dataclass
+class ImagePipeline:
+    """swap_color_channel, then augmenter, then transform: what a dataset does to each image."""
+
+    transform: Transform | None = None
+    swap_color_channel: bool = False
+    augmenter: Augmenter | None = None
+
+    def __call__(self, image: Image.Image) -> Any:
+        """The transformed image (or `(image, mask)` when the transform yields a mask)."""
+        if self.swap_color_channel:
+            image = swap_rgb_bgr(image)
+        if self.augmenter is not None:
+            image = self.augmenter(image)
+        return self.transform(image) if self.transform is not None else image
+
+    def item(self, image: Image.Image, label: Any) -> tuple:
+        """The contract item for a decoded image and its label."""
+        return make_item(self(image), label)
+
+
+def make_item(output: Any, label: Any) -> tuple:
+    """(image, label), or (image, label, mask) when `output` is an (image, mask) pair."""
+    if isinstance(output, tuple) and len(output) == 2:
+        return output[0], label, output[1]
+    return output, label
+
+
+def source_path(source: Any, handle_type: type, attribute: str) -> Path:
+    """The path a dataset reads: `getattr(handle, attribute)` for a handle, else `source` itself."""
+    if isinstance(source, handle_type):
+        return Path(getattr(source, attribute))
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source)
+    raise ConfigError(f"expected a {handle_type.__name__} or a path, got {type(source).__name__} "
+                      f"{source!r}")
