@@ -33,7 +33,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ml.atomic import temp_sibling
+from ml.atomic import CommitOnExit, temp_sibling
 from ml.errors import DatasetError, FormatError
 
 CONF_SUFFIX = ".conf"
@@ -198,7 +198,7 @@ def _write_zeros(fd: int, nbytes: int, block: int = 1 << 20) -> None:
     os.lseek(fd, 0, os.SEEK_SET)
 
 
-class MemfileWriter:
+class MemfileWriter(CommitOnExit):
     """Writes one memfile row by row: reserve, append chunks in order, then commit atomically.
 
     Use as a context manager: leaving the block normally commits (and fails if rows are
@@ -227,14 +227,9 @@ class MemfileWriter:
             self.abort()
             raise
 
-    def __enter__(self) -> "MemfileWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
+    def close(self) -> MemfileInfo:
+        """CommitOnExit's name for commit(): leaving a `with` block cleanly commits."""
+        return self.commit()
 
     def append(self, rows: np.ndarray) -> None:
         """Write the next len(rows) rows; rows must have shape (k, *shape[1:])."""
