@@ -6,7 +6,6 @@ shuffled, DALI-style indexes), h5_store (sequences, solo-learn layout) and valid
 that the handle IO manager passes to training.
 """
 
-import hashlib
 import os
 from typing import Callable
 
@@ -14,6 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.options import merged_options
+from ml.checksums import files_sha256
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
 from ml.formats.handles import Handle
@@ -66,14 +66,14 @@ def build_packing_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
         return h, {"path": dg.MetadataValue.path(str(out / "tfrecords")), "shards": len(paths),
                    **{f"{s}_records": n for s, n in h.records.items()},
                    "bytes": sum(_size(p) for p in paths),
-                   "sha256": _combined_sha256(paths)}
+                   "sha256": files_sha256(paths)}
 
     def h5_store(context, splits, opts):
         path = out / "h5_store" / f"{spec.name}.h5"
         h = pack_h5_store(splits, path, emit=context.log.info)
         return h, {"path": dg.MetadataValue.path(str(path)), "images": h.num_images,
                    "sequences": h.num_sequences, "bytes": _size(path),
-                   "sha256": _combined_sha256([str(path)])}
+                   "sha256": files_sha256([str(path)])}
 
     def validation_memfile(context, splits, opts):
         path = out / "memfiles" / "validation.dat"
@@ -83,7 +83,7 @@ def build_packing_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
                               image_size=int(opts["image_size"]), emit=context.log.info)
         return h, {"path": dg.MetadataValue.path(str(path)), "pairs": h.num_pairs,
                    "shape": str(list(h.shape)), "dtype": h.dtype, "bytes": _size(path),
-                   "sha256": _combined_sha256([str(path)])}
+                   "sha256": files_sha256([str(path)])}
 
     builders = {"recordio": (recordio, "The train split as MXNet RecordIO (insightface legacy layout + property)."),
                 "tfrecords": (tfrecords, "Every split as shuffled TFRecord shards with DALI-style indexes."),
@@ -100,12 +100,3 @@ def build_packing_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
 def _size(path) -> int:
     return os.path.getsize(path)
 
-
-def _combined_sha256(paths) -> str:
-    """One sha256 over the files' bytes in order (a checksum of the whole artifact)."""
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()

@@ -41,6 +41,16 @@ class ChecksumEntry:
     first_seen: str
 
 
+def files_sha256(paths) -> str:
+    """One sha256 over the files' bytes in order (the checksum of a whole artifact)."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

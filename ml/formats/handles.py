@@ -104,6 +104,23 @@ class MemfileHandle(Handle):
         return open_validation_memfile(self.path)
 
 
+@dataclass(frozen=True)
+class CheckpointHandle(Handle):
+    """A trained model: the checkpoint a training task wrote and the figures it reported."""
+
+    kind: ClassVar[str] = "checkpoint"
+    task: str
+    checkpoint: str                           # a state_dict checkpoint (ml/train/checkpoint.py)
+    out_dir: str                              # the run's folder: curves, events, summary
+    summary: dict[str, Any]                   # the trainer's final summary (JSON scalars)
+
+    def load(self, map_location: str = "cpu") -> dict[str, Any]:
+        """The checkpoint dict (epoch, step, extra, state), loaded with weights_only=True."""
+        from ml.train.checkpoint import load_checkpoint
+        return load_checkpoint(self.checkpoint, map_location=map_location)
+
+
 HANDLE_TYPES: dict[str, type[Handle]] = {
-    cls.kind: cls for cls in (RecordIOHandle, TFRecordShardsHandle, H5StoreHandle, MemfileHandle)
+    cls.kind: cls for cls in (RecordIOHandle, TFRecordShardsHandle, H5StoreHandle, MemfileHandle,
+                              CheckpointHandle)
 }

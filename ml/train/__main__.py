@@ -1,0 +1,3 @@
+from ml.train.cli import run
+
+run()
