@@ -8,6 +8,7 @@ import dagster as dg
 from assets.factory import build_dataset_assets
 from jobs.definitions import prepare_job, reverify_job, reverify_schedule
 from jobs.sensors import images_changed_sensor
+from jobs.training import train_job
 from ml.dataset_spec import DatasetsFile, load_datasets
 from resources.io_managers import HandleIOManager, ParquetFrameIOManager
 
@@ -17,12 +18,13 @@ def build_definitions(datasets: DatasetsFile) -> dg.Definitions:
     reverify = reverify_job(datasets)
     return dg.Definitions(
         assets=assets,
-        jobs=[prepare_job(), reverify],
+        jobs=[prepare_job(), reverify, train_job()],
         schedules=[reverify_schedule(reverify)],
         sensors=[images_changed_sensor(datasets, reverify)],
         resources={
             "frame_io_manager": ParquetFrameIOManager(base_dir=str(datasets.storage_root)),
             "handle_io_manager": HandleIOManager(base_dir=str(datasets.storage_root)),
+            "pipes_subprocess_client": dg.PipesSubprocessClient(),
         },
     )
 

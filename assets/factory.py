@@ -8,6 +8,7 @@ from assets.catalog import build_catalog_asset
 from assets.packing import build_packing_assets
 from assets.resize import build_resized_asset
 from assets.splits import build_splits_asset
+from assets.training import build_training_assets
 from assets.verification import build_verification_asset
 from ml.dataset_spec import DatasetSpec
 
@@ -19,4 +20,5 @@ def build_dataset_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
         build_resized_asset(spec),
         build_splits_asset(spec),
         *build_packing_assets(spec),
+        *build_training_assets(spec),
     ]

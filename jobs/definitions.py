@@ -7,6 +7,7 @@ import os
 
 import dagster as dg
 
+from jobs.training import TRAINING_STAGE
 from ml.dataset_spec import DatasetsFile
 
 DEFAULT_REVERIFY_CRON = "0 3 * * *"   # daily at 03:00
@@ -14,8 +15,9 @@ DEFAULT_REVERIFY_CRON = "0 3 * * *"   # daily at 03:00
 
 def prepare_job() -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
-        "prepare", selection=dg.AssetSelection.all(),
-        description="Catalog, verify, resize and split every declared dataset.",
+        "prepare", selection=dg.AssetSelection.all() - TRAINING_STAGE,
+        description="Catalog, verify, resize, split and pack every declared dataset "
+                    "(everything but training: see the train job).",
     )
 
 

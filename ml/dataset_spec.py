@@ -10,6 +10,8 @@ datasets:
     resize: {...}                # ResizeSpec fields + pool_depth, round_to_safe, workers
     splits: {...}                # SplitSpec fields
     verify: {...}                # VerifyConfig fields (seed 000's DATA.HYBRID.VERIFY_IMAGES)
+    formats: {...}               # packed formats: recordio, tfrecords, h5_store, validation_memfile
+    train: {...}                 # a training task on the packed data (assets/training.py)
 ```
 """
 
@@ -27,7 +29,7 @@ from ml.errors import ConfigError
 
 SOURCE_KINDS = ("image_folder", "before_after", "coco", "hybrid", "h5_store", "recordio")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-SECTIONS = ("resize", "splits", "verify", "formats")
+SECTIONS = ("resize", "splits", "verify", "formats", "train")
 
 
 def repo_root() -> Path:
@@ -48,6 +50,7 @@ class DatasetSpec:
     splits: dict[str, Any] = field(default_factory=dict)
     verify: dict[str, Any] = field(default_factory=dict)
     formats: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 
     def source_path(self, key: str, required: bool = True) -> Path | None:

@@ -1,4 +1,5 @@
-"""Print where the prepare job's outputs, reports and the UI are (the end of `make demo`)."""
+"""Print where the prepare and train jobs' outputs, reports, models and the UI are (the end of
+`make demo`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from pathlib import Path
 import pandas as pd
 
 from ml.dataset_spec import load_datasets
-from ml.formats.handles import Handle
+from ml.formats.handles import CheckpointHandle, Handle
+
+# the figures printed per trained model, when its summary has them
+MODEL_FIGURES = ("val_accuracy", "raw_pixel_accuracy", "knn_accuracy", "knn_accuracy_random_init",
+                 "mean_class_accuracy", "majority_class_accuracy", "test_psnr_db",
+                 "identity_psnr_db")
 
 
 def summarize(outputs: Path | None = None) -> str:
@@ -41,12 +47,22 @@ def summarize(outputs: Path | None = None) -> str:
             lines.append(f"  splits:   {counts}  ({splits})")
         for handle_file in sorted((root / d.name).glob("*.handle.json")):
             handle = Handle.from_json(handle_file.read_text())
+            if isinstance(handle, CheckpointHandle):
+                lines.append(f"  model:    {handle.task}, {model_figures(handle.summary)}  "
+                             f"({handle.checkpoint})")
+                continue
             where = getattr(handle, "rec_path", None) or getattr(handle, "path", None) \
                 or getattr(handle, "out_dir", "")
             lines.append(f"  {handle_file.name.split('.')[0] + ':':9} {type(handle).__name__} "
                          f"({where})")
     lines += ["", "Web UI: `make ui`, then open http://127.0.0.1:3000 (asset graph, metadata, runs)."]
     return "\n".join(lines)
+
+
+def model_figures(summary: dict) -> str:
+    shown = [f"{k}={summary[k]:.3f}" for k in MODEL_FIGURES
+             if isinstance(summary.get(k), (int, float))]
+    return ", ".join(shown) or "no figures reported"
 
 
 def main() -> None:

@@ -126,9 +126,13 @@ def test_repo_graph_snapshot():
     expected = sorted([f"{d}/{a}" for d in ("faces", "pairs", "sequences", "inat")
                        for a in ("catalog", "verification_report", "resized", "splits")]
                       + ["faces/recordio", "faces/tfrecords", "faces/validation_memfile",
-                         "sequences/h5_store", "inat/tfrecords"])
+                         "sequences/h5_store", "inat/tfrecords"]
+                      + [f"{d}/{a}" for d in ("faces", "pairs", "sequences", "inat")
+                         for a in ("model", "model_card")])
     assert keys == expected
-    assert {j.name for j in defs.resolve_all_job_defs()} >= {"prepare", "reverify_images"}
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"prepare", "reverify_images", "train"}
+    prepare = {k.to_user_string() for k in defs.resolve_job_def("prepare").asset_layer.executable_asset_keys}
+    assert not any(k.endswith(("/model", "/model_card")) for k in prepare), "prepare never trains"
     schedule = defs.resolve_schedule_def("reverify_images_schedule")
     assert schedule.cron_schedule == "0 3 * * *"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING

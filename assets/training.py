@@ -1,0 +1,225 @@
+"""Training assets: `<dataset>/model` runs a trainer (ml/train) through Dagster Pipes on the
+artifacts the prepare job packed, and `<dataset>/model_card` loads the checkpoint it produced.
+
+A dataset opts in with a `train:` section in config/datasets.yaml:
+
+```yaml
+train:
+  task: face                 # face | contrastive | classify | unet (ml/train/cli.py TASKS)
+  config: config/train.yaml  # YAML with a section per task (config/gpu.yaml for a real GPU run)
+  processes: 1               # > 1 launches torchrun --nproc_per_node=N (gloo on CPU, nccl on GPU)
+  set: {epochs: 4}           # overrides of the task's options
+```
+
+The inputs arrive through the IO managers (typed handles, the split manifest as a DataFrame),
+are written as small files into the run folder and passed to the trainer, which runs in a
+subprocess (`python -m resources.pipes_entry`, or torchrun). Its log lines and metrics stream
+into the run; its summary (accuracies, checkpoint path, curves) becomes the asset's metadata and
+a CheckpointHandle that the next asset loads through the handle IO manager. Training steps carry
+the `imageds/gpu` tag and the `gpu` pool, so at most one runs at a time.
+"""
+
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from assets.metadata import png_markdown
+from assets.options import merged_options
+from ml.atomic import atomic_path, atomic_write_text
+from ml.checksums import files_sha256
+from ml.dataset_spec import DatasetSpec, repo_root
+from ml.errors import ConfigError
+from ml.formats.handles import CheckpointHandle, Handle
+
+# task -> {trainer input name: upstream asset of the same dataset}
+TASK_INPUTS: dict[str, dict[str, str]] = {
+    "face": {"recordio": "recordio", "validation": "validation_memfile"},
+    "contrastive": {"h5_store": "h5_store"},
+    "classify": {"tfrecords": "tfrecords"},
+    "unet": {"splits": "splits"},
+}
+TRAIN_DEFAULTS: dict[str, Any] = {"task": None, "config": "config/train.yaml", "processes": 1,
+                                  "set": {}}
+GPU_TAGS = {"imageds/gpu": "1"}
+GPU_POOL = "gpu"
+
+
+class TrainRunConfig(dg.Config):
+    """Overrides of the dataset's `train:` section for one run (empty = use datasets.yaml)."""
+
+    config: Optional[str] = Field(default=None, description="Training YAML (e.g. config/gpu.yaml)")
+    processes: Optional[int] = Field(default=None, description="Processes; > 1 runs torchrun")
+    epochs: Optional[int] = Field(default=None, description="Epochs to train (overrides the YAML)")
+    device: Optional[str] = Field(default=None, description="auto, cpu or cuda")
+
+
+def training_options(spec: DatasetSpec, run_config: TrainRunConfig | None = None) -> dict[str, Any]:
+    opts = merged_options(TRAIN_DEFAULTS, spec.train, None, f"{spec.name}.train")
+    if run_config is not None:
+        opts.update({k: v for k, v in (("config", run_config.config),
+                                       ("processes", run_config.processes)) if v is not None})
+        opts["set"] = {**opts["set"], **{k: v for k, v in (("epochs", run_config.epochs),
+                                                           ("device", run_config.device))
+                                         if v is not None}}
+    if opts["task"] not in TASK_INPUTS:
+        raise ConfigError(f"{spec.name}.train.task: {opts['task']!r} is not a training task; "
+                          f"use one of {sorted(TASK_INPUTS)}")
+    if not isinstance(opts["processes"], int) or opts["processes"] < 1:
+        raise ConfigError(f"{spec.name}.train.processes: expected a whole number >= 1, got "
+                          f"{opts['processes']!r}")
+    missing = [a for a in TASK_INPUTS[opts["task"]].values()
+               if a != "splits" and a not in spec.formats]
+    if missing:
+        raise ConfigError(f"dataset {spec.name!r}: task {opts['task']!r} trains on "
+                          f"{missing}, which the dataset does not pack; add them under formats:")
+    return opts
+
+
+def trainer_command(task: str, processes: int, args: list[str]) -> list[str]:
+    """The subprocess: the Pipes entry point, under torchrun when several processes are asked."""
+    if processes > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc_per_node={processes}", "-m", "resources.pipes_entry", task, *args]
+    return [sys.executable, "-m", "resources.pipes_entry", task, *args]
+
+
+def stage_inputs(inputs: dict[str, Any], folder: Path) -> list[str]:
+    """Write the IO managers' inputs as files for the trainer; returns its --input arguments."""
+    args = []
+    for name, value in sorted(inputs.items()):
+        if isinstance(value, Handle):
+            path = folder / f"{name}.handle.json"
+            atomic_write_text(path, value.to_json())
+        elif isinstance(value, pd.DataFrame):
+            path = folder / f"{name}.parquet"
+            with atomic_path(path) as tmp:
+                value.to_parquet(tmp, index=False)
+        else:
+            raise TypeError(f"training input {name!r}: cannot pass a {type(value).__name__}")
+        args += ["--input", f"{name}={path}"]
+    return args
+
+
+def summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
+    """The trainer's summary as typed metadata: numbers plot over runs, paths link, PNGs show."""
+    meta: dict[str, Any] = {}
+    for key, value in summary.items():
+        if isinstance(value, bool) or value is None:
+            meta[key] = str(value)
+        elif isinstance(value, (int, float)):
+            meta[key] = dg.MetadataValue.float(float(value)) if isinstance(value, float) \
+                and math.isfinite(value) else value
+        elif isinstance(value, str) and (key == "checkpoint" or key.endswith(("_png", "_path"))):
+            meta[key] = dg.MetadataValue.path(value)
+        elif isinstance(value, (dict, list)):
+            meta[key] = dg.MetadataValue.json(value)
+        else:
+            meta[key] = str(value)
+    pngs = [v for k, v in summary.items() if k.endswith("_png") and isinstance(v, str)
+            and Path(v).is_file()]
+    if pngs:
+        meta["curves"] = dg.MetadataValue.md("\n\n".join(
+            png_markdown(Path(p).read_bytes(), Path(p).stem) for p in pngs))
+    return meta
+
+
+def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
+    if not spec.train:
+        return []
+    opts = training_options(spec)
+    task = opts["task"]
+    out_dir = spec.output_dir / "train" / task
+    ins = {name: dg.AssetIn(key=dg.AssetKey([spec.name, upstream]))
+           for name, upstream in TASK_INPUTS[task].items()}
+
+    @dg.asset(
+        name="model", key_prefix=[spec.name], group_name=spec.name, ins=ins,
+        io_manager_key="handle_io_manager", kinds={"pytorch"}, op_tags=GPU_TAGS, pool=GPU_POOL,
+        tags={"imageds/stage": "train"},
+        description=f"Trains the {task} model on {spec.name}'s packed data (ml.train.{task}, "
+                    "launched through Dagster Pipes); resumes from the newest checkpoint.",
+    )
+    def model(context: dg.AssetExecutionContext, config: TrainRunConfig,
+              pipes_subprocess_client: dg.PipesSubprocessClient, **inputs) -> dg.Output[CheckpointHandle]:
+        try:
+            run_opts = training_options(spec, config)
+        except ConfigError as exc:
+            raise dg.Failure(description=str(exc)) from None
+        root = repo_root()
+        cfg = Path(run_opts["config"])
+        cfg = cfg if cfg.is_absolute() else root / cfg
+        args = ["--config", str(cfg), "--out", str(out_dir),
+                *stage_inputs(inputs, out_dir / "inputs"),
+                *[a for k, v in run_opts["set"].items() for a in ("--set", f"{k}={v}")],
+                "--events", str(out_dir / "events.jsonl")]
+        command = trainer_command(task, run_opts["processes"], args)
+        context.log.info("launching: " + " ".join(command))
+        env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+        invocation = pipes_subprocess_client.run(command=command, context=context, env=env,
+                                                 cwd=str(root))
+        summaries = [m["summary"] for m in invocation.get_custom_messages()
+                     if isinstance(m, dict) and "summary" in m]
+        if not summaries:
+            raise dg.Failure(description=f"{spec.name}: the {task} trainer exited without a "
+                                         f"summary; see the run's logs and {out_dir}")
+        summary = summaries[-1]
+        handle = CheckpointHandle(task=task, checkpoint=str(summary["checkpoint"]),
+                                  out_dir=str(out_dir), summary=summary)
+        meta = summary_metadata(summary)
+        meta.update({"task": task, "processes": run_opts["processes"],
+                     "config": dg.MetadataValue.path(str(cfg)),
+                     "events": dg.MetadataValue.path(str(out_dir / "events.jsonl"))})
+        return dg.Output(handle, metadata=meta)
+
+    @dg.asset(
+        name="model_card", key_prefix=[spec.name], group_name=spec.name,
+        ins={"model": dg.AssetIn(key=dg.AssetKey([spec.name, "model"]))},
+        kinds={"markdown"}, tags={"imageds/stage": "train"},
+        description=f"Loads {spec.name}'s trained checkpoint through the IO manager, checks its "
+                    "weights and writes a model card (figures, weights checksum, provenance).",
+    )
+    def model_card(context: dg.AssetExecutionContext, model: CheckpointHandle) -> dg.MaterializeResult:
+        state = model.load()
+        weights = {k: v for k, v in state["state"].items() if not k.startswith(("optim", "sched"))}
+        tensors = [t for part in weights.values() for t in _tensors(part)]
+        params = sum(t.numel() for t in tensors)
+        bad = sum(int((~t.isfinite()).sum()) for t in tensors if t.is_floating_point())
+        if bad:
+            raise dg.Failure(description=f"{model.checkpoint}: {bad} weights are NaN or "
+                                         "infinite; the training diverged, lower the learning rate")
+        digest = files_sha256([model.checkpoint])
+        figures = {k: v for k, v in model.summary.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        card = "\n".join([
+            f"# {spec.name} {model.task} model", "",
+            f"- checkpoint: `{model.checkpoint}` (sha256 {digest})",
+            f"- epoch: {state['epoch']}, step: {state['step']}, values: {params:,}", "",
+            "| figure | value |", "| --- | --- |",
+            *[f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
+              for k, v in sorted(figures.items())], ""])
+        path = Path(model.out_dir) / "MODEL_CARD.md"
+        atomic_write_text(path, card)
+        return dg.MaterializeResult(metadata={
+            "path": dg.MetadataValue.path(str(path)), "card": dg.MetadataValue.md(card),
+            "parameters": params, "epoch": state["epoch"], "checkpoint_sha256": digest})
+
+    return [model, model_card]
+
+
+def _tensors(part: Any):
+    """Every tensor in a (possibly nested) state_dict."""
+    import torch
+    if isinstance(part, torch.Tensor):
+        yield part
+    elif isinstance(part, dict):
+        for v in part.values():
+            yield from _tensors(v)
+    elif isinstance(part, (list, tuple)):
+        for v in part:
+            yield from _tensors(v)
