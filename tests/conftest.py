@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import REQUIRE_SERVICES_ENV, services_required
+
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
@@ -40,3 +42,16 @@ def golden_copy(tmp_path, golden):
         return dst
 
     return copy
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under IMAGEDS_REQUIRE_SERVICES=1 (set by .ci/run) a skipped `service` test is a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if (report.skipped and not hasattr(report, "wasxfail") and item.get_closest_marker("service")
+            and services_required()):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = (f"service test skipped while {REQUIRE_SERVICES_ENV}=1 "
+                           f"(services must be present in CI): {reason}")
