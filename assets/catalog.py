@@ -3,10 +3,10 @@
 import dagster as dg
 import pandas as pd
 
+from assets.progress_observations import progress_for
 from ml.catalog import build_catalog, class_counts, summarize_sizes
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
-from ml.progress import Progress
 
 
 def build_catalog_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
@@ -17,7 +17,7 @@ def build_catalog_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                     "labels, groups, sizes and status (no pixels decoded).",
     )
     def catalog(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
-        progress = Progress(0, f"{spec.name} catalog headers", emit=context.log.info)
+        progress = progress_for(context, 0, f"{spec.name} catalog headers")
         try:
             result = build_catalog(spec, progress=progress)
         except DatasetError as exc:

@@ -13,12 +13,12 @@ import dagster as dg
 import pandas as pd
 
 from assets.options import merged_options
+from assets.progress_observations import progress_for
 from ml.checksums import files_sha256
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
 from ml.formats.handles import Handle
 from ml.packing import build_val_memfile, pack_h5_store, pack_recordio, pack_tfrecords
-from ml.progress import Progress
 
 FORMAT_DEFAULTS: dict[str, dict] = {
     "recordio": {"shuffle_seed": 0},
@@ -52,7 +52,7 @@ def build_packing_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
 
     def recordio(context, splits, opts):
         train = splits.loc[splits["split"] == "train"]
-        progress = Progress(len(train), f"{spec.name} recordio", emit=context.log.info)
+        progress = progress_for(context, len(train), f"{spec.name} recordio")
         h = pack_recordio(train, out / "recordio", shuffle_seed=opts["shuffle_seed"],
                           progress=progress)
         return h, {"path": dg.MetadataValue.path(str(out / "recordio")), "images": h.num_images,

@@ -8,10 +8,11 @@ import pandas as pd
 from pydantic import Field
 
 from assets.options import merged_options
+from assets.progress_observations import progress_for
+from assets.shards import current_shard, rows_of_current_shard, shard_folder, shard_partitions
 from ml.catalog import usable
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
-from ml.progress import Progress
 from ml.resize import ResizeItem, ResizeSpec, check_safe_dimensions, round_to_safe, stage_resize
 
 CHECK_NAME = "safe_dimensions"
@@ -48,24 +49,28 @@ def output_name(row) -> str:
 
 def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     key = dg.AssetKey([spec.name, "resized"])
-    out_dir = spec.output_dir / "resized"
 
     @dg.asset(
         name="resized", key_prefix=[spec.name], group_name=spec.name,
         ins={"catalog": dg.AssetIn(key=dg.AssetKey([spec.name, "catalog"])),
              "verification": dg.AssetIn(key=dg.AssetKey([spec.name, "verification_report"]))},
         io_manager_key="frame_io_manager", kinds={"pillow", "jpeg"},
+        partitions_def=shard_partitions(spec),
         check_specs=[dg.AssetCheckSpec(
             CHECK_NAME, asset=key, blocking=True,
             description="Output width and height divide by 2**pool_depth, so a network that halves "
                         "the image pool_depth times never floors an odd size (seed 004).")],
         description=f"{spec.name}'s images resized (stretch / letterbox / shorter side + crop) to "
-                    "correct RGB, incrementally, on every core. Sources are never touched.",
+                    "correct RGB, incrementally, on every core. Sources are never touched."
+                    + (f" Runs per shard ({spec.shards} shards)." if spec.shards > 1 else ""),
     )
     def resized(context: dg.AssetExecutionContext, config: ResizeRunConfig,
                 catalog: pd.DataFrame, verification: pd.DataFrame):
         opts = resize_options(spec, config)
+        shard = current_shard(context)
+        out_dir = shard_folder(spec.output_dir / "resized", shard)
         bad = set(verification.loc[verification["verify_status"] != "ok", "sample_id"])
+        catalog = rows_of_current_shard(context, spec, catalog)
         rows = usable(catalog, exclude=bad)
         dropped = int(catalog["used"].sum()) - len(rows)
         items = [ResizeItem(sample_id=r.sample_id, path=r.path, member=r.member,
@@ -73,7 +78,7 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         rspec = ResizeSpec(width=int(opts["width"]), height=int(opts["height"]), mode=opts["mode"],
                            fill=tuple(opts["fill"]), format=opts["format"],
                            quality=int(opts["quality"]))
-        progress = Progress(len(items), f"{spec.name} resize", emit=context.log.info)
+        progress = progress_for(context, len(items), f"{spec.name} resize")
         try:
             result = stage_resize(items, out_dir, rspec, workers=int(opts["workers"]) or None,
                                   on_error=opts["on_error"], progress=progress)

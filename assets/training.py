@@ -16,7 +16,10 @@ are written as small files into the run folder and passed to the trainer, which 
 subprocess (`python -m resources.pipes_entry`, or torchrun). Its log lines and metrics stream
 into the run; its summary (accuracies, checkpoint path, curves) becomes the asset's metadata and
 a CheckpointHandle that the next asset loads through the handle IO manager. Training steps carry
-the `imageds/gpu` tag and the `gpu` pool, so at most one runs at a time.
+the `imageds/gpu` tag and the `gpu` pool, so at most one runs at a time, and a
+`dagster-k8s/config` tag asking for one GPU per trainer process. The `trainer_launcher` resource
+(resources/trainer_launchers.py) decides where the trainer runs: a local subprocess, or on
+Kubernetes a pod of its own (jobs/k8s.py).
 """
 
 import math
@@ -36,6 +39,7 @@ from ml.checksums import files_sha256
 from ml.dataset_spec import DatasetSpec, repo_root
 from ml.errors import ConfigError
 from ml.formats.handles import CheckpointHandle, Handle
+from resources.trainer_launchers import K8S_CONFIG_TAG, TrainerLauncher, k8s_gpu_config
 
 # task -> {trainer input name: upstream asset of the same dataset}
 TASK_INPUTS: dict[str, dict[str, str]] = {
@@ -48,6 +52,11 @@ TRAIN_DEFAULTS: dict[str, Any] = {"task": None, "config": "config/train.yaml", "
                                   "set": {}}
 GPU_TAGS = {"imageds/gpu": "1"}
 GPU_POOL = "gpu"
+
+
+def training_op_tags(processes: int) -> dict[str, Any]:
+    """The model step's tags: the GPU concurrency tag, and one GPU per trainer process."""
+    return {**GPU_TAGS, K8S_CONFIG_TAG: k8s_gpu_config(processes)}
 
 
 class TrainRunConfig(dg.Config):
@@ -140,13 +149,14 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         name="model", key_prefix=[spec.name], group_name=spec.name, ins=ins,
-        io_manager_key="handle_io_manager", kinds={"pytorch"}, op_tags=GPU_TAGS, pool=GPU_POOL,
+        io_manager_key="handle_io_manager", kinds={"pytorch"},
+        op_tags=training_op_tags(opts["processes"]), pool=GPU_POOL,
         tags={"imageds/stage": "train"},
         description=f"Trains the {task} model on {spec.name}'s packed data (ml.train.{task}, "
                     "launched through Dagster Pipes); resumes from the newest checkpoint.",
     )
     def model(context: dg.AssetExecutionContext, config: TrainRunConfig,
-              pipes_subprocess_client: dg.PipesSubprocessClient, **inputs) -> dg.Output[CheckpointHandle]:
+              trainer_launcher: TrainerLauncher, **inputs) -> dg.Output[CheckpointHandle]:
         try:
             run_opts = training_options(spec, config)
         except ConfigError as exc:
@@ -161,8 +171,8 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
         command = trainer_command(task, run_opts["processes"], args)
         context.log.info("launching: " + " ".join(command))
         env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-        invocation = pipes_subprocess_client.run(command=command, context=context, env=env,
-                                                 cwd=str(root))
+        invocation = trainer_launcher.launch(context=context, command=command, env=env,
+                                             cwd=str(root))
         summaries = [m["summary"] for m in invocation.get_custom_messages()
                      if isinstance(m, dict) and "summary" in m]
         if not summaries:

@@ -3,6 +3,8 @@
 The asset checks every catalogued image against the current disk (ml/verify.py), writes seed
 000's JSON report (plus our fields) and stores per-sample results as Parquet for downstream
 assets, which exclude the bad samples. Re-verification (jobs/) re-runs only this asset.
+A sharded dataset verifies one shard per run (assets/shards.py), each with its own report and
+its own check (thresholds apply to the shard).
 """
 
 import dataclasses
@@ -15,9 +17,10 @@ import yaml
 from pydantic import Field
 
 from assets.options import merged_options
+from assets.progress_observations import progress_for
+from assets.shards import current_shard, rows_of_current_shard, shard_partitions, shard_path
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, DatasetError
-from ml.progress import Progress
 from ml.verify import VerifyConfig, resolve_report_path, verify_catalog, write_report
 
 CHECK_NAME = "images_within_thresholds"
@@ -76,6 +79,7 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         name="verification_report", key_prefix=[spec.name], group_name=spec.name,
         ins={"catalog": dg.AssetIn(key=dg.AssetKey([spec.name, "catalog"]))},
         io_manager_key="frame_io_manager", kinds={"pandas", "json"},
+        partitions_def=shard_partitions(spec),
         check_specs=[dg.AssetCheckSpec(
             CHECK_NAME, asset=key, blocking=True,
             description="Missing + corrupt images within max_missing_ratio and max_missing_count "
@@ -89,9 +93,11 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             vconf = verify_config_for(spec, config)
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
-        report_path = report_path_for(spec, vconf)
+        shard = current_shard(context)
+        report_path = shard_path(report_path_for(spec, vconf), shard)
         images_dir = spec.source_path(IMAGES_DIR_OPTION[spec.kind])
-        progress = Progress(len(catalog), f"{spec.name} verify", emit=context.log.info)
+        catalog = rows_of_current_shard(context, spec, catalog)
+        progress = progress_for(context, len(catalog), f"{spec.name} verify")
         try:
             result = verify_catalog(catalog, images_dir=str(images_dir), config=vconf,
                                     checksum_db=spec.output_dir / "assets" / "checksums.sqlite",

@@ -7,6 +7,7 @@ datasets:
     kind: hybrid                 # one of SOURCE_KINDS
     source: {...}                # kind-specific, see ml/sources/<kind>.py
     on_invalid_path: skip        # identifiers escaping the images root: skip (reported) | error
+    shards: 1                    # > 1: verification and resize run per shard (ml/shards.py)
     resize: {...}                # ResizeSpec fields + pool_depth, round_to_safe, workers
     splits: {...}                # SplitSpec fields
     verify: {...}                # VerifyConfig fields (seed 000's DATA.HYBRID.VERIFY_IMAGES)
@@ -26,6 +27,7 @@ from typing import Any
 import yaml
 
 from ml.errors import ConfigError
+from ml.shards import check_shard_count
 
 SOURCE_KINDS = ("image_folder", "before_after", "coco", "hybrid", "h5_store", "recordio")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -46,6 +48,7 @@ class DatasetSpec:
     output_dir: Path
     base_dir: Path
     on_invalid_path: str = "skip"
+    shards: int = 1
     resize: dict[str, Any] = field(default_factory=dict)
     splits: dict[str, Any] = field(default_factory=dict)
     verify: dict[str, Any] = field(default_factory=dict)
@@ -113,7 +116,7 @@ def parse_datasets(doc: Any, path: Path, base_dir: Path | None = None) -> Datase
             raise ConfigError(f"{where}: dataset {name!r} has unknown source kind {kind!r}; "
                               f"use one of: {', '.join(SOURCE_KINDS)}")
         unknown = set(entry) - {"name", "kind", "source", "output_dir", "on_invalid_path",
-                                "description", *SECTIONS}
+                                "shards", "description", *SECTIONS}
         if unknown:
             raise ConfigError(f"{where}: dataset {name!r} has unknown keys {sorted(unknown)}")
         on_invalid = entry.get("on_invalid_path", "skip")
@@ -126,6 +129,7 @@ def parse_datasets(doc: Any, path: Path, base_dir: Path | None = None) -> Datase
         specs.append(DatasetSpec(
             name=name, kind=kind, source=_mapping(entry.get("source"), f"{name}.source"),
             output_dir=out_path, base_dir=base, on_invalid_path=on_invalid,
+            shards=check_shard_count(entry.get("shards", 1), f"{where}: dataset {name!r}"),
             description=str(entry.get("description", "")),
             **{s: _mapping(entry.get(s), f"{name}.{s}") for s in SECTIONS},
         ))

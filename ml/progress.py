@@ -18,7 +18,9 @@ class Progress:
     """Counts work done and calls `emit(message)` at most once every `interval` seconds.
 
     `emit` defaults to logging.info on the `ml.progress` logger; Dagster assets pass
-    `context.log.info`. `on_update(done, total, rate)` lets a caller publish observations.
+    `context.log.info`. `on_update(done, total, rate)` is called with every message (throttled
+    the same way) and once more at `finish()`, so a caller can publish progress (the assets turn
+    it into asset observations: assets/progress_observations.py).
     """
 
     def __init__(
@@ -48,8 +50,8 @@ class Progress:
 
     def message(self) -> str:
         rate = self.rate
-        left = self.total - self.done
-        eta = format_duration(left / rate) if rate > 0 else "?"
+        left = self.eta_seconds()
+        eta = format_duration(left) if left is not None else "?"
         pct = 100.0 * self.done / self.total if self.total else 100.0
         return f"{self.what}: {self.done}/{self.total} ({pct:.1f}%), {rate:.1f}/s, ETA {eta}"
 
@@ -60,9 +62,17 @@ class Progress:
             self._last = now
             self._report()
 
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the current rate; None before anything is done."""
+        rate = self.rate
+        return max(0, self.total - self.done) / rate if rate > 0 else None
+
     def _report(self) -> None:
         self.messages += 1
         self.emit(self.message())
+        self._update()
+
+    def _update(self) -> None:
         if self.on_update is not None:
             self.on_update(self.done, self.total, self.rate)
 
@@ -71,3 +81,4 @@ class Progress:
         self.messages += 1
         self.emit(f"{self.what}: {self.done}/{self.total} done in {format_duration(elapsed)} "
                   f"({self.rate:.1f}/s)")
+        self._update()

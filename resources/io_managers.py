@@ -3,6 +3,10 @@
 DataFrame outputs (catalog, verification results, resize manifests, split manifests) are stored
 as Parquet under `<storage_root>/<asset key path>.parquet`, written atomically, with the path,
 row count and size recorded as metadata; downstream assets get a pandas DataFrame back.
+A partitioned (sharded, assets/shards.py) asset stores one file per shard under
+`<asset key path>/<shard>.parquet`; a downstream input receives the shards it depends on
+concatenated: its own shard for a sharded asset, every shard for an unpartitioned one (splits),
+which is how the shards' outputs are combined.
 """
 
 from __future__ import annotations
@@ -25,14 +29,17 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
     base_dir: str = Field(default="outputs",
                           description="Folder under which <asset key path>.parquet files live")
 
-    def _path(self, key: dg.AssetKey) -> Path:
-        return Path(self.base_dir).joinpath(*key.path).with_suffix(".parquet")
+    def _path(self, key: dg.AssetKey, partition: str | None = None) -> Path:
+        base = Path(self.base_dir).joinpath(*key.path)
+        return base / f"{partition}.parquet" if partition is not None else \
+            base.with_suffix(".parquet")
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         if not isinstance(obj, pd.DataFrame):
             raise TypeError(f"{context.asset_key.to_user_string()} returned "
                             f"{type(obj).__name__}; this IO manager stores pandas DataFrames")
-        path = self._path(context.asset_key)
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        path = self._path(context.asset_key, partition)
         with atomic_path(path) as tmp:
             obj.to_parquet(tmp, index=False)
         context.add_output_metadata({
@@ -43,12 +50,25 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         key = context.upstream_output.asset_key if context.upstream_output else context.asset_key
+        if context.has_asset_partitions:
+            return self._load_shards(key, list(context.asset_partition_keys))
         path = self._path(key)
         if not path.exists():
             raise dg.Failure(
                 f"{key.to_user_string()} has not been materialized yet ({path} does not exist); "
                 "materialize it first (e.g. run the prepare job)")
         return pd.read_parquet(path)
+
+    def _load_shards(self, key: dg.AssetKey, shards: list[str]) -> pd.DataFrame:
+        paths = [self._path(key, s) for s in sorted(shards)]
+        missing = [s for s, p in zip(sorted(shards), paths) if not p.exists()]
+        if missing:
+            raise dg.Failure(
+                f"{key.to_user_string()}: shard(s) {', '.join(missing)} of {len(shards)} have not "
+                f"been materialized ({self._path(key, missing[0])} does not exist); materialize "
+                "the missing shards first (backfill the dataset's shards in the UI, or run its "
+                "<dataset>_shards job for each shard)")
+        return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
 
 
 class HandleIOManager(dg.ConfigurableIOManager):

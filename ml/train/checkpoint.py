@@ -67,5 +67,11 @@ def load_checkpoint(path: str | Path, modules: dict[str, Any] | None = None,
         if name not in state["state"]:
             raise FormatError(str(path), None, f"the checkpoint has no {name!r} state "
                               f"(it has {sorted(state['state'])})")
-        unwrap(module).load_state_dict(state["state"][name])
+        try:
+            unwrap(module).load_state_dict(state["state"][name])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise FormatError(str(path), None, f"its {name!r} state does not fit this run's "
+                              f"model ({first}); the options changed since it was saved: "
+                              f"move {Path(path).parent} aside to start over") from None
     return state

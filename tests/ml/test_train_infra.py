@@ -76,6 +76,12 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(path, {"model": torch.nn.Linear(2, 2)})
 
 
+def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
+    path = save_checkpoint(tmp_path, 1, 1, {"model": torch.nn.Linear(2, 2)})
+    with pytest.raises(FormatError, match="does not fit this run's model"):
+        load_checkpoint(path, {"model": torch.nn.Linear(3, 2)})
+
+
 def test_checkpoint_handle_loads_through_json(tmp_path):
     path = save_checkpoint(tmp_path, 4, 40, {"model": torch.nn.Linear(2, 2)})
     handle = CheckpointHandle(task="face", checkpoint=str(path), out_dir=str(tmp_path),

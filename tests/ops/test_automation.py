@@ -1,0 +1,63 @@
+"""Automation: the stage-folder sensor starts prepare when new images arrive (and only then),
+and the run-failure sensor logs which job, run and step failed, and why."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from jobs.sensors import failure_summary, run_failure_summary_sensor
+from tests.assets.helpers import definitions_for, make_folder_dataset, write_jpeg
+
+
+def test_new_images_in_the_stage_folder_start_prepare_for_that_dataset_only(tmp_path):
+    stage = make_folder_dataset(tmp_path / "stage", classes=2, per_class=2)
+    other = make_folder_dataset(tmp_path / "other", classes=1, per_class=2)
+    defs = definitions_for(tmp_path, [
+        {"name": "incoming", "kind": "image_folder", "source": {"root": str(stage)}},
+        {"name": "settled", "kind": "image_folder", "source": {"root": str(other)}}])
+    sensor = defs.resolve_sensor_def("new_images_sensor")
+    assert sensor.job_name == "prepare"
+
+    def tick(cursor):
+        return sensor.evaluate_tick(dg.build_sensor_context(cursor=cursor, definitions=defs))
+
+    first = tick(None)
+    assert not first.run_requests and first.cursor          # the first look only records
+    assert not tick(first.cursor).run_requests               # unchanged folders: nothing
+    (stage / "class_0" / "00.jpg").unlink()
+    removed = tick(first.cursor)
+    assert not removed.run_requests                          # removals alone: not new images
+    (stage / "class_0" / "notes.txt").write_text("not an image")
+    assert not tick(removed.cursor).run_requests
+    write_jpeg(stage / "class_1" / "new.jpg")
+    write_jpeg(stage / "class_2" / "first.jpg")              # a new class folder too
+    arrived = tick(removed.cursor)
+    assert len(arrived.run_requests) == 1
+    request = arrived.run_requests[0]
+    assert request.tags["imageds/dataset"] == "incoming"
+    assert {k.to_user_string() for k in request.asset_selection} == {
+        "incoming/catalog", "incoming/verification_report", "incoming/resized", "incoming/splits"}
+    assert not tick(arrived.cursor).run_requests             # the cursor moved on
+
+
+def test_run_failure_sensor_summarizes_job_run_step_and_error(tmp_path, capfd):
+    defs = definitions_for(tmp_path, [{"name": "gone", "kind": "image_folder",
+                                       "source": {"root": str(tmp_path / "no_such_folder")}}])
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("prepare").execute_in_process(instance=instance,
+                                                                raise_on_error=False)
+    assert not result.success
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_summary_sensor", dagster_instance=instance,
+        dagster_run=result.dagster_run, dagster_event=result.get_run_failure_event(),
+    ).for_run_failure()
+    summary = failure_summary(context)
+    assert f"run {result.run_id} of job 'prepare' failed" in summary
+    assert "step gone__catalog: dataset 'gone': source.root" in summary   # the sentence, no class
+    assert "no_such_folder does not exist" in summary
+    assert defs.resolve_sensor_def("run_failure_summary_sensor").default_status == \
+        dg.DefaultSensorStatus.RUNNING
+    capfd.readouterr()
+    run_failure_summary_sensor(context)
+    logged = capfd.readouterr().err
+    assert "ERROR" in logged and "step gone__catalog:" in logged and result.run_id in logged
