@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.augmented_samples import build_augmented_samples_assets
 from assets.catalog import build_catalog_asset
 from assets.packing import build_packing_assets
 from assets.resize import build_resized_asset
@@ -20,5 +21,6 @@ def build_dataset_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
         build_resized_asset(spec),
         build_splits_asset(spec),
         *build_packing_assets(spec),
+        *build_augmented_samples_assets(spec),
         *build_training_assets(spec),
     ]

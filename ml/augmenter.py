@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torchvision.transforms as T
 import torchvision.transforms.functional as F
 from PIL import Image
@@ -22,6 +23,16 @@ LOW_RES_SIDE_RANGE = (0.25, 0.75)      # down-sampled side as a fraction of the 
 PHOTOMETRIC_STRENGTH = 0.5             # ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5)
 RESAMPLING_FILTERS = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BOX,
                       Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)
+
+
+def adjust_contrast(image: Image.Image, factor: float) -> Image.Image:
+    """torchvision's adjust_contrast of an RGB PIL image (Pillow's ImageEnhance.Contrast: a blend
+    with a grey image of the rounded mean luminance), pixel for pixel, with the mean taken by
+    numpy instead of ImageStat's per-bin Python loops (about a third less time at 112x112)."""
+    if image.mode != "RGB":
+        return F.adjust_contrast(image, factor)
+    mean = int(np.asarray(image.convert("L")).mean() + 0.5)
+    return Image.blend(Image.new("RGB", image.size, (mean, mean, mean)), image, factor)
 
 
 class Augmenter:
@@ -76,7 +87,7 @@ class Augmenter:
     def photometric_augment(self, image: Image.Image, rng: Any) -> Image.Image:
         """Brightness, contrast and saturation factors from ColorJitter's ranges, random order."""
         adjustments = [(F.adjust_brightness, self.photometric.brightness),
-                       (F.adjust_contrast, self.photometric.contrast),
+                       (adjust_contrast, self.photometric.contrast),
                        (F.adjust_saturation, self.photometric.saturation)]
         for adjust, (low, high) in rng.sample(adjustments, len(adjustments)):
             image = adjust(image, rng.uniform(low, high))

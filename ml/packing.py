@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ml.errors import DatasetError
-from ml.formats.example_proto import make_image_example
+from ml.formats.example_proto import make_image_example_parts
 from ml.formats.h5store import H5Item, write_h5_store
 from ml.formats.handles import H5StoreHandle, MemfileHandle, RecordIOHandle, TFRecordShardsHandle
 from ml.formats.insightface_bin import build_validation_memfile
@@ -44,8 +44,8 @@ class FileBytes(Sequence):
 
 
 def image_format(path: str) -> str:
-    return {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}.get(os.path.splitext(path)[1].lower(),
-                                                               "jpeg")
+    """The `image/format` of a resized file: "png" for .png, else "jpeg"."""
+    return "png" if path[-4:].lower() == ".png" else "jpeg"
 
 
 def _require(frame: pd.DataFrame, what: str) -> None:
@@ -68,24 +68,44 @@ def pack_recordio(train: pd.DataFrame, out_dir: Path, *, shuffle_seed: int | Non
                           image_size=size, rec_sha256=summary.rec_sha256)
 
 
+class ImageExampleRows:
+    """The rows of a split manifest as tf.train.Example records with the standard image keys:
+    `record(i)` reads row i's file and returns the Example as pieces (the image bytes uncopied).
+    The columns are taken out of the DataFrame once, so a record costs a file read and the
+    encoding, nothing per row from pandas."""
+
+    def __init__(self, rows: pd.DataFrame):
+        self.files = rows["file"].tolist()
+        self.labels = rows["label_index"].astype("int64").tolist()
+        self.heights = rows["height"].astype("int64").tolist()
+        self.widths = rows["width"].astype("int64").tolist()
+        self.texts = rows["label"].astype(str).tolist()
+        self.formats = [image_format(f) for f in self.files]
+        self.names = rows["source_key"].astype(str).tolist()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def record(self, i: int) -> list[bytes]:
+        return make_image_example_parts(read_bytes(self.files[i]), label=self.labels[i],
+                                        height=self.heights[i], width=self.widths[i],
+                                        text=self.texts[i], format=self.formats[i],
+                                        filename=self.names[i])
+
+
 def pack_tfrecords(frame: pd.DataFrame, out_dir: Path, *, target_shard_bytes: int,
                    seed: int | None = 0, emit=None) -> TFRecordShardsHandle:
-    """Every split as shuffled TFRecord shards of tf.train.Example with the standard image keys."""
+    """Every split as shuffled TFRecord shards of tf.train.Example with the standard image keys.
+    No per-shard sha256 is computed: the handle does not carry one (the packing asset records
+    one checksum over all shards)."""
     _require(frame, "tfrecords")
-
-    def to_record(row) -> bytes:
-        return make_image_example(read_bytes(row.file), label=int(row.label_index),
-                                  height=int(row.height), width=int(row.width),
-                                  text=str(row.label), format=image_format(row.file),
-                                  filename=str(row.source_key))
-
     shards: dict[str, tuple[str, ...]] = {}
     records: dict[str, int] = {}
     for split, rows in frame.groupby("split", sort=True):
-        items = list(rows.itertuples(index=False))
-        progress = Progress(len(items), f"{split} TFRecord shards", emit=emit)
-        summary = write_shards(items, to_record, out_dir, str(split), target_shard_bytes,
-                               seed=seed, progress=progress)
+        examples = ImageExampleRows(rows)
+        progress = Progress(len(examples), f"{split} TFRecord shards", emit=emit)
+        summary = write_shards(range(len(examples)), examples.record, out_dir, str(split),
+                               target_shard_bytes, seed=seed, progress=progress, sha256=False)
         shards[str(split)] = tuple(str(p) for p in summary.paths)
         records[str(split)] = summary.total_records
     return TFRecordShardsHandle(out_dir=str(out_dir), shards=shards, records=records,

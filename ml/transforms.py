@@ -36,6 +36,7 @@ import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as F
 from PIL import Image, ImageDraw
+from torch.utils.data import default_collate
 
 from ml.errors import ConfigError, ImageError
 
@@ -61,6 +62,7 @@ MASK_PICTURE_SIZE = (200, 120)
 DEFAULT_MASK_PATH = Path(__file__).resolve().parent / "assets_data" / "medical_mask.png"
 
 VISIBLE, OCCLUDED = 255, 0
+UINT8_MODES = ("RGB", "L", "RGBA")   # PIL modes whose pixels map straight onto uint8 tensors
 WARP_SUPERSAMPLE = 2  # the picture is warped at this multiple of image resolution, then box-filtered
 
 GEOMETRIC_TRANSFORMS: tuple[type, ...] = (
@@ -497,15 +499,22 @@ class RandomHorizontalFlipWithMask:
         return F.hflip(data)
 
 
+def pil_to_uint8_tensor(image: Image.Image) -> torch.Tensor:
+    """An 8-bit PIL image (RGB, L, RGBA) as a uint8 [C, H, W] tensor: one copy of the pixels,
+    returned as a channel-first view of them (torch.stack and .contiguous() lay it out)."""
+    pixels = torch.from_numpy(np.array(image))
+    if pixels.ndim == 2:
+        pixels = pixels.unsqueeze(-1)
+    return pixels.permute(2, 0, 1)
+
+
 def image_to_tensor(image: Any) -> torch.Tensor:
     """torchvision's to_tensor ([C, H, W] float32 in 0..1), with a faster path for 8-bit PIL."""
     if isinstance(image, torch.Tensor):
         return image
-    if isinstance(image, Image.Image) and image.mode in ("RGB", "L", "RGBA"):
-        pixels = torch.from_numpy(np.array(image))
-        if pixels.ndim == 2:
-            pixels = pixels.unsqueeze(-1)
-        return pixels.to(torch.float32).permute(2, 0, 1).contiguous().div_(255.0)
+    if isinstance(image, Image.Image) and image.mode in UINT8_MODES:
+        pixels = pil_to_uint8_tensor(image)
+        return torch.empty(pixels.shape, dtype=torch.float32).copy_(pixels).div_(255.0)
     return F.to_tensor(image)
 
 
@@ -542,6 +551,115 @@ class ToTensorWithMask:
 
     def __repr__(self) -> str:
         return "ToTensorWithMask()"
+
+
+def mask_to_uint8_tensor(mask: Any) -> torch.Tensor:
+    """A pixel mask (PIL L or 1, uint8 or bool array) as uint8 [1, H, W], 255 visible / 0
+    occluded; a float mask (0..1, e.g. a feature-map mask) goes through mask_to_tensor."""
+    if isinstance(mask, Image.Image):
+        mask = np.array(mask)
+    if isinstance(mask, np.ndarray) and mask.dtype in (np.uint8, np.bool_):
+        tensor = torch.from_numpy(mask.astype(np.uint8) * 255 if mask.dtype == np.bool_ else mask)
+        return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor
+    return mask_to_tensor(mask)
+
+
+class ToUint8TensorWithMask:
+    """(image, mask) -> (image uint8 [C, H, W], mask uint8 [1, H, W] 255 visible / 0 occluded);
+    a plain image -> its uint8 tensor.
+
+    The cheap end of a pipeline: no float conversion and no normalisation per item. Collate with
+    NormalizeCollate(mean, std), which turns the whole batch into what ToTensorWithMask followed
+    by Normalize would have given, in one batched operation. Float (feature-map) masks are
+    passed on as float32 tensors, as ToTensorWithMask gives them.
+    """
+
+    def __call__(self, data: Any) -> Any:
+        if isinstance(data, tuple):
+            image, mask = data
+            return self.image(image), mask_to_uint8_tensor(mask)
+        return self.image(data)
+
+    @staticmethod
+    def image(image: Any) -> torch.Tensor:
+        if isinstance(image, Image.Image) and image.mode in UINT8_MODES:
+            return pil_to_uint8_tensor(image)
+        return F.pil_to_tensor(check_pil(image, "ToUint8TensorWithMask"))
+
+    def __repr__(self) -> str:
+        return "ToUint8TensorWithMask()"
+
+
+def _batch_output(shape: tuple[int, ...]) -> torch.Tensor:
+    """An empty float32 tensor for a batch; in a DataLoader worker it lives in shared memory (as
+    torch's default_collate allocates), so sending it to the main process copies nothing."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.float32)
+    template = torch.empty(0, dtype=torch.float32)
+    storage = template._typed_storage()._new_shared(math.prod(shape), device=template.device)
+    return template.new(storage).resize_(shape)
+
+
+class NormalizeCollate:
+    """A DataLoader collate_fn for items of uint8 tensors (ToUint8TensorWithMask,
+    face_train_transform(uint8_output=True)).
+
+    Collates like torch's default collate, except that the uint8 images (the first element)
+    become one float32 batch (x / 255 - mean) / std and a uint8 mask batch (the third element,
+    [B, 1, H, W]) float32 0..1: the batch ToTensorWithMask + Normalize would give item by item
+    (equal to float rounding), in two passes over the batch instead of six per item. Images
+    that are channel-first views of pixel rows (what ToUint8TensorWithMask returns) are
+    stacked as rows and transposed within the conversion. Other elements (labels, flags, float
+    masks) are collated by default_collate.
+    """
+
+    def __init__(self, mean: Sequence[float] = (0.5, 0.5, 0.5),
+                 std: Sequence[float] = (0.5, 0.5, 0.5)):
+        if any(s == 0 for s in std) or len(mean) != len(std):
+            raise ConfigError(f"NormalizeCollate: mean={list(mean)}, std={list(std)}; give one "
+                              "non-zero std per mean")
+        self.mean, self.std = tuple(map(float, mean)), tuple(map(float, std))
+        self._offset = torch.tensor([255.0 * m for m in self.mean]).view(1, -1, 1, 1)
+        self._scale = torch.tensor([1.0 / (255.0 * s) for s in self.std]).view(1, -1, 1, 1)
+
+    def __call__(self, items: Sequence[Any]) -> Any:
+        if not items or not isinstance(items[0], (tuple, list)):
+            return self.images(stack_images(items))
+        columns = list(zip(*items))
+        batch = [self.images(stack_images(columns[0])),
+                 *(default_collate(list(column)) for column in columns[1:])]
+        if len(batch) > 2 and self._is_uint8_mask(batch[2]):
+            batch[2] = torch.div(batch[2], 255.0, out=_batch_output(tuple(batch[2].shape)))
+        return batch
+
+    def images(self, images: Any) -> Any:
+        """A uint8 image batch as normalised float32 (anything else is returned as it is)."""
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
+            return images
+        if images.ndim != 4 or images.shape[1] != len(self.mean):
+            raise ConfigError(f"NormalizeCollate: expected uint8 images [B, {len(self.mean)}, H, "
+                              f"W], got {list(images.shape)}")
+        out = torch.sub(images, self._offset, out=_batch_output(tuple(images.shape)))
+        return out.mul_(self._scale)
+
+    @staticmethod
+    def _is_uint8_mask(value: Any) -> bool:
+        return (isinstance(value, torch.Tensor) and value.dtype == torch.uint8
+                and value.ndim == 4 and value.shape[1] == 1)
+
+    def __repr__(self) -> str:
+        return f"NormalizeCollate(mean={self.mean}, std={self.std})"
+
+
+def stack_images(images: Sequence[Any]) -> Any:
+    """Images of one batch stacked as [B, C, H, W]. uint8 channel-first views of contiguous
+    [H, W, C] pixels are stacked as pixel rows (a plain copy, several times faster than
+    gathering the channel-first views) and returned as a channel-first view of the stack;
+    anything else goes to default_collate."""
+    if all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8 and t.ndim == 3
+           and t.permute(1, 2, 0).is_contiguous() for t in images):
+        return torch.stack([t.permute(1, 2, 0) for t in images]).permute(0, 3, 1, 2)
+    return default_collate(list(images))
 
 
 class Normalize(T.Normalize):
@@ -672,6 +790,7 @@ def face_train_transform(
     mask_path: str | os.PathLike | None = None,
     ref_points: Sequence[Point] = CASIA_REFERENCE_POINTS,
     seed: int | None = None,
+    uint8_output: bool = False,
 ) -> T.Compose:
     """The default face-training transform: PIL image -> (image tensor, mask tensor).
 
@@ -680,11 +799,15 @@ def face_train_transform(
     normalised, the mask [1, H, W] with 1 visible / 0 occluded (all ones when no mask was
     pasted). The occlusion runs before the flip so that it is placed on the landmarks the image
     was aligned to, whatever the flip does afterwards.
+
+    uint8_output=True ends with ToUint8TensorWithMask instead (uint8 image, mask 255 / 0, no
+    normalisation): give the DataLoader collate_fn=NormalizeCollate(mean, std) and the batches
+    are the same as the default's, made several times faster (see docs/benchmarks.md, Loader).
     """
-    return T.Compose([
-        MedicalMaskOcclusion(mask_path=mask_path, prob=mask_prob, ref_points=ref_points,
-                             seed=seed_offset(seed, 0)),
-        RandomHorizontalFlipWithMask(flip_prob, seed=seed_offset(seed, 1)),
-        ToTensorWithMask(),
-        OcclusionMaskWrapper(Normalize(mean, std, inplace=True)),
-    ])
+    occlusion = MedicalMaskOcclusion(mask_path=mask_path, prob=mask_prob, ref_points=ref_points,
+                                     seed=seed_offset(seed, 0))
+    flip = RandomHorizontalFlipWithMask(flip_prob, seed=seed_offset(seed, 1))
+    if uint8_output:     # flipping the uint8 tensors is cheaper than flipping PIL images
+        return T.Compose([occlusion, ToUint8TensorWithMask(), flip])
+    return T.Compose([occlusion, flip, ToTensorWithMask(),
+                      OcclusionMaskWrapper(Normalize(mean, std, inplace=True))])

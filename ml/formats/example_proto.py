@@ -215,17 +215,24 @@ def _entry_key_prefix(key: str) -> bytes:
     return TAG_FIELD1 + encode_varint(len(raw)) + raw + TAG_FIELD2
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _bytes_entry_head(key: str, value_len: int) -> bytes:
+    """Everything of a one-value bytes_list map entry before its value: it depends only on the
+    key and the value's length, so it is cached (image sizes repeat across a dataset)."""
+    prefix = _entry_key_prefix(key)
+    value_varint = encode_varint(value_len)
+    list_len = 1 + len(value_varint) + value_len
+    head = TAG_FIELD1 + encode_varint(list_len) + TAG_FIELD1 + value_varint
+    body_len = len(head) + value_len
+    feature_len = encode_varint(body_len)
+    entry_len = len(prefix) + len(feature_len) + body_len
+    return TAG_FIELD1 + encode_varint(entry_len) + prefix + feature_len + head
+
+
 def _bytes_entry_parts(key: str, value: bytes) -> list[bytes]:
     """The map entry of a one-value bytes_list feature as [framing, value]: the value (an image,
     say) is not copied."""
-    prefix = _entry_key_prefix(key)
-    value_len = encode_varint(len(value))
-    list_len = 1 + len(value_len) + len(value)
-    head = TAG_FIELD1 + encode_varint(list_len) + TAG_FIELD1 + value_len
-    body_len = len(head) + len(value)
-    feature_len = encode_varint(body_len)
-    entry_len = len(prefix) + len(feature_len) + body_len
-    return [TAG_FIELD1 + encode_varint(entry_len) + prefix + feature_len + head, value]
+    return [_bytes_entry_head(key, len(value)), value]
 
 
 def _entry_parts(key: str, feature: FeatureLike) -> list[bytes]:
@@ -276,12 +283,12 @@ def make_image_example_parts(encoded: bytes, *, label: int, height: int, width: 
     if extra:
         return _image_example_parts_with_extra(encoded, label, height, width, text, format,
                                                filename, extra)
-    head = _label_text_entries(int(label), text)
-    encoded_head = _bytes_entry_parts(IMAGE_ENCODED, encoded)[0]
-    tail = b"".join(_bytes_entry_parts(IMAGE_FILENAME, _as_bytes(filename)))
-    tail += _format_size_entries(format, int(height), int(width))
-    size = len(head) + len(encoded_head) + len(encoded) + len(tail)
-    return [TAG_FIELD1 + encode_varint(size) + head + encoded_head, encoded, tail]
+    name = filename.encode("utf-8") if type(filename) is str else _as_bytes(filename)
+    head = _label_text_entries(int(label), text) + _bytes_entry_head(IMAGE_ENCODED, len(encoded))
+    tail = (_bytes_entry_head(IMAGE_FILENAME, len(name)) + name
+            + _format_size_entries(format, int(height), int(width)))
+    size = len(head) + len(encoded) + len(tail)
+    return [TAG_FIELD1 + encode_varint(size) + head, encoded, tail]
 
 
 def _image_example_parts_with_extra(encoded: bytes, label: int, height: int, width: int,

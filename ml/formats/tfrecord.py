@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import re
 import struct
-import threading
 import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar, Union
 
@@ -46,6 +47,7 @@ import numpy as np
 
 from ml.atomic import CommitOnExit, fsync_dir, atomic_write_text, temp_sibling
 from ml.errors import ConfigError, FormatError
+from ml.formats.recordio import _hash_buffers, _write_buffers   # writev with short writes
 from ml.progress import Progress
 
 HEADER_BYTES = 12                    # uint64 length + uint32 masked CRC of the length
@@ -57,15 +59,19 @@ GZIP_MAGIC = b"\x1f\x8b\x08"
 INDEX_SUFFIX = ".idx"
 SHARD_SUFFIX = ".tfrecord"
 READ_BUFFER_BYTES = 1 << 20
-WRITE_BUFFER_BYTES = 1 << 20
-DIRECT_WRITE_BYTES = 64 << 10        # pieces this large skip the buffer (no copy)
-WRITE_QUEUE_DEPTH = 4                # buffers waiting for the background writer
+WRITE_BUFFER_BYTES = 1 << 20         # small records are framed and written in batches this big
+DIRECT_WRITE_BYTES = 64 << 10        # records this large are written on their own (no copy)
+HELPER_QUEUE_DEPTH = 8               # buffers waiting to be hashed
+HEADER_CACHE_SIZE = 1 << 16          # frame headers kept, by record length
+PROGRESS_STEP = 64                   # records between progress updates
 MAX_READ_CHUNK = 16 << 20            # a record's data is read in pieces no larger than this
 GZIP_INPUT_CHUNK = 64 << 10
 MAX_INDEX_NUMBER_DIGITS = 20
 
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
+_U32_PACK = _U32.pack
+_crc32c = crc32c.crc32c
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 T = TypeVar("T")
@@ -121,172 +127,169 @@ class TFRecordFileInfo:
     index_path: Path | None
     records: int
     bytes: int
-    sha256: str
+    sha256: str | None                 # None when written with sha256=False
 
 
-class _HashingFile:
-    """A write-only file that feeds sha256 as it goes. The write system calls (and the final
-    fsync) run on one background thread and the hashing on another; both release the GIL, so
-    with free cores they overlap each other and the caller's work.
-
-    Small writes are copied into 1 MiB buffers that are recycled once written and hashed (fresh
-    memory would cost a page fault per 4 KiB); pieces of 64 KiB or more are handed over as they
-    are, never copied. seal() lets the threads finish on their own while the caller goes on
-    (with the next shard); close() waits for them and re-raises any error they met.
+class _OutputFile:
+    """A write-only file written straight from the given buffers (writev in the caller's
+    thread, no copy). One helper thread computes the optional sha256 (hashlib releases the GIL
+    on large buffers) and, once the file is sealed, its fsync, so a sealed shard is flushed to
+    disk while the next one is written. close() waits for the helper and re-raises its errors.
     """
 
-    def __init__(self, path: Path):
-        self.fh = open(path, "wb", buffering=0)
-        self.sha = hashlib.sha256()
+    def __init__(self, path: Path, sha256: bool):
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        self.fd = os.open(path, flags, 0o644)
         self.bytes = 0
-        self._free: queue.SimpleQueue = queue.SimpleQueue()
-        self._buffer = self._take_buffer()
-        self._filled = 0
-        self._error: BaseException | None = None
+        self.sha = hashlib.sha256() if sha256 else None
+        self._helper = ThreadPoolExecutor(1, thread_name_prefix="tfrecord-io")
+        self._jobs: deque[Future] = deque()
         self._sealed = False
-        self._abandoned = False
-        self._to_write: queue.Queue = queue.Queue(maxsize=WRITE_QUEUE_DEPTH)
-        self._to_hash: queue.Queue = queue.Queue(maxsize=WRITE_QUEUE_DEPTH)
-        self._threads = [threading.Thread(target=self._write_all, daemon=True,
-                                          name="tfrecord-write"),
-                         threading.Thread(target=self._hash_all, daemon=True,
-                                          name="tfrecord-hash")]
-        for thread in self._threads:
-            thread.start()
+        self._closed = False
 
-    def _take_buffer(self) -> bytearray:
-        try:
-            return self._free.get_nowait()
-        except queue.Empty:
-            return bytearray(WRITE_BUFFER_BYTES + DIRECT_WRITE_BYTES)
+    def write(self, buffers: Sequence) -> None:
+        """Append `buffers` (bytes objects, which nothing changes later) in order."""
+        _write_buffers(self.fd, buffers)
+        self.bytes += sum(map(len, buffers))
+        if self.sha is not None:
+            self.in_background(_hash_buffers, self.sha, buffers)
 
-    def write(self, chunk: bytes) -> None:
-        size = len(chunk)
-        self.bytes += size
-        if size < DIRECT_WRITE_BYTES:
-            end = self._filled + size
-            self._buffer[self._filled:end] = chunk
-            self._filled = end
-            if end >= WRITE_BUFFER_BYTES:
-                self._hand_over()
-        else:
-            self._hand_over()
-            self._put((chunk if isinstance(chunk, bytes) else bytes(chunk), size, False))
-
-    def _hand_over(self) -> None:
-        if self._filled:
-            self._put((self._buffer, self._filled, True))
-            self._buffer, self._filled = self._take_buffer(), 0
-
-    def _put(self, item: tuple[bytes | bytearray, int, bool]) -> None:
-        if self._error is not None:
-            raise self._error
-        self._to_write.put(item)
-
-    def _write_all(self) -> None:
-        """Write each chunk, then pass it on to be hashed; fsync at the end."""
-        while (item := self._to_write.get()) is not None:
-            chunk, size, _ = item
-            if self._error is None and not self._abandoned:
-                try:
-                    view = memoryview(chunk)
-                    written = 0
-                    while written < size:
-                        written += self.fh.write(view[written:size])
-                except BaseException as exc:  # re-raised in the caller's thread
-                    self._error = exc
-            self._to_hash.put(item)
-        if self._error is None and not self._abandoned:
-            try:
-                os.fsync(self.fh.fileno())
-            except OSError as exc:
-                self._error = exc
-        self._to_hash.put(None)
-
-    def _hash_all(self) -> None:
-        """Hash each written chunk, then give its buffer back for reuse."""
-        while (item := self._to_hash.get()) is not None:
-            chunk, size, recycle = item
-            if not self._abandoned:
-                self.sha.update(memoryview(chunk)[:size])
-            if recycle:
-                self._free.put(chunk)
-
-    def _end(self) -> None:
-        if not self._sealed:
-            self._sealed = True
-            self._hand_over()
-            self._to_write.put(None)
+    def in_background(self, job: Callable, *args) -> None:
+        """Run `job(*args)` on the helper thread, after the work already queued; close()
+        waits for it and re-raises its error."""
+        while len(self._jobs) >= HELPER_QUEUE_DEPTH:
+            self._jobs.popleft().result()
+        self._jobs.append(self._helper.submit(job, *args))
 
     def seal(self) -> None:
-        """No more writes: the threads write, hash and fsync what is left in the background."""
-        self._end()
+        """No more writes: the helper finishes hashing and fsyncs in the background."""
+        if not self._sealed:
+            self._sealed = True
+            self.in_background(os.fsync, self.fd)
 
     def close(self) -> None:
-        """Seal, wait until everything is written, hashed and fsynced, close; re-raise errors."""
+        """Seal, wait until everything is hashed and fsynced, close; re-raise errors."""
         try:
-            self._end()
-            for thread in self._threads:
-                thread.join()
-            if self._error is not None:
-                raise self._error
+            self.seal()
+            while self._jobs:
+                self._jobs.popleft().result()
         finally:
-            self.fh.close()
+            self._release(cancel=False)
 
     def abandon(self) -> None:
-        """Stop the threads and close the file, whatever state the data is in."""
-        self._abandoned = True
-        self._filled = 0
-        self._end()
-        for thread in self._threads:
-            thread.join()
-        self.fh.close()
+        """Drop pending work and close the file, whatever state the data is in."""
+        self._release(cancel=True)
+
+    def _release(self, cancel: bool) -> None:
+        if not self._closed:
+            self._closed = True
+            self._helper.shutdown(wait=True, cancel_futures=cancel)
+            self._jobs.clear()
+            os.close(self.fd)
+
+
+_HEADERS: dict[int, bytes] = {}      # frame headers by record length: lengths repeat
+
+
+def _cached_header(length: int) -> bytes:
+    header = _HEADERS.get(length)
+    if header is None:
+        header = frame_header(length)
+        if len(_HEADERS) < HEADER_CACHE_SIZE:
+            _HEADERS[length] = header
+    return header
 
 
 class _RecordSink:
-    """Frames records into a file (gzip-compressing when asked), keeping the DALI index entries
-    as it goes."""
+    """Frames records into a file (gzip-compressing when asked), keeping each record's framed
+    size for the DALI index.
 
-    def __init__(self, out: _HashingFile, compression: str | None):
+    Records under 64 KiB are framed into a batch (header, data pieces, footer) that goes out
+    as one joined ~1 MiB write; a larger record flushes the batch and goes out on its own, its
+    pieces uncopied. Either way a caller may reuse its buffers once write() returns: small
+    pieces that are not `bytes` are copied into the batch on arrival.
+    """
+
+    def __init__(self, out: _OutputFile, compression: str | None):
         self.out = out
         self.compressor = (zlib.compressobj(-1, zlib.DEFLATED, 16 + zlib.MAX_WBITS, 9)
                            if compression == GZIP else None)
         self.stream_bytes = 0
-        self.index: list[tuple[int, int]] = []
+        self.sizes: list[int] = []
+        self._batch: list[bytes] = []
+        self._batch_bytes = 0
 
     def write(self, pieces: Sequence[bytes], length: int) -> None:
         """Frame one record whose data is the concatenation of `pieces` (`length` bytes)."""
-        if length < DIRECT_WRITE_BYTES:       # small: one joined piece, one CRC, one write
-            framed = [frame_record(b"".join(pieces))]
-        else:                                 # large: the pieces go out as they are
-            crc = 0
-            for piece in pieces:
-                crc = crc32c.crc32c(piece, crc)
-            framed = [frame_header(length), *pieces, _U32.pack(mask_crc(crc))]
-        for piece in framed:
-            self.out.write(piece if self.compressor is None else self.compressor.compress(piece))
         size = length + FRAMING_BYTES
-        self.index.append((self.stream_bytes, size))
+        self.sizes.append(size)
         self.stream_bytes += size
+        if length >= DIRECT_WRITE_BYTES:
+            self._write_alone(pieces, length)
+            return
+        batch = self._batch
+        batch.append(_HEADERS.get(length) or _cached_header(length))
+        crc = 0
+        for piece in pieces:
+            if type(piece) is not bytes:
+                piece = bytes(piece)
+            crc = _crc32c(piece, crc)
+            batch.append(piece)
+        batch.append(_U32_PACK((((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF))
+        self._batch_bytes += size
+        if self._batch_bytes >= WRITE_BUFFER_BYTES:
+            self._flush()
+
+    def _write_alone(self, pieces: Sequence[bytes], length: int) -> None:
+        """A large record: flush the batch, then write the record's pieces as they are (copied
+        only when the helper thread will hash them after write() has returned)."""
+        self._flush()
+        owned = (pieces if self.out.sha is None
+                 else [p if type(p) is bytes else bytes(p) for p in pieces])
+        crc = 0
+        for piece in owned:
+            crc = _crc32c(piece, crc)
+        self._emit([frame_header(length), *owned, _U32_PACK(mask_crc(crc))])
+
+    def _flush(self) -> None:
+        if self._batch:
+            chunk = b"".join(self._batch)
+            self._batch, self._batch_bytes = [], 0
+            self._emit([chunk])
+
+    def _emit(self, buffers: list[bytes]) -> None:
+        if self.compressor is not None:
+            buffers = [self.compressor.compress(b) for b in buffers]
+        self.out.write(buffers)
+
+    def index_entries(self) -> Iterator[tuple[int, int]]:
+        """(offset, size) of every record written, as the DALI index lists them."""
+        return zip(accumulate(self.sizes, initial=0), self.sizes)
 
     def seal(self) -> None:
-        """No more records: flush the gzip trailer, let the file finish in the background."""
+        """No more records: write what is batched and the gzip trailer; the file's fsync
+        starts in the background."""
+        self._flush()
         if self.compressor is not None:
-            self.out.write(self.compressor.flush())
+            self.out.write([self.compressor.flush()])
             self.compressor = None
         self.out.seal()
 
 
 def record_pieces(record: Record) -> tuple[Sequence[bytes], int]:
     """A record's data as (pieces, total length), whether given whole or as pieces."""
-    if isinstance(record, (bytes, bytearray, memoryview)):
+    if type(record) is bytes or isinstance(record, (bytearray, memoryview)):
         return (record,), len(record)
     return record, sum(map(len, record))
 
 
 def index_text(entries: Iterable[tuple[int, int]]) -> str:
     """The DALI index of records at `entries` [(offset, size), ...]."""
-    return "".join(f"{offset} {size}\n" for offset, size in entries)
+    return "".join(map("%d %d\n".__mod__, entries))
+
+
+def _write_index_file(path: Path, entries: Iterable[tuple[int, int]]) -> None:
+    _write_durably(path, index_text(entries).encode("ascii"))
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -305,20 +308,22 @@ def _remove_quietly(*paths: Path | None) -> None:
 class _PendingFile:
     """A TFRecord (and its index) being written under temporary names."""
 
-    def __init__(self, final_hint: Path, compression: str | None, write_index: bool):
+    def __init__(self, final_hint: Path, compression: str | None, write_index: bool,
+                 sha256: bool):
         self.tmp = temp_sibling(final_hint)
         self.tmp_index = temp_sibling(index_path_for(final_hint)) if write_index else None
-        self.sink = _RecordSink(_HashingFile(self.tmp), compression)
+        self.sink = _RecordSink(_OutputFile(self.tmp, sha256), compression)
         self.sealed = False
         self.finished = False
 
     def seal(self) -> None:
-        """No more records: write the index; the data file completes in the background."""
+        """No more records: the data file's fsync and the index are done in the background."""
         if not self.sealed:
             self.sealed = True
             self.sink.seal()
             if self.tmp_index is not None:
-                _write_durably(self.tmp_index, index_text(self.sink.index).encode("ascii"))
+                self.sink.out.in_background(_write_index_file, self.tmp_index,
+                                            self.sink.index_entries())
 
     def finish(self) -> None:
         """Seal and wait until the data file is written and fsynced."""
@@ -333,8 +338,9 @@ class _PendingFile:
         if final_index is not None:
             os.replace(self.tmp_index, final_index)
         os.replace(self.tmp, final)
-        return TFRecordFileInfo(final, final_index, len(self.sink.index), self.sink.out.bytes,
-                                self.sink.out.sha.hexdigest())
+        sha = self.sink.out.sha
+        return TFRecordFileInfo(final, final_index, len(self.sink.sizes), self.sink.out.bytes,
+                                sha.hexdigest() if sha is not None else None)
 
     def discard(self) -> None:
         self.sink.out.abandon()
@@ -346,11 +352,11 @@ class TFRecordWriter(CommitOnExit):
 
     Use as a context manager: on an exception nothing is left behind and an existing file of
     that name is untouched. `write_index=True` also writes the DALI index `<path>.idx`
-    (uncompressed files only).
+    (uncompressed files only). `sha256=False` skips the file's sha256 (info.sha256 is None).
     """
 
     def __init__(self, path: str | os.PathLike, compression: str | None = None,
-                 write_index: bool = False):
+                 write_index: bool = False, sha256: bool = True):
         self.path = Path(path)
         self.compression = normalize_compression(compression)
         if write_index and self.compression:
@@ -358,7 +364,7 @@ class TFRecordWriter(CommitOnExit):
                               "write without compression or without the index")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._pending: _PendingFile | None = _PendingFile(self.path, self.compression,
-                                                          write_index)
+                                                          write_index, sha256)
         self.info: TFRecordFileInfo | None = None
 
     def write(self, record: Record) -> None:
@@ -390,9 +396,10 @@ class TFRecordWriter(CommitOnExit):
 
 
 def write_tfrecord(path: str | os.PathLike, records: Iterable[Record],
-                   compression: str | None = None, write_index: bool = False) -> TFRecordFileInfo:
+                   compression: str | None = None, write_index: bool = False,
+                   sha256: bool = True) -> TFRecordFileInfo:
     """Write `records` to one TFRecord file atomically."""
-    with TFRecordWriter(path, compression, write_index) as writer:
+    with TFRecordWriter(path, compression, write_index, sha256) as writer:
         for record in records:
             writer.write(record)
     return writer.close()
@@ -436,7 +443,7 @@ class ShardSummary:
         return [s.bytes for s in self.shards]
 
     @property
-    def sha256_per_shard(self) -> list[str]:
+    def sha256_per_shard(self) -> list[str | None]:
         return [s.sha256 for s in self.shards]
 
     @property
@@ -467,20 +474,23 @@ class ShardWriter(CommitOnExit):
     larger than the target gets a shard of its own). Shards are written under temporary names
     and renamed to `{split}-{i:05d}-of-{n:05d}.tfrecord` (+ `.idx`) only at close(), once all are
     complete; shards of the same split left by an earlier run with another count are then
-    removed. On an exception (context manager) every temporary file is removed.
+    removed. On an exception (context manager) every temporary file is removed. Each shard's
+    sha256 is computed while writing unless `sha256=False`.
     """
 
     def __init__(self, out_dir: str | os.PathLike, split: str, target_shard_bytes: int,
-                 write_index: bool = True):
+                 write_index: bool = True, sha256: bool = True):
         if int(target_shard_bytes) <= 0:
             raise ConfigError(f"target_shard_bytes must be positive, got {target_shard_bytes}")
         self.out_dir = Path(out_dir)
         self.split = check_split_name(split)
         self.target = int(target_shard_bytes)
         self.write_index = write_index
+        self.sha256 = sha256
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._pending: list[_PendingFile] = []
         self._current: _PendingFile | None = None
+        self._sink: _RecordSink | None = None      # the current shard's, for write()
         self._aborted = False
         self.summary: ShardSummary | None = None
 
@@ -491,19 +501,23 @@ class ShardWriter(CommitOnExit):
 
     def write(self, record: Record) -> None:
         """Append one record (bytes, or a list of pieces written as their concatenation)."""
-        self._check_open()
-        pieces, length = record_pieces(record)
-        current = self._current
-        if current is None or (current.sink.stream_bytes and current.sink.stream_bytes
-                               + length + FRAMING_BYTES > self.target):
-            current = self._start_shard()
-        current.sink.write(pieces, length)
+        if type(record) is list:           # make_image_example_parts' pieces: the hot path
+            pieces, length = record, sum(map(len, record))
+        else:
+            pieces, length = record_pieces(record)
+        sink = self._sink                  # None before the first record and once closed
+        if sink is None or (sink.stream_bytes
+                            and sink.stream_bytes + length + FRAMING_BYTES > self.target):
+            sink = self._start_shard().sink
+        sink.write(pieces, length)
 
     def _start_shard(self) -> _PendingFile:
+        self._check_open()
         if self._current is not None:
             self._current.seal()         # its fsync overlaps writing the next shard
         hint = self.out_dir / f"{self.split}-{len(self._pending):05d}{SHARD_SUFFIX}"
-        self._current = _PendingFile(hint, None, self.write_index)
+        self._current = _PendingFile(hint, None, self.write_index, self.sha256)
+        self._sink = self._current.sink
         self._pending.append(self._current)
         return self._current
 
@@ -520,6 +534,7 @@ class ShardWriter(CommitOnExit):
         except BaseException:
             self.abort()
             raise
+        self._current = self._sink = None
         count = len(self._pending)
         infos = tuple(p.commit(self.out_dir / shard_name(self.split, i, count))
                       for i, p in enumerate(self._pending))
@@ -541,7 +556,7 @@ class ShardWriter(CommitOnExit):
         for pending in self._pending:
             pending.discard()
         self._pending.clear()
-        self._current = None
+        self._current = self._sink = None
 
 
 def shuffled_order(count: int, seed: int | None) -> list[int]:
@@ -554,14 +569,19 @@ def shuffled_order(count: int, seed: int | None) -> list[int]:
 def write_shards(items: Sequence[T], to_record: Callable[[T], Record],
                  out_dir: str | os.PathLike, split: str, target_shard_bytes: int,
                  seed: int | None = 0, write_index: bool = True,
-                 progress: Progress | None = None) -> ShardSummary:
+                 progress: Progress | None = None, sha256: bool = True) -> ShardSummary:
     """Shuffle `items` with `seed` (None keeps their order), turn each into a record with
-    `to_record` (e.g. read a JPEG and make_image_example_parts) and write the split's shards."""
+    `to_record` (e.g. read a JPEG and make_image_example_parts) and write the split's shards
+    (with each shard's sha256 unless `sha256=False`)."""
     progress = progress or Progress(len(items), what=f"{split} TFRecord shards")
-    with ShardWriter(out_dir, split, target_shard_bytes, write_index) as writer:
-        for position in shuffled_order(len(items), seed):
-            writer.write(to_record(items[position]))
-            progress.advance()
+    order = shuffled_order(len(items), seed)
+    with ShardWriter(out_dir, split, target_shard_bytes, write_index, sha256) as writer:
+        write = writer.write
+        for start in range(0, len(order), PROGRESS_STEP):
+            chunk = order[start:start + PROGRESS_STEP]
+            for position in chunk:
+                write(to_record(items[position]))
+            progress.advance(len(chunk))
     progress.finish()
     return writer.close()
 

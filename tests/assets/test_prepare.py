@@ -126,7 +126,7 @@ def test_repo_graph_snapshot():
     expected = sorted([f"{d}/{a}" for d in ("faces", "pairs", "sequences", "inat")
                        for a in ("catalog", "verification_report", "resized", "splits")]
                       + ["faces/recordio", "faces/tfrecords", "faces/validation_memfile",
-                         "sequences/h5_store", "inat/tfrecords"]
+                         "faces/augmented_samples", "sequences/h5_store", "inat/tfrecords"]
                       + [f"{d}/{a}" for d in ("faces", "pairs", "sequences", "inat")
                          for a in ("model", "model_card")])
     assert keys == expected

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torchvision.transforms.functional as F
 from PIL import Image
 
-from ml.augmenter import Augmenter
+from ml.augmenter import Augmenter, adjust_contrast
 from ml.errors import ConfigError
 
 
@@ -54,3 +55,14 @@ def test_seed_makes_the_sequence_reproducible():
 def test_rejects_probabilities_outside_zero_one():
     with pytest.raises(ConfigError, match="low_res_augmentation_prob"):
         Augmenter(0.1, 0.2, 1.3)
+
+
+def test_fast_contrast_gives_torchvision_pixels():
+    rng = np.random.default_rng(3)
+    for factor in (0.5, 0.9, 1.0, 1.37, 1.5):
+        image = photo(int(rng.integers(3, 130)), int(rng.integers(3, 130)))
+        assert np.array_equal(np.asarray(adjust_contrast(image, factor)),
+                              np.asarray(F.adjust_contrast(image, factor)))
+    grey = photo().convert("L")
+    assert np.array_equal(np.asarray(adjust_contrast(grey, 1.2)),
+                          np.asarray(F.adjust_contrast(grey, 1.2)))

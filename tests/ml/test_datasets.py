@@ -25,6 +25,7 @@ import ml.datasets.recordio as recordio_module
 from ml.augmenter import Augmenter
 from ml.datasets import (H5StoreDataset, HybridDataset, ImageFolderDataset, RecordIODataset,
                          TemporalPairDataset, TFRecordStream, ValidationMemfileDataset)
+from ml.datasets.pipeline import decode_bytes, decode_plain_jpeg
 from ml.datasets.tfrecord_stream import shuffle_buffered
 from ml.errors import ConfigError, DatasetError, FormatError, ImageError, PathEscapeError
 from ml.formats.example_proto import encode_example
@@ -35,6 +36,7 @@ from ml.formats.insightface_bin import build_validation_memfile
 from ml.formats.insightface_rec import write_insightface_legacy
 from ml.formats.example_proto import make_image_example
 from ml.formats.tfrecord import ShardWriter, write_shards
+from ml.imageio import load_rgb
 from ml.samplers import RandomIdentitySampler
 from ml.transforms import SyntheticOcclusionMask, ToTensorWithMask
 
@@ -55,6 +57,37 @@ def colors_of(images: torch.Tensor) -> list[tuple[int, ...]]:
 def loader(dataset, **kwargs) -> DataLoader:
     kwargs.setdefault("batch_size", 4)
     return DataLoader(dataset, num_workers=2, **kwargs)
+
+
+# ---------------------------------------------------------------------------------- decoding
+
+def jpeg(image: Image.Image, **options) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=90, **options)
+    return out.getvalue()
+
+
+def test_decode_bytes_fast_path_matches_pillow_and_leaves_the_rest_to_load_rgb():
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    photo = Image.fromarray(pixels)
+    for data in (jpeg(photo), jpeg(photo.convert("L")), jpeg(photo.convert("CMYK"))):
+        fast = decode_bytes(data, "x.jpg")
+        assert fast.mode == "RGB" and fast.size == (56, 40)
+        assert np.array_equal(np.asarray(fast), np.asarray(load_rgb(data)))
+    assert decode_plain_jpeg(jpeg(photo)) is not None
+    assert decode_plain_jpeg(jpeg(photo.convert("CMYK"))) is None     # Pillow converts CMYK
+
+    exif = Image.Exif()
+    exif[0x0112] = 6                                                    # rotate 90 on display
+    rotated = jpeg(photo, exif=exif.tobytes())
+    assert decode_plain_jpeg(rotated) is None
+    assert decode_bytes(rotated, "r.jpg").size == (40, 56)
+
+    whole = jpeg(photo)
+    with pytest.raises(ImageError, match="cut.jpg: truncated"):
+        decode_bytes(whole[:len(whole) // 2], "cut.jpg")
+    with pytest.raises(ImageError, match="junk.jpg"):
+        decode_bytes(b"\xff\xd8 not a jpeg", "junk.jpg")
 
 
 # ------------------------------------------------------------------------------ image folder

@@ -254,6 +254,36 @@ def test_records_given_as_pieces_equal_records_given_whole(tmp_path, compression
     assert list(iter_records(tmp_path / "split")) == records
 
 
+def test_batched_framing_is_byte_exact_across_batches_and_reused_buffers(tmp_path):
+    """Small records are framed in ~1 MiB batches and large ones written alone: whatever the
+    mix, the file is the records' frames back to back, the index lists each of them, and a
+    caller may refill the buffer it passed as soon as write() returns."""
+    rng = np.random.default_rng(0)
+    records = [rng.bytes(int(n)) for n in rng.choice([0, 9, 4_000, 60_000, 70_000, 300_000],
+                                                    size=80)]
+    buffer = bytearray()
+    with TFRecordWriter(tmp_path / "mixed.tfrecord", write_index=True, sha256=False) as writer:
+        for record in records:
+            buffer[:] = record
+            writer.write([b"", memoryview(buffer)])
+            buffer[:] = b"\x00" * len(record)        # reused before the batch is written
+    info = writer.close()
+    expected = b"".join(frame_record(r) for r in records)
+    assert (tmp_path / "mixed.tfrecord").read_bytes() == expected
+    assert info.sha256 is None and info.records == 80 and info.bytes == len(expected)
+    assert info.index_path.read_text() == dali_tfrecord2idx(tmp_path / "mixed.tfrecord")
+
+
+def test_sha256_is_optional_and_changes_nothing_else(tmp_path):
+    payloads = _payloads(50)
+    hashed = write_shards(payloads, bytes, tmp_path / "a", "train", 1500, seed=1)
+    plain = write_shards(payloads, bytes, tmp_path / "b", "train", 1500, seed=1, sha256=False)
+    assert plain.sha256_per_shard == [None] * len(plain.shards)
+    assert [p.read_bytes() for p in plain.paths] == [p.read_bytes() for p in hashed.paths]
+    assert hashed.sha256_per_shard == [hashlib.sha256(p.read_bytes()).hexdigest()
+                                       for p in hashed.paths]
+
+
 def test_concatenated_gzip_members_are_read_and_junk_after_them_refused(tmp_path):
     first, second = [b"one", b"two"], [b"x" * 5000]
     stream = (gzip.compress(b"".join(map(frame_record, first)))

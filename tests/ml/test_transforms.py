@@ -13,8 +13,9 @@ from ml.errors import ConfigError, ImageError
 from ml.transforms import (
     ARCFACE_REFERENCE_POINTS, CASIA_REFERENCE_POINTS, MedicalMaskOcclusion, Normalize,
     OcclusionMaskWrapper, RandomErasing, RandomHorizontalFlipWithMask, RandomOcclusion,
-    RandomSizedRectCrop, RectScale, SyntheticOcclusionMask, ToTensorWithMask, cell_coverage,
-    face_train_transform, load_mask_picture, make_mask_picture)
+    NormalizeCollate, RandomSizedRectCrop, RectScale, SyntheticOcclusionMask, ToTensorWithMask,
+    ToUint8TensorWithMask, cell_coverage, face_train_transform, load_mask_picture,
+    make_mask_picture)
 
 
 def noise_image(width: int = 112, height: int = 112, seed: int = 0) -> Image.Image:
@@ -223,6 +224,52 @@ def test_face_train_transform_outputs_normalised_image_and_unit_mask():
     for image_tensor, mask_tensor in results[:20]:
         other_image, other_mask = again(image)
         assert torch.equal(image_tensor, other_image) and torch.equal(mask_tensor, other_mask)
+
+
+class TransformedNoise(Dataset):
+    """16 noise images through `transform`, as (image, label, mask) items."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return 16
+
+    def __getitem__(self, index: int):
+        image, mask = self.transform(noise_image(seed=index))
+        return image, index, mask
+
+
+def test_uint8_output_with_normalize_collate_gives_the_float_batches():
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
+    float_items = DataLoader(TransformedNoise(face_train_transform(mean=mean, std=std, seed=2)),
+                             batch_size=8)
+    uint8_items = DataLoader(TransformedNoise(face_train_transform(mean=mean, std=std, seed=2,
+                                                                   uint8_output=True)),
+                             batch_size=8, collate_fn=NormalizeCollate(mean, std))
+    image, _, mask = TransformedNoise(face_train_transform(seed=2, uint8_output=True))[0]
+    assert image.dtype == mask.dtype == torch.uint8 and set(mask.unique().tolist()) <= {0, 255}
+    for (images, labels, masks), (images8, labels8, masks8) in zip(float_items, uint8_items):
+        assert images8.dtype == masks8.dtype == torch.float32 and images8.is_contiguous()
+        assert torch.allclose(images, images8, atol=1e-6) and torch.equal(masks, masks8)
+        assert torch.equal(labels, labels8) and (masks8 == 0).any()
+
+
+def test_normalize_collate_in_workers_and_feature_map_masks():
+    transform = T.Compose([SyntheticOcclusionMask(prob=1.0, seed=3), ToUint8TensorWithMask()])
+    collate = NormalizeCollate()
+    loader = DataLoader(TransformedNoise(transform), batch_size=8, num_workers=2,
+                        collate_fn=collate)
+    torch.manual_seed(0)
+    batches = list(loader)
+    images, labels, masks = batches[0]
+    assert images.shape == (8, 3, 112, 112) and images.min() >= -1 and images.max() <= 1
+    assert masks.shape == (8, 1, 7, 7) and masks.dtype == torch.float32    # 0..1 kept as is
+    assert set(masks.unique().tolist()) <= {0.0, 1.0} and (masks == 0).any()
+    assert labels.tolist() == list(range(8))
+    assert collate.images(images) is images                              # float passes through
+    with pytest.raises(ConfigError, match="std"):
+        NormalizeCollate((0.5,), (0.0,))
 
 
 class SameImage(Dataset):
