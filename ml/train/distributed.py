@@ -66,6 +66,14 @@ class DistEnv:
         dist.all_reduce(t)
         return float(t.item())
 
+    def broadcast_buffers(self, module: torch.nn.Module, src: int = 0) -> None:
+        """Give every rank rank `src`'s buffers (BatchNorm running statistics): each rank's last
+        training forward updated its own, so evaluate or save only after this."""
+        if not (self.distributed and dist.is_initialized()):
+            return
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src)
+
     def gather_cat(self, tensor: torch.Tensor) -> torch.Tensor:
         """Concatenate a tensor's rows from every rank (rows may differ in number), rank order."""
         if not (self.distributed and dist.is_initialized()):

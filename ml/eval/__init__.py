@@ -1,0 +1,1 @@
+"""Evaluation of trained models: face verification with the insightface / AdaFace protocol."""

@@ -1,0 +1,339 @@
+"""Face recognition training (seed 002): an iResNet with a margin head over P x K identity batches,
+evaluated with the insightface / AdaFace 10-fold verification protocol.
+
+Inputs: `recordio` (RecordIOHandle: the train split packed in insightface's layout) and
+`validation` (MemfileHandle: verification pairs of held-out identities, one or more named sets).
+
+Each step draws a P x K batch (ml.samplers.RandomIdentitySampler, split across DDP ranks) from
+RecordIODataset with the face train transform (surgical-mask occlusion with its mask, flip of
+image and mask together, normalisation), and minimises
+
+    margin loss (ArcFace or AdaFace cross-entropy)
+    + triplet_weight * batch-hard triplet loss over the P x K batch
+    + occlusion_weight * BCE of the occlusion head against the transform's mask.
+
+AdamW or SGD, linear warmup then cosine decay per step; bf16 autocast and channels_last on CUDA
+(float32 on CPU). After every `eval_every` epochs (and the last) every rank embeds its share of
+the validation pairs, the distances are gathered and each set is scored (ml.eval.verification);
+the raw-pixel baseline is scored once per run with the same protocol. A checkpoint (model,
+margin head, optimizer, scheduler, the metric history) is written after every epoch, and a run
+resumes from the newest one in `out/checkpoints`. Randomness is re-seeded per (seed, epoch,
+rank), so a resumed run draws the same batches and augmentations as an uninterrupted one.
+
+Writes out/checkpoints/epoch_NNNN.pt, out/curves.png (loss and accuracy over the training
+steps) and out/summary.json; returns the summary (val_accuracy, per-set accuracies, raw_pixel_accuracy,
+margin_over_raw, checkpoint, curves_png, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ml.atomic import atomic_write_text
+from ml.augmenter import Augmenter
+from ml.datasets.recordio import RecordIODataset
+from ml.datasets.validation_memfile import ValidationMemfileDataset
+from ml.errors import ConfigError
+from ml.eval.verification import (evaluate_sets, memfile_pair_distances,
+                                  pixel_embedding, summary_figures, validation_sets)
+from ml.formats.handles import MemfileHandle, RecordIOHandle
+from ml.losses import batch_hard_triplet_loss, occlusion_loss
+from ml.models.face_model import FaceModel, build_face_model
+from ml.models.heads import MarginHead, build_margin_head
+from ml.samplers import RandomIdentitySampler
+from ml.train.checkpoint import checkpoint_path
+from ml.train.curves import plot_curves
+from ml.train.distributed import DistEnv
+from ml.train.inputs import input_handle
+from ml.train.loop import CHECKPOINTS, autocast, place, resume, save_epoch, seed_everything, to_device
+from ml.train.report import Reporter
+from ml.train.schedule import build_optimizer, warmup_cosine
+from ml.transforms import face_train_transform
+
+
+CURVE_PANELS = {
+    "training loss": ["loss", "margin_loss", "triplet_loss", "occlusion_loss", "epoch_loss"],
+    "verification accuracy (10-fold)": ["val_accuracy", "raw_pixel_accuracy"],
+}
+
+
+@dataclass
+class Config:
+    """Face training options; the defaults are the CPU demo (config/train.yaml `face:`)."""
+
+    # model
+    backbone: str = "iresnet_small"       # ml.models.iresnet.IRESNET_PRESETS: iresnet50, ...
+    embedding_size: int = 128
+    dropout: float = 0.0
+    mask_features: bool = False           # weight the feature map by the predicted visibility
+    # losses
+    head: str = "arcface"                 # arcface | adaface
+    scale: float = 16.0
+    margin: float = 0.3
+    adaface_h: float = 0.333
+    adaface_t_alpha: float = 0.01
+    triplet_weight: float = 1.0           # 0 turns the batch-hard triplet loss off
+    triplet_margin: float = 0.3
+    occlusion_weight: float = 0.2         # 0 removes the occlusion head
+    # data (batch_size is per process: P x K with K = num_instances)
+    batch_size: int = 32
+    num_instances: int = 4
+    mask_prob: float = 0.5
+    flip_prob: float = 0.5
+    crop_prob: float = 0.0                # seed 002's Augmenter: random crop,
+    photometric_prob: float = 0.0         # brightness / contrast / saturation jitter,
+    low_res_prob: float = 0.0             # low-resolution round trip (0 = off)
+    num_workers: int = 1
+    # optimisation
+    epochs: int = 12
+    max_steps_per_epoch: int = 0          # 0 = the sampler's full epoch
+    optimizer: str = "adamw"              # adamw | sgd
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    warmup_epochs: float = 2.0
+    min_lr_ratio: float = 0.01
+    # evaluation
+    eval_every: int = 4                   # epochs between evaluations; 0 = the last epoch only
+    eval_batch_pairs: int = 64
+    # runtime
+    seed: int = 0
+    device: str = "auto"                  # auto | cpu | cuda
+    amp: bool = True                      # bf16 autocast on CUDA (CPU trains in float32)
+    channels_last: bool = True            # on CUDA
+    threads: int = 0                      # torch CPU threads per process; 0 = torch's default
+    log_every: int = 10                   # steps between loss metrics
+
+
+def check_config(cfg: Config) -> None:
+    if cfg.epochs < 1:
+        raise ConfigError(f"face: epochs={cfg.epochs}; train at least 1 epoch")
+    if cfg.batch_size % cfg.num_instances:
+        raise ConfigError(f"face: batch_size={cfg.batch_size} is not a multiple of "
+                          f"num_instances={cfg.num_instances} (a batch is P identities x K images)")
+    for name in ("triplet_weight", "occlusion_weight", "lr", "weight_decay", "warmup_epochs"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"face: {name}={getattr(cfg, name)}; it must be >= 0")
+    if cfg.num_workers < 0 or cfg.eval_every < 0 or cfg.max_steps_per_epoch < 0:
+        raise ConfigError("face: num_workers, eval_every and max_steps_per_epoch must be >= 0")
+
+
+class FaceTraining(nn.Module):
+    """Model + margin head in one module (what DDP wraps): forward returns the losses."""
+
+    def __init__(self, model: FaceModel, head: MarginHead, cfg: Config):
+        super().__init__()
+        self.model, self.head = model, head
+        self.triplet_weight, self.triplet_margin = cfg.triplet_weight, cfg.triplet_margin
+        self.occlusion_weight = cfg.occlusion_weight
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor,
+                masks: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        embeddings, occlusion_logits = self.model(images)
+        losses = {"margin_loss": F.cross_entropy(self.head(embeddings, labels), labels)}
+        total = losses["margin_loss"]
+        if self.triplet_weight > 0:
+            losses["triplet_loss"] = batch_hard_triplet_loss(embeddings, labels, self.triplet_margin)
+            total = total + self.triplet_weight * losses["triplet_loss"]
+        if occlusion_logits is not None:
+            losses["occlusion_loss"] = occlusion_loss(occlusion_logits, masks)
+            total = total + self.occlusion_weight * losses["occlusion_loss"]
+        losses["loss"] = total
+        return losses
+
+
+def build_training(cfg: Config, num_classes: int, input_size: int, env: DistEnv
+                   ) -> tuple[FaceTraining, nn.Module, torch.optim.Optimizer]:
+    """The FaceTraining module on env's device, the same wrapped for DDP (itself when single
+    process) and its optimizer."""
+    model = build_face_model(cfg.backbone, cfg.embedding_size, cfg.dropout, input_size=input_size,
+                             occlusion_head=cfg.occlusion_weight > 0,
+                             mask_features=cfg.mask_features)
+    head = build_margin_head(cfg.head, cfg.embedding_size, num_classes, cfg.scale, cfg.margin,
+                             cfg.adaface_h, cfg.adaface_t_alpha)
+    net = FaceTraining(model, head, cfg)
+    ddp = place(net, env, cfg.channels_last)
+    optimizer = build_optimizer([p for p in net.parameters() if p.requires_grad], cfg.optimizer,
+                                cfg.lr, cfg.weight_decay, cfg.momentum)
+    return net, ddp, optimizer
+
+
+def batch_to_device(batch: list, env: DistEnv, channels_last: bool):
+    """(images, labels, masks or None) of a RecordIODataset batch on env's device."""
+    images = to_device(batch[0], env, channels_last)
+    labels = batch[1].to(env.device, non_blocking=True).long()
+    masks = to_device(batch[2], env) if len(batch) > 2 else None
+    return images, labels, masks
+
+
+def train_step(ddp: nn.Module, optimizer: torch.optim.Optimizer, scheduler, images: torch.Tensor,
+               labels: torch.Tensor, masks: torch.Tensor | None, env: DistEnv,
+               amp: bool) -> dict[str, torch.Tensor]:
+    """One optimisation step of the (DDP-wrapped) FaceTraining module; the detached losses."""
+    with autocast(env, amp):
+        losses = ddp(images, labels, masks)
+    optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return {k: v.detach() for k, v in losses.items()}
+
+
+def seed_epoch(seed: int, epoch: int, rank: int) -> torch.Generator:
+    """Seed python, numpy and torch for (seed, epoch, rank); return the DataLoader's generator
+    (its first draw seeds the workers, whose transforms use python's `random`)."""
+    key = (seed * 1_000_003 + epoch) * 1_009 + rank
+    seed_everything(key)
+    return torch.Generator().manual_seed(key)
+
+
+class Verifier:
+    """Scores a model (and the raw-pixel baseline) on the validation memfile's sets; every rank
+    embeds a contiguous share of the pairs and the distances are gathered in pair order."""
+
+    def __init__(self, handle: MemfileHandle, env: DistEnv, batch_pairs: int, amp: bool,
+                 channels_last: bool):
+        self.dataset = ValidationMemfileDataset(handle)
+        self.pair_issame, self.sets = validation_sets(self.dataset.issame, self.dataset.dataname,
+                                                      self.dataset.dataname_to_idx,
+                                                      where=self.dataset.path)
+        self.env, self.batch_pairs, self.amp, self.channels_last = env, batch_pairs, amp, channels_last
+        self.my_pairs = np.array_split(np.arange(self.dataset.num_pairs), env.world_size)[env.rank]
+
+    @property
+    def set_names(self) -> list[str]:
+        return [s.name for s in self.sets]
+
+    def distances(self, embed) -> np.ndarray:
+        with autocast(self.env, self.amp):
+            mine = memfile_pair_distances(embed, self.dataset.images, self.my_pairs,
+                                          self.env.device, self.batch_pairs,
+                                          lambda x: to_device(x, self.env, self.channels_last))
+        return self.env.gather_cat(torch.from_numpy(mine)).numpy()
+
+    def score(self, embed, prefix: str) -> dict[str, float]:
+        results = evaluate_sets(self.distances(embed), self.pair_issame, self.sets)
+        return summary_figures(results, prefix)
+
+    def score_model(self, model: FaceModel) -> dict[str, float]:
+        self.env.broadcast_buffers(model)
+        was_training = model.training
+        model.eval()
+        try:
+            return self.score(model.embed, "val")
+        finally:
+            model.train(was_training)
+
+    def score_raw_pixels(self) -> dict[str, float]:
+        return self.score(pixel_embedding, "raw_pixel")
+
+
+def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
+          env: DistEnv) -> dict[str, Any]:
+    check_config(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    cuda = env.device.type == "cuda"
+    torch.backends.cudnn.benchmark = cuda           # fixed 112x112 shapes: pick the fastest kernels
+    seed_epoch(cfg.seed, 0, 0)                       # every rank builds the same initial model
+
+    rec = input_handle(inputs, "recordio", RecordIOHandle)
+    verifier = Verifier(input_handle(inputs, "validation", MemfileHandle), env,
+                        cfg.eval_batch_pairs, cfg.amp, cfg.channels_last)
+    augmenter = Augmenter(cfg.crop_prob, cfg.photometric_prob, cfg.low_res_prob) \
+        if max(cfg.crop_prob, cfg.photometric_prob, cfg.low_res_prob) > 0 else None
+    dataset = RecordIODataset(rec, face_train_transform(cfg.mask_prob, cfg.flip_prob),
+                              augmenter=augmenter)
+    sampler = RandomIdentitySampler(dataset.labels, cfg.num_instances, cfg.batch_size,
+                                    seed=cfg.seed, num_replicas=env.world_size, rank=env.rank)
+    steps_per_epoch = sampler.batches_per_epoch
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    num_classes = dataset.num_classes
+    reporter.log(f"face: {len(dataset)} images of {num_classes} identities, "
+                 f"{verifier.dataset.num_pairs} validation pairs in sets {verifier.set_names}; "
+                 f"{env.world_size} process(es) on {env.device}, {steps_per_epoch} steps of "
+                 f"{cfg.batch_size} per process per epoch")
+
+    net, ddp, optimizer = build_training(cfg, num_classes, int(rec.image_size[0]), env)
+    model, head = net.model, net.head
+    scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch,
+                              round(cfg.warmup_epochs * steps_per_epoch), cfg.min_lr_ratio)
+    modules = {"model": model, "head": head, "optimizer": optimizer, "scheduler": scheduler}
+    start_epoch, step = resume(out, modules, reporter, env)
+
+    raw = verifier.score_raw_pixels()
+    reporter.log(f"face: raw-pixel baseline {raw['raw_pixel_accuracy']:.4f}")
+    last_eval: dict[str, float] | None = None
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        generator = seed_epoch(cfg.seed, epoch, env.rank)
+        sampler.set_epoch(epoch)
+        loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
+                            num_workers=cfg.num_workers, pin_memory=cuda, drop_last=True,
+                            generator=generator)
+        net.train()
+        sums: dict[str, float] = {}
+        images_seen, batches, started = 0, 0, time.perf_counter()
+        for batch in loader:
+            if batches >= steps_per_epoch:
+                break
+            batches += 1
+            images, labels, masks = batch_to_device(batch, env, cfg.channels_last)
+            losses = train_step(ddp, optimizer, scheduler, images, labels, masks, env, cfg.amp)
+            step += 1
+            images_seen += len(labels)
+            values = {k: float(v) for k, v in losses.items()}
+            if not math.isfinite(values["loss"]):
+                raise ConfigError(f"face: the loss became {values['loss']} at step {step}; "
+                                  "lower lr or scale")
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if cfg.log_every and step % cfg.log_every == 0:
+                reporter.metric(step, epoch, lr=scheduler.get_last_lr()[0], **values)
+        figures = {f"epoch_{k}": env.mean(v / max(1, batches)) for k, v in sums.items()}
+        figures.update(images=env.sum(images_seen), seconds=time.perf_counter() - started)
+        if epoch == cfg.epochs or (cfg.eval_every and epoch % cfg.eval_every == 0):
+            last_eval = verifier.score_model(model)
+            figures.update(last_eval, raw_pixel_accuracy=raw["raw_pixel_accuracy"])
+        reporter.metric(step, epoch, **{k: v for k, v in figures.items() if "threshold" not in k})
+        save_epoch(out, epoch, step, modules, reporter, env,
+                   extra={"num_classes": num_classes, "config": asdict(cfg)})
+
+    if last_eval is None:                       # resumed after the last epoch: score what was saved
+        last_eval = verifier.score_model(model)
+    epochs_done = [e for e in reporter.history if "seconds" in e]
+    train_seconds = sum(e["seconds"] for e in epochs_done)
+    summary: dict[str, Any] = {
+        **last_eval, **raw,
+        "margin_over_raw": last_eval["val_accuracy"] - raw["raw_pixel_accuracy"],
+        "final_loss": epochs_done[-1].get("epoch_loss", float("nan")) if epochs_done else float("nan"),
+        "checkpoint": str(checkpoint_path(out / CHECKPOINTS, max(start_epoch, cfg.epochs))),
+        "epochs": cfg.epochs, "steps": step, "resumed_from_epoch": start_epoch,
+        "images_per_s": sum(e["images"] for e in epochs_done) / max(train_seconds, 1e-9),
+        "train_seconds": train_seconds,
+        "num_classes": num_classes, "num_images": len(dataset),
+        "validation_sets": ",".join(verifier.set_names),
+        "backbone": cfg.backbone, "head": cfg.head, "embedding_size": cfg.embedding_size,
+        "world_size": env.world_size, "device": str(env.device),
+        "curves_png": str(out / "curves.png"),
+    }
+    if env.is_main:
+        plot_curves(reporter.history, CURVE_PANELS, out / "curves.png",
+                    title=f"face verification, {cfg.backbone} + {cfg.head}")
+        reporter.artifact("curves_png", out / "curves.png")
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+    reporter.log(f"face: val_accuracy {summary['val_accuracy']:.4f} (raw pixels "
+                 f"{summary['raw_pixel_accuracy']:.4f}) after {step} steps")
+    return reporter.finish(**summary)
