@@ -11,7 +11,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export DAGSTER_DISABLE_TELEMETRY := 1
 export IMAGEDS_ROOT := $(CURDIR)
 
-.PHONY: bootstrap home sample demo test ui bench lock clean
+.PHONY: bootstrap home sample demo train test ui bench lock clean
 
 bootstrap: $(VENV)/.installed home
 
@@ -34,7 +34,12 @@ sample: $(VENV)/.installed
 
 demo: bootstrap sample
 	$(BIN)/dagster job execute -m definitions -j prepare -c config/demo.yaml
+	$(BIN)/dagster job execute -m definitions -j train
 	$(BIN)/python -m ml.demo_summary --outputs $(OUTPUT_DIR)
+
+# Train every dataset's model on what prepare packed (config/train.yaml; resumes from checkpoints).
+train: bootstrap
+	$(BIN)/dagster job execute -m definitions -j train
 
 test: bootstrap
 	$(BIN)/python -m pytest
@@ -43,7 +48,7 @@ ui: bootstrap
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 bench: bootstrap
-	for b in resize verify pack; do $(BIN)/python bench/$$b.py || exit 1; done
+	for b in resize verify pack loader; do $(BIN)/python bench/$$b.py || exit 1; done
 
 # Regenerate constraints.txt from the current environment after a deliberate upgrade.
 lock:

@@ -1,0 +1,249 @@
+"""Image classification over the TFRecord stream (seed 003): letterboxed images, imbalanced
+classes, a small CNN or a small ViT.
+
+Input `tfrecords`: the TFRecord shards handle (splits train / val / test, `image/class/label`).
+
+- Training streams the train shards (ml.datasets.TFRecordStream: shards split across DataLoader
+  workers and DDP ranks) through ClassBalancedStream, which repeats or thins records by class so
+  that each class is drawn about equally often (`balance_power`: 1 equal, 0 off). The class
+  counts come from one pass over the train shards that parses labels only; the class weights
+  used are in the summary.
+- The images keep their padding (seed 003 letterboxes rather than crops); they are resized to
+  `image_size` (the letterboxed squares stay squares) with light augmentation.
+- Every epoch (and at the end) the model classifies every record of `eval_splits`; the summary
+  holds accuracy, per-class accuracy, their mean, and the same figures for always predicting the
+  majority training class, which the model must beat.
+
+A stream's epoch is the same length on every rank only on average, so an epoch here is a fixed
+number of steps (the train records / global batch) drawn from an endless cycle of stream epochs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms as T
+from torch.utils.data import DataLoader
+
+from ml.datasets import TFRecordStream
+from ml.datasets.balanced_stream import ClassBalancedStream, count_labels
+from ml.errors import ConfigError
+from ml.eval.classification import ClassAccuracy, class_accuracy, majority_baseline
+from ml.formats.handles import TFRecordShardsHandle
+from ml.models.backbones import SMALL_CNN_WIDTHS, build_backbone
+from ml.models.classifier import ImageClassifier
+from ml.train.checkpoint import latest_checkpoint, unwrap
+from ml.train.contrastive import IMAGENET_MEAN, IMAGENET_STD
+from ml.train.curves import plot_curves
+from ml.train.distributed import DistEnv
+from ml.train.inputs import input_handle
+from ml.train.loop import CHECKPOINTS, autocast, place, resume, save_epoch, seed_everything, to_device
+from ml.train.report import Reporter
+from ml.train.schedule import build_optimizer, warmup_cosine
+
+
+@dataclass
+class Config:
+    """Defaults are the CPU demo (sample iNat: 8 classes, 128 train records, 224 px letterboxed)."""
+
+    model: str = "small_cnn"           # small_cnn | vit | resnet18 | ... (ml.models.backbones)
+    widths: list[int] = field(default_factory=lambda: list(SMALL_CNN_WIDTHS))  # small_cnn
+    patch_size: int = 8                # vit
+    vit_dim: int = 128
+    vit_depth: int = 4
+    vit_heads: int = 4
+    image_size: int = 64
+    epochs: int = 15
+    batch_size: int = 32               # per process
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 1
+    label_smoothing: float = 0.0
+    dropout: float = 0.1
+    balance_power: float = 1.0         # class-balanced draw: 1 equal classes, 0 the plain stream
+    shuffle_buffer: int = 1024
+    eval_splits: list[str] = field(default_factory=lambda: ["val", "test"])
+    num_workers: int = 0
+    seed: int = 0
+    amp: bool = True                   # bf16 autocast on CUDA
+    channels_last: bool = True         # on CUDA
+    device: str = "auto"
+
+
+def train_transform(cfg: Config) -> T.Compose:
+    return T.Compose([
+        T.Resize((cfg.image_size, cfg.image_size), antialias=True),
+        T.RandomHorizontalFlip(),
+        T.RandomAffine(degrees=10, translate=(0.08, 0.08), scale=(0.9, 1.1)),
+        T.ColorJitter(0.2, 0.2, 0.2),
+        T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def eval_transform(cfg: Config) -> T.Compose:
+    return T.Compose([T.Resize((cfg.image_size, cfg.image_size), antialias=True),
+                      T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def build_model(cfg: Config, num_classes: int) -> ImageClassifier:
+    backbone = build_backbone(cfg.model, cfg.image_size, widths=cfg.widths,
+                              patch_size=cfg.patch_size, vit_dim=cfg.vit_dim,
+                              vit_depth=cfg.vit_depth, vit_heads=cfg.vit_heads)
+    return ImageClassifier(backbone, num_classes, cfg.dropout)
+
+
+def train_class_counts(handle: TFRecordShardsHandle, env: DistEnv,
+                       reporter: Reporter) -> tuple[np.ndarray, dict[int, str]]:
+    """Records per class in the train split (each rank counts a share of the shards) and the
+    class names rank 0's shards carry."""
+    shards = [str(p) for p in handle.shard_paths("train")]
+    if not shards:
+        raise ConfigError(f"tfrecords input has no train shards (splits: {sorted(handle.shards)})")
+    counts, names = count_labels(shards[env.rank::env.world_size], handle.num_classes)
+    counts = env.gather_cat(torch.from_numpy(counts)[None].to(env.device)).sum(0).cpu().numpy()
+    reporter.log(f"train split: {int(counts.sum())} records over {len(shards)} shard(s); "
+                 f"per class {counts.tolist()}")
+    return counts, names
+
+
+def cycle(loader: DataLoader, stream: ClassBalancedStream, first_epoch: int) -> Iterator[Any]:
+    """Batches from stream epoch `first_epoch`, `first_epoch + 1`, ... without end."""
+    epoch = first_epoch
+    while True:
+        stream.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, streams: list[TFRecordStream], cfg: Config,
+             env: DistEnv) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, true) labels of every record of the eval streams, gathered from all ranks."""
+    net = unwrap(model)
+    was_training = net.training
+    net.eval()
+    predicted, labels = [], []
+    for stream in streams:
+        for images, label in DataLoader(stream, batch_size=max(cfg.batch_size, 64),
+                                        num_workers=cfg.num_workers):
+            with autocast(env, cfg.amp):
+                logits = net(to_device(images, env, cfg.channels_last))
+            predicted.append(logits.argmax(1))
+            labels.append(label.to(env.device))
+    net.train(was_training)
+    empty = torch.zeros(0, dtype=torch.long, device=env.device)
+    predicted_all = env.gather_cat(torch.cat(predicted) if predicted else empty)
+    labels_all = env.gather_cat(torch.cat(labels) if labels else empty)
+    return predicted_all.cpu().numpy(), labels_all.cpu().numpy()
+
+
+def named(values: dict[int, float], names: dict[int, str]) -> dict[str, float]:
+    """{class index: value} keyed by 'index name' (or the index) for metadata."""
+    return {(f"{c} {names[c]}" if c in names else str(c)): round(float(v), 4)
+            for c, v in sorted(values.items())}
+
+
+def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
+          env: DistEnv) -> dict[str, Any]:
+    started = time.perf_counter()
+    handle = input_handle(inputs, "tfrecords", TFRecordShardsHandle)
+    missing = [s for s in cfg.eval_splits if not handle.shard_paths(s)]
+    if not cfg.eval_splits or missing:
+        raise ConfigError(f"classify: eval_splits {cfg.eval_splits} must name splits the "
+                          f"TFRecords have ({sorted(handle.shards)}); missing {missing}")
+    counts, names = train_class_counts(handle, env, reporter)
+    num_classes = handle.num_classes
+    stream = TFRecordStream(handle, train_transform(cfg), split="train", seed=cfg.seed,
+                            rank=env.rank, world_size=env.world_size)
+    balanced = ClassBalancedStream(stream, counts, cfg.balance_power, cfg.shuffle_buffer,
+                                   cfg.seed)
+    reporter.log("class-balanced draw, expected copies per record: "
+                 f"{named(balanced.class_weights, names)}")
+    eval_streams = [TFRecordStream(handle, eval_transform(cfg), split=s, rank=env.rank,
+                                   world_size=env.world_size) for s in cfg.eval_splits]
+    loader = DataLoader(balanced, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                        drop_last=True, pin_memory=env.device.type == "cuda")
+    steps_per_epoch = max(1, int(counts.sum()) // (cfg.batch_size * env.world_size))
+
+    seed_everything(cfg.seed)
+    model = place(build_model(cfg, num_classes), env, cfg.channels_last)
+    optimizer = build_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
+    scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch,
+                              cfg.warmup_epochs * steps_per_epoch)
+    modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    start_epoch, step = resume(out, modules, reporter, env)
+    checkpoint = latest_checkpoint(out / CHECKPOINTS)
+
+    drawn = np.zeros(num_classes, dtype=np.int64)
+    batches = cycle(loader, balanced, start_epoch)
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        for _ in range(steps_per_epoch):
+            images, labels = next(batches)
+            drawn += np.bincount(labels.numpy(), minlength=num_classes)
+            images, labels = to_device(images, env, cfg.channels_last), labels.to(env.device)
+            with autocast(env, cfg.amp):
+                logits = model(images)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            reporter.metric(step, epoch + 1, loss=env.mean(loss.item()),
+                            lr=scheduler.get_last_lr()[0])
+        predicted, labels = evaluate(model, eval_streams, cfg, env)
+        scores = class_accuracy(predicted, labels)
+        reporter.metric(step, epoch + 1, accuracy=scores.accuracy,
+                        mean_class_accuracy=scores.mean_class_accuracy,
+                        majority_class_accuracy=majority_baseline(counts, labels).accuracy)
+        reporter.log(f"epoch {epoch + 1}/{cfg.epochs}: accuracy {scores.accuracy:.3f}, mean "
+                     f"class accuracy {scores.mean_class_accuracy:.3f}")
+        checkpoint = save_epoch(out, epoch + 1, step, modules, reporter, env,
+                                extra={"model": cfg.model, "image_size": cfg.image_size,
+                                       "num_classes": num_classes})
+
+    predicted, labels = evaluate(model, eval_streams, cfg, env)
+    scores, majority = class_accuracy(predicted, labels), majority_baseline(counts, labels)
+    curves = out / "curves.png"
+    if env.is_main:
+        plot_curves(reporter.history, {"cross-entropy": ["loss"],
+                                       "eval accuracy": ["accuracy", "mean_class_accuracy",
+                                                         "majority_class_accuracy"]},
+                    curves, title=f"classification, {cfg.model}")
+        reporter.artifact("curves_png", curves)
+    drawn_total = env.gather_cat(torch.from_numpy(drawn)[None].to(env.device)).sum(0).cpu()
+    summary = {
+        **accuracy_summary(scores, majority, names),
+        "class_weights": named(balanced.class_weights, names),
+        "drawn_class_share": named({c: float(v) / max(1, int(drawn_total.sum()))
+                                    for c, v in enumerate(drawn_total.tolist()) if counts[c]},
+                                   names),
+        "checkpoint": str(checkpoint),
+        "curves_png": str(curves),
+        "epochs": cfg.epochs,
+        "model": cfg.model,
+        "eval_splits": ",".join(cfg.eval_splits),
+        "eval_records": scores.samples,
+        "train_records": int(counts.sum()),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    return reporter.finish(**summary)
+
+
+def accuracy_summary(scores: ClassAccuracy, majority: ClassAccuracy,
+                     names: dict[int, str]) -> dict[str, Any]:
+    return {
+        "accuracy": scores.accuracy,
+        "mean_class_accuracy": scores.mean_class_accuracy,
+        "majority_class_accuracy": majority.accuracy,
+        "majority_mean_class_accuracy": majority.mean_class_accuracy,
+        "per_class_accuracy": named(scores.per_class, names),
+    }

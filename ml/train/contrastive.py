@@ -1,0 +1,267 @@
+"""Temporal contrastive pretraining (seed 001): SimCLR on frames of object sequences.
+
+Input `h5_store`: the HDF5 image store handle (sequences of frames, a class per sequence).
+
+- Positives: an anchor frame and a partner frame of the same sequence within `window` frames
+  (ml.datasets.TemporalPairDataset), each independently augmented; NT-Xent over the batch
+  (global batch under DDP), other frames of the anchor's sequence left out of the negatives.
+- Backbone: `small_cnn` for the CPU demo, `vgg16` / `vgg16_bn` (seed 001's) or a ResNet
+  (ml.models.backbones), random initialisation, a projection head on top (ml.models.simclr).
+- Evaluation: the store's sequences are split per class into training and held-out sequences
+  (`holdout_fraction`, seeded). Training sees only the training sequences. Each epoch a weighted
+  kNN (ml.eval.knn) classifies every held-out frame by its class, with the training frames as
+  the bank, using backbone features. The same evaluation of the same architecture at its random
+  initialisation, in the same run, is the baseline the learned features must beat.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision.transforms as T
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from ml.datasets import H5StoreDataset, TemporalPairDataset
+from ml.errors import ConfigError, DatasetError
+from ml.eval.knn import knn_accuracy
+from ml.formats.h5store import H5StoreIndex
+from ml.formats.handles import H5StoreHandle
+from ml.models.backbones import SMALL_CNN_WIDTHS, build_backbone
+from ml.models.simclr import SimCLR, nt_xent_loss
+from ml.train.checkpoint import latest_checkpoint, unwrap
+from ml.train.curves import plot_curves
+from ml.train.distributed import DistEnv
+from ml.train.inputs import input_handle
+from ml.train.loop import CHECKPOINTS, autocast, place, resume, save_epoch, seed_everything, to_device
+from ml.train.report import Reporter
+from ml.train.schedule import build_optimizer, warmup_cosine
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Config:
+    """Defaults are the CPU demo (sample store: 4 classes x 6 sequences x 10 frames, 64 px)."""
+
+    backbone: str = "small_cnn"        # small_cnn | vgg16 | vgg16_bn | resnet18 | resnet34 | resnet50
+    widths: list[int] = field(default_factory=lambda: list(SMALL_CNN_WIDTHS))  # small_cnn only
+    image_size: int = 64
+    window: int = 5                    # partner frames satisfy |frame_a - frame_b| <= window
+    epochs: int = 6
+    batch_size: int = 32               # per process
+    optimizer: str = "adamw"
+    lr: float = 5e-4
+    weight_decay: float = 0.1
+    warmup_epochs: int = 1
+    temperature: float = 0.5
+    proj_hidden: int = 256
+    proj_dim: int = 64
+    mask_same_sequence: bool = True    # other frames of the anchor's sequence are not negatives
+    crop_scale_min: float = 0.5        # RandomResizedCrop scale range (crop_scale_min, 1)
+    color_jitter: float = 0.4          # brightness, contrast and saturation jitter strength
+    hue_jitter: float = 0.0            # 0..0.5 (0.5: any hue)
+    grayscale: float = 0.2             # probability of a grey view
+    holdout_fraction: float = 0.25     # of each class's sequences, held out as kNN queries
+    knn_k: int = 10
+    knn_temperature: float = 0.07
+    num_workers: int = 0
+    seed: int = 0
+    amp: bool = True                   # bf16 autocast on CUDA
+    channels_last: bool = True         # on CUDA
+    device: str = "auto"
+
+
+def split_sequences(index: H5StoreIndex, holdout_fraction: float,
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training, held-out) sequence numbers: per class, round(fraction x its sequences) held
+    out (at least one when the class has two or more, never all of them), chosen by `seed`."""
+    if not 0.0 < holdout_fraction < 1.0:
+        raise ConfigError(f"contrastive: holdout_fraction={holdout_fraction}; use a fraction "
+                          "strictly between 0 and 1 of each class's sequences")
+    starts = index.sequence_start[:-1]
+    sequence_class = index.class_index[starts]
+    rng = np.random.default_rng(seed)
+    held: list[int] = []
+    for c in np.unique(sequence_class):
+        members = np.flatnonzero(sequence_class == c)
+        count = min(len(members) - 1, max(1, round(holdout_fraction * len(members))))
+        held += rng.choice(members, size=count, replace=False).tolist() if count > 0 else []
+    held_out = np.array(sorted(held), dtype=np.int64)
+    if held_out.size == 0:
+        raise DatasetError(f"{index.path}: no class has two or more sequences, so none can be "
+                           "held out for the kNN evaluation; add sequences to the store")
+    training = np.setdiff1d(np.arange(len(starts)), held_out)
+    return training, held_out
+
+
+def rows_of(index: H5StoreIndex, sequences: np.ndarray) -> np.ndarray:
+    """Store rows (frames) of the given sequences."""
+    return np.flatnonzero(np.isin(index.sequence, sequences))
+
+
+class SequencePairs(Dataset):
+    """The temporal pairs of some store rows, as (view_a, view_b, sequence, fallback)."""
+
+    def __init__(self, pairs: TemporalPairDataset, rows: np.ndarray):
+        self.pairs = pairs
+        self.rows = rows
+        self.sequence = pairs.reader.index.sequence
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[Any, Any, int, bool]:
+        row = int(self.rows[i])
+        view_a, view_b, _, fallback = self.pairs[row]
+        return view_a, view_b, int(self.sequence[row]), fallback
+
+
+def train_transform(cfg: Config) -> T.Compose:
+    jitter = cfg.color_jitter
+    return T.Compose([
+        T.RandomResizedCrop(cfg.image_size, scale=(cfg.crop_scale_min, 1.0), antialias=True),
+        T.RandomHorizontalFlip(),
+        T.RandomApply([T.ColorJitter(jitter, jitter, jitter, cfg.hue_jitter)], p=0.8),
+        T.RandomGrayscale(p=cfg.grayscale),
+        T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def eval_transform(cfg: Config) -> T.Compose:
+    return T.Compose([T.Resize((cfg.image_size, cfg.image_size), antialias=True),
+                      T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def build_model(cfg: Config) -> SimCLR:
+    backbone = build_backbone(cfg.backbone, cfg.image_size, widths=cfg.widths)
+    return SimCLR(backbone, cfg.proj_hidden, cfg.proj_dim)
+
+
+@torch.no_grad()
+def store_features(model: torch.nn.Module, frames: H5StoreDataset, cfg: Config,
+                   env: DistEnv) -> torch.Tensor:
+    """Backbone features of every frame of the store, in row order (each rank embeds every
+    world_size-th frame; the rows are gathered back on every rank)."""
+    net = unwrap(model)
+    was_training = net.training
+    net.eval()
+    mine = list(range(env.rank, len(frames), env.world_size))
+    loader = DataLoader(Subset(frames, mine), batch_size=max(cfg.batch_size, 64),
+                        num_workers=cfg.num_workers)
+    parts = []
+    for images, _ in loader:
+        with autocast(env, cfg.amp):
+            parts.append(net.features(to_device(images, env, cfg.channels_last)).float())
+    local = torch.cat(parts) if parts else torch.zeros(0, net.backbone.feature_dim,
+                                                      device=env.device)
+    rows = env.gather_cat(torch.tensor(mine, dtype=torch.long, device=env.device))
+    features = env.gather_cat(local)
+    net.train(was_training)
+    return features[torch.argsort(rows)].cpu()
+
+
+def heldout_knn(model: torch.nn.Module, frames: H5StoreDataset, bank_rows: np.ndarray,
+                query_rows: np.ndarray, cfg: Config, env: DistEnv) -> float:
+    """kNN accuracy of the held-out frames' classes, the training frames as the bank."""
+    features = store_features(model, frames, cfg, env)
+    labels = torch.from_numpy(frames.labels)
+    return knn_accuracy(features[bank_rows], labels[bank_rows], features[query_rows],
+                        labels[query_rows], k=cfg.knn_k, temperature=cfg.knn_temperature)
+
+
+def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
+          env: DistEnv) -> dict[str, Any]:
+    started = time.perf_counter()
+    handle = input_handle(inputs, "h5_store", H5StoreHandle)
+    pairs = TemporalPairDataset(handle, window=cfg.window, transform=train_transform(cfg))
+    frames = H5StoreDataset(handle, transform=eval_transform(cfg))
+    index = frames.index
+    train_seq, heldout_seq = split_sequences(index, cfg.holdout_fraction, cfg.seed)
+    bank_rows, query_rows = rows_of(index, train_seq), rows_of(index, heldout_seq)
+    dataset = SequencePairs(pairs, bank_rows)
+    per_step = cfg.batch_size * env.world_size
+    if len(dataset) < per_step:
+        raise ConfigError(f"contrastive: {len(dataset)} training frames are fewer than one "
+                          f"batch of {cfg.batch_size} x {env.world_size} process(es); lower "
+                          "batch_size")
+    reporter.log(f"{handle.path}: {len(train_seq)} training sequences ({len(bank_rows)} frames), "
+                 f"{len(heldout_seq)} held out ({len(query_rows)} frames); "
+                 f"{pairs.fallback_count} frames have no partner within {cfg.window} frames")
+
+    sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank,
+                                 shuffle=True, seed=cfg.seed, drop_last=True)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
+                        num_workers=cfg.num_workers, pin_memory=env.device.type == "cuda")
+
+    seed_everything(cfg.seed)
+    model = build_model(cfg)
+    random_init = copy.deepcopy(model).to(env.device)
+    model = place(model, env, cfg.channels_last)
+    optimizer = build_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
+    steps_per_epoch = len(loader)
+    scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch,
+                              cfg.warmup_epochs * steps_per_epoch)
+    modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    start_epoch, step = resume(out, modules, reporter, env)
+
+    random_knn = heldout_knn(random_init, frames, bank_rows, query_rows, cfg, env)
+    del random_init
+    reporter.log(f"kNN accuracy of the random-init {cfg.backbone}: {random_knn:.3f}")
+    checkpoint = latest_checkpoint(out / CHECKPOINTS)
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        model.train()
+        fallbacks = 0
+        for view_a, view_b, sequence, fallback in loader:
+            views = to_device(torch.cat([view_a, view_b]), env, cfg.channels_last)
+            with autocast(env, cfg.amp):
+                z_a, z_b = model(views).chunk(2)
+            groups = sequence.to(env.device) if cfg.mask_same_sequence else None
+            loss = nt_xent_loss(z_a, z_b, cfg.temperature, groups)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            fallbacks += int(fallback.sum())
+            reporter.metric(step, epoch + 1, loss=env.mean(loss.item()),
+                            lr=scheduler.get_last_lr()[0])
+        knn = heldout_knn(model, frames, bank_rows, query_rows, cfg, env)
+        reporter.metric(step, epoch + 1, knn_accuracy=knn, knn_accuracy_random_init=random_knn,
+                        fallback_pairs=env.sum(fallbacks))
+        reporter.log(f"epoch {epoch + 1}/{cfg.epochs}: kNN accuracy {knn:.3f} "
+                     f"(random init {random_knn:.3f})")
+        checkpoint = save_epoch(out, epoch + 1, step, modules, reporter, env,
+                                extra={"backbone": cfg.backbone, "image_size": cfg.image_size})
+
+    knn = heldout_knn(model, frames, bank_rows, query_rows, cfg, env)
+    curves = out / "curves.png"
+    if env.is_main:
+        plot_curves(reporter.history, {"NT-Xent loss": ["loss"],
+                                       "held-out kNN accuracy": ["knn_accuracy",
+                                                                 "knn_accuracy_random_init"]},
+                    curves, title=f"temporal SimCLR, {cfg.backbone}")
+        reporter.artifact("curves_png", curves)
+    losses = reporter.series("loss")[1]
+    summary = {
+        "knn_accuracy": knn,
+        "knn_accuracy_random_init": random_knn,
+        "checkpoint": str(checkpoint),
+        "curves_png": str(curves),
+        "epochs": cfg.epochs,
+        "final_loss": losses[-1] if losses else float("nan"),
+        "backbone": cfg.backbone,
+        "train_sequences": int(len(train_seq)),
+        "heldout_sequences": int(len(heldout_seq)),
+        "bank_frames": int(len(bank_rows)),
+        "query_frames": int(len(query_rows)),
+        "frames_without_partner": int(pairs.fallback_count),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    return reporter.finish(**summary)

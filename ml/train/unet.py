@@ -1,0 +1,220 @@
+"""Image-to-image training (seed 004): a small U-Net maps each before image to its after image.
+
+Input `splits`: the before/after dataset's split table (Parquet; group_id = pair, role, file =
+resized image, split, width, height).
+
+- The safe-dimensions rule is checked before any training: the training crop and every image
+  the model will see must have sides divisible by 2**depth (ml.models.unet.check_input_size);
+  otherwise a ConfigError names the size, the depth and the nearest safe size.
+- Training: random `crop_width` x `crop_height` windows of the train pairs (the same window of
+  both images, flipped together), L1 loss; `crop_width: 0` trains on whole images.
+- Evaluation on whole images of `eval_split` (test): mean L1 and mean PSNR (dB, pixels in
+  [0, 1], output clipped to [0, 1]) of the U-Net, and the same figures for the identity mapping
+  (output = input), which the model must beat. The val split, when it has pairs, is scored every
+  epoch for the curves.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from ml.datasets.before_after import BeforeAfterPairs, pair_table
+from ml.errors import ConfigError, SourceError
+from ml.imageio import read_header
+from ml.models.unet import UNet, check_input_size
+from ml.train.checkpoint import latest_checkpoint, unwrap
+from ml.train.curves import plot_curves
+from ml.train.distributed import DistEnv
+from ml.train.inputs import input_path
+from ml.train.loop import CHECKPOINTS, autocast, place, resume, save_epoch, seed_everything, to_device
+from ml.train.report import Reporter
+from ml.train.schedule import build_optimizer, warmup_cosine
+
+
+@dataclass
+class Config:
+    """Defaults are the CPU demo (sample pairs: letterboxed 256x192, ~37 train pairs)."""
+
+    base: int = 8                      # channels of the first level (doubling per level)
+    depth: int = 4                     # 2x poolings; image sides must divide by 2**depth
+    residual: bool = True              # predict a correction to the input (starts as identity)
+    crop_width: int = 128              # training window; 0 = whole images
+    crop_height: int = 96
+    crops_per_pair: int = 4            # training windows drawn from each pair per epoch
+    epochs: int = 12
+    batch_size: int = 8                # per process
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup_epochs: int = 1
+    eval_split: str = "test"
+    num_workers: int = 0
+    seed: int = 0
+    amp: bool = True                   # bf16 autocast on CUDA
+    channels_last: bool = True         # on CUDA
+    device: str = "auto"
+
+
+def read_manifest(inputs: dict[str, str]) -> pd.DataFrame:
+    path = input_path(inputs, "splits")
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"input 'splits': {path} is not a readable Parquet split table "
+                          f"({exc})") from None
+
+
+def image_sizes(manifest: pd.DataFrame, split: str) -> set[tuple[int, int]]:
+    """The distinct (width, height) of the split's pair images (from the table's width/height
+    columns, or the files' headers)."""
+    table, _ = pair_table(manifest, split)
+    files = set(table["before"]) | set(table["after"])
+    if {"width", "height"} <= set(manifest.columns):
+        rows = manifest.loc[manifest["file"].isin(files)]
+        return {(int(w), int(h)) for w, h in zip(rows["width"], rows["height"])}
+    return {(h.width, h.height) for h in map(read_header, sorted(files))}
+
+
+def check_sizes(cfg: Config, manifest: pd.DataFrame, splits: list[str]) -> None:
+    """The safe-dimensions rule for the training window and every image of `splits`."""
+    if cfg.crop_width or cfg.crop_height:
+        if cfg.crop_width < 1 or cfg.crop_height < 1:
+            raise ConfigError(f"unet: crop {cfg.crop_width}x{cfg.crop_height}; give both sides, "
+                              "or 0 for both to train on whole images")
+        check_input_size(cfg.crop_width, cfg.crop_height, cfg.depth)
+    for split in splits:
+        for width, height in sorted(image_sizes(manifest, split)):
+            check_input_size(width, height, cfg.depth)
+
+
+def psnr_db(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of [0, 1] images (N, C, H, W); 100 dB for identical images."""
+    mse = (output - target).pow(2).flatten(1).mean(1)
+    return torch.where(mse > 0, -10 * torch.log10(mse.clamp_min(1e-20)), torch.full_like(mse, 100.0))
+
+
+@torch.no_grad()
+def score(model: torch.nn.Module | None, pairs: BeforeAfterPairs, cfg: Config,
+          env: DistEnv) -> dict[str, float]:
+    """Mean per-image L1 and PSNR of the model (None: the identity mapping) on whole images;
+    each rank scores every world_size-th pair, the per-image figures are gathered."""
+    net = unwrap(model) if model is not None else None
+    was_training = net.training if net is not None else False
+    if net is not None:
+        net.eval()
+    figures = []
+    for before, after in DataLoader(Subset(pairs, range(env.rank, len(pairs), env.world_size)),
+                                    batch_size=1, num_workers=cfg.num_workers):
+        before, after = to_device(before, env, cfg.channels_last), to_device(after, env)
+        if net is None:
+            output = before
+        else:
+            with autocast(env, cfg.amp):
+                output = net(before)
+        output = output.float().clamp(0, 1)
+        l1 = (output - after).abs().flatten(1).mean(1)
+        figures.append(torch.stack([l1, psnr_db(output, after)], dim=1))
+    if net is not None:
+        net.train(was_training)
+    local = torch.cat(figures) if figures else torch.zeros(0, 2, device=env.device)
+    every = env.gather_cat(local)
+    return {"l1": float(every[:, 0].mean()), "psnr_db": float(every[:, 1].mean())}
+
+
+def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
+          env: DistEnv) -> dict[str, Any]:
+    started = time.perf_counter()
+    manifest = read_manifest(inputs)
+    present = set(manifest["split"].unique()) if "split" in manifest.columns else set()
+    val_split = "val" if "val" in present and cfg.eval_split != "val" else None
+    check_sizes(cfg, manifest, ["train", cfg.eval_split] + ([val_split] if val_split else []))
+    crop = (cfg.crop_width, cfg.crop_height) if cfg.crop_width else None
+    train_pairs = BeforeAfterPairs(manifest, "train", crop=crop, flip=True)
+    eval_pairs = BeforeAfterPairs(manifest, cfg.eval_split)
+    val_pairs = BeforeAfterPairs(manifest, val_split) if val_split else None
+    reporter.log(f"{len(train_pairs)} train pairs, {len(eval_pairs)} {cfg.eval_split} pairs"
+                 + (f", {len(val_pairs)} val pairs" if val_pairs else "")
+                 + f"; {train_pairs.incomplete + eval_pairs.incomplete} incomplete pairs left out")
+
+    repeated = torch.utils.data.ConcatDataset([train_pairs] * max(1, cfg.crops_per_pair))
+    sampler = DistributedSampler(repeated, num_replicas=env.world_size, rank=env.rank,
+                                 shuffle=True, seed=cfg.seed, drop_last=True)
+    if len(sampler) < cfg.batch_size:
+        raise ConfigError(f"unet: {len(repeated)} training windows per epoch are fewer than one "
+                          f"batch of {cfg.batch_size} per process; lower batch_size or raise "
+                          "crops_per_pair")
+    loader = DataLoader(repeated, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
+                        num_workers=cfg.num_workers, pin_memory=env.device.type == "cuda")
+
+    seed_everything(cfg.seed)
+    model = place(UNet(3, 3, cfg.base, cfg.depth, cfg.residual), env, cfg.channels_last)
+    optimizer = build_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
+    steps_per_epoch = len(loader)
+    scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch,
+                              cfg.warmup_epochs * steps_per_epoch)
+    modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    start_epoch, step = resume(out, modules, reporter, env)
+    checkpoint = latest_checkpoint(out / CHECKPOINTS)
+    val_identity = score(None, val_pairs, cfg, env) if val_pairs is not None else None
+
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        model.train()
+        losses = []
+        for before, after in loader:
+            before = to_device(before, env, cfg.channels_last)
+            after = to_device(after, env, cfg.channels_last)
+            with autocast(env, cfg.amp):
+                output = model(before)
+            loss = F.l1_loss(output.float(), after)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            losses.append(env.mean(loss.item()))
+            reporter.metric(step, epoch + 1, loss=losses[-1], lr=scheduler.get_last_lr()[0])
+        if val_pairs is not None:
+            val = score(model, val_pairs, cfg, env)
+            reporter.metric(step, epoch + 1, val_l1=val["l1"], val_psnr_db=val["psnr_db"],
+                            val_identity_l1=val_identity["l1"],
+                            val_identity_psnr_db=val_identity["psnr_db"])
+        reporter.log(f"epoch {epoch + 1}/{cfg.epochs}: train L1 {np.mean(losses):.4f}")
+        checkpoint = save_epoch(out, epoch + 1, step, modules, reporter, env,
+                                extra={"base": cfg.base, "depth": cfg.depth,
+                                       "residual": cfg.residual})
+
+    test, identity = score(model, eval_pairs, cfg, env), score(None, eval_pairs, cfg, env)
+    reporter.log(f"{cfg.eval_split}: L1 {test['l1']:.4f} (identity {identity['l1']:.4f}), "
+                 f"PSNR {test['psnr_db']:.2f} dB (identity {identity['psnr_db']:.2f} dB)")
+    curves = out / "curves.png"
+    if env.is_main:
+        plot_curves(reporter.history, {"train L1 (crops)": ["loss"],
+                                       "val L1": ["val_l1", "val_identity_l1"],
+                                       "val PSNR (dB)": ["val_psnr_db", "val_identity_psnr_db"]},
+                    curves, title=f"U-Net depth {cfg.depth}, base {cfg.base}")
+        reporter.artifact("curves_png", curves)
+    summary = {
+        "test_l1": test["l1"],
+        "test_psnr_db": test["psnr_db"],
+        "identity_l1": identity["l1"],
+        "identity_psnr_db": identity["psnr_db"],
+        "checkpoint": str(checkpoint),
+        "curves_png": str(curves),
+        "epochs": cfg.epochs,
+        "eval_split": cfg.eval_split,
+        "eval_pairs": len(eval_pairs),
+        "train_pairs": len(train_pairs),
+        "depth": cfg.depth,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    return reporter.finish(**summary)

@@ -1,0 +1,91 @@
+"""Training assets: the trainer runs through Dagster Pipes (and torchrun), its summary becomes
+metadata, and the next asset loads the checkpoint through the handle IO manager."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from assets.training import TASK_INPUTS, trainer_command
+from ml.errors import ConfigError
+from ml.formats.handles import CheckpointHandle, Handle
+from tests.assets.helpers import definitions_for, materialization_metadata, materialize_all
+
+FAST_CONTRASTIVE = {"epochs": 1, "batch_size": 8, "image_size": 32, "knn_k": 3}
+
+
+def sequences_dataset(golden: Path, **train) -> dict:
+    return {"name": "seq", "kind": "h5_store",
+            "source": {"file": str(golden / "hdf5/sequences.h5")},
+            "resize": {"mode": "shorter_side_crop", "width": 32, "height": 32, "workers": 1},
+            "formats": {"h5_store": {}},
+            "train": {"task": "contrastive", "set": FAST_CONTRASTIVE, **train}}
+
+
+def run_logs(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> list[str]:
+    """Every message of the run: the assets' logs and what Pipes forwarded from the trainer."""
+    return [e.user_message for e in instance.all_logs(result.run_id) if e.user_message]
+
+
+@pytest.mark.slow
+def test_training_runs_through_pipes_and_the_checkpoint_reaches_the_next_asset(tmp_path, golden):
+    defs = definitions_for(tmp_path, [sequences_dataset(golden)])
+    result = materialize_all(defs)          # prepare, then the model, then its card
+    meta = materialization_metadata(result, ["seq", "model"])
+    assert meta["task"] == "contrastive" and meta["processes"] == 1
+    for key in ("knn_accuracy", "knn_accuracy_random_init"):
+        assert 0.0 <= meta[key] <= 1.0
+    checkpoint = Path(meta["checkpoint"])
+    assert checkpoint.is_file() and checkpoint.parent.name == "checkpoints"
+    assert "data:image/png;base64," in meta["curves"], "training curves are shown inline"
+    stored = Handle.from_json((tmp_path / "outputs/seq/model.handle.json").read_text())
+    assert isinstance(stored, CheckpointHandle) and stored.checkpoint == str(checkpoint)
+    events = [json.loads(x) for x in Path(meta["events"]).read_text().splitlines()]
+    assert {e["event"] for e in events} >= {"metric", "summary"}
+
+    card_meta = materialization_metadata(result, ["seq", "model_card"])
+    assert card_meta["parameters"] > 1000 and card_meta["epoch"] == 1
+    assert "knn_accuracy" in Path(card_meta["path"]).read_text()
+
+
+@pytest.mark.slow
+def test_two_processes_run_under_torchrun(tmp_path, golden):
+    defs = definitions_for(tmp_path, [sequences_dataset(
+        golden, processes=2, set={**FAST_CONTRASTIVE, "batch_size": 4})])
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize_all(defs, instance=instance)
+    assert result.success
+    assert any("torch.distributed.run" in m and "--nproc_per_node=2" in m
+               for m in run_logs(instance, result))
+    meta = materialization_metadata(result, ["seq", "model"])
+    assert meta["processes"] == 2 and Path(meta["checkpoint"]).is_file()
+
+
+def test_failed_training_fails_the_step_with_the_trainers_message(tmp_path, golden):
+    defs = definitions_for(tmp_path, [sequences_dataset(golden, set={**FAST_CONTRASTIVE, "backbone": "alexnet"})])
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize_all(defs, instance=instance, selection="*seq/h5_store").success
+    result = materialize_all(defs, instance=instance, selection="seq/model",
+                             raise_on_error=False)
+    assert not result.success
+    assert any("alexnet" in m for m in run_logs(instance, result)), "the trainer's error reaches the run"
+
+
+def test_train_section_is_checked_when_definitions_load(tmp_path, golden):
+    with pytest.raises(ConfigError, match="seq.train.task"):
+        definitions_for(tmp_path, [sequences_dataset(golden, task="gan")])
+    bad = dict(sequences_dataset(golden), formats={})
+    bad["train"] = {"task": "contrastive"}
+    with pytest.raises(ConfigError, match="h5_store"):
+        definitions_for(tmp_path, [bad])
+
+
+def test_each_task_names_its_inputs_and_torchrun_is_used_for_several_processes():
+    assert set(TASK_INPUTS) == {"face", "contrastive", "classify", "unet"}
+    one = trainer_command("face", 1, ["--out", "x"])
+    assert one[1:4] == ["-m", "resources.pipes_entry", "face"]
+    two = trainer_command("face", 2, ["--out", "x"])
+    assert "torch.distributed.run" in two and "--nproc_per_node=2" in two
