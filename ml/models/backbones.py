@@ -16,14 +16,24 @@ from collections.abc import Sequence
 
 import torch
 import torchvision
+import torchvision.transforms as T
 from torch import nn
 
 from ml.errors import ConfigError
 from ml.models.small_cnn import SmallCNN
 from ml.models.vit import VisionTransformer
 
-SMALL_CNN_WIDTHS = (32, 64, 128, 256)
 BACKBONES = ("small_cnn", "vgg16", "vgg16_bn", "resnet18", "resnet34", "resnet50", "vit")
+SMALL_CNN_WIDTHS = (32, 64, 128, 256)
+# The input normalisation the trainers give every backbone (torchvision's convention).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def input_transform(image_size: int) -> T.Compose:
+    """A PIL image -> the normalised (3, image_size, image_size) tensor a backbone takes."""
+    return T.Compose([T.Resize((image_size, image_size), antialias=True), T.ToTensor(),
+                      T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 class VGGFeatures(nn.Module):

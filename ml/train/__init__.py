@@ -3,5 +3,6 @@ torchrun for several processes). Dagster launches the same entry point through P
 
 Shared pieces: `report` (events out of the trainer), `distributed` (torchrun / DDP environment),
 `checkpoint` (atomic state_dict checkpoints and resume), `schedule` (optimizers, warmup + cosine),
-`config` (task configs from YAML + overrides). Tasks: face, contrastive, classify, unet.
+`config` (task configs from YAML + overrides), `loop` (seeding, DDP placement, autocast, resume
+and per-epoch checkpoints), `curves` (the curves PNG). Tasks: face, contrastive, classify, unet.
 """

@@ -37,14 +37,15 @@ from ml.datasets.balanced_stream import ClassBalancedStream, count_labels
 from ml.errors import ConfigError
 from ml.eval.classification import ClassAccuracy, class_accuracy, majority_baseline
 from ml.formats.handles import TFRecordShardsHandle
-from ml.models.backbones import SMALL_CNN_WIDTHS, build_backbone
+from ml.models.backbones import (IMAGENET_MEAN, IMAGENET_STD, SMALL_CNN_WIDTHS,
+                                 build_backbone, input_transform)
 from ml.models.classifier import ImageClassifier
 from ml.train.checkpoint import latest_checkpoint, unwrap
-from ml.train.contrastive import IMAGENET_MEAN, IMAGENET_STD
 from ml.train.curves import plot_curves
 from ml.train.distributed import DistEnv
 from ml.train.inputs import input_handle
-from ml.train.loop import CHECKPOINTS, autocast, place, resume, save_epoch, seed_everything, to_device
+from ml.train.loop import (CHECKPOINTS, autocast, place, resume, save_epoch, seed_everything,
+                           to_device)
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
 
@@ -85,11 +86,6 @@ def train_transform(cfg: Config) -> T.Compose:
         T.RandomAffine(degrees=10, translate=(0.08, 0.08), scale=(0.9, 1.1)),
         T.ColorJitter(0.2, 0.2, 0.2),
         T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-
-
-def eval_transform(cfg: Config) -> T.Compose:
-    return T.Compose([T.Resize((cfg.image_size, cfg.image_size), antialias=True),
-                      T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 def build_model(cfg: Config, num_classes: int) -> ImageClassifier:
@@ -166,8 +162,9 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
                                    cfg.seed)
     reporter.log("class-balanced draw, expected copies per record: "
                  f"{named(balanced.class_weights, names)}")
-    eval_streams = [TFRecordStream(handle, eval_transform(cfg), split=s, rank=env.rank,
-                                   world_size=env.world_size) for s in cfg.eval_splits]
+    eval_streams = [TFRecordStream(handle, input_transform(cfg.image_size), split=s,
+                                   rank=env.rank, world_size=env.world_size)
+                    for s in cfg.eval_splits]
     loader = DataLoader(balanced, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                         drop_last=True, pin_memory=env.device.type == "cuda")
     steps_per_epoch = max(1, int(counts.sum()) // (cfg.batch_size * env.world_size))

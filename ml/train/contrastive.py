@@ -32,25 +32,24 @@ from ml.errors import ConfigError, DatasetError
 from ml.eval.knn import knn_accuracy
 from ml.formats.h5store import H5StoreIndex
 from ml.formats.handles import H5StoreHandle
-from ml.models.backbones import SMALL_CNN_WIDTHS, build_backbone
+from ml.models.backbones import (IMAGENET_MEAN, IMAGENET_STD, SMALL_CNN_WIDTHS,
+                                 build_backbone, input_transform)
 from ml.models.simclr import SimCLR, nt_xent_loss
 from ml.train.checkpoint import latest_checkpoint, unwrap
 from ml.train.curves import plot_curves
 from ml.train.distributed import DistEnv
 from ml.train.inputs import input_handle
-from ml.train.loop import CHECKPOINTS, autocast, place, resume, save_epoch, seed_everything, to_device
+from ml.train.loop import (CHECKPOINTS, autocast, place, resume, save_epoch, seed_everything,
+                           to_device)
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
 class Config:
     """Defaults are the CPU demo (sample store: 4 classes x 6 sequences x 10 frames, 64 px)."""
 
-    backbone: str = "small_cnn"        # small_cnn | vgg16 | vgg16_bn | resnet18 | resnet34 | resnet50
+    backbone: str = "small_cnn"        # small_cnn, vgg16, vgg16_bn, resnet18/34/50
     widths: list[int] = field(default_factory=lambda: list(SMALL_CNN_WIDTHS))  # small_cnn only
     image_size: int = 64
     window: int = 5                    # partner frames satisfy |frame_a - frame_b| <= window
@@ -133,11 +132,6 @@ def train_transform(cfg: Config) -> T.Compose:
         T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-def eval_transform(cfg: Config) -> T.Compose:
-    return T.Compose([T.Resize((cfg.image_size, cfg.image_size), antialias=True),
-                      T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-
-
 def build_model(cfg: Config) -> SimCLR:
     backbone = build_backbone(cfg.backbone, cfg.image_size, widths=cfg.widths)
     return SimCLR(backbone, cfg.proj_hidden, cfg.proj_dim)
@@ -180,7 +174,7 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
     started = time.perf_counter()
     handle = input_handle(inputs, "h5_store", H5StoreHandle)
     pairs = TemporalPairDataset(handle, window=cfg.window, transform=train_transform(cfg))
-    frames = H5StoreDataset(handle, transform=eval_transform(cfg))
+    frames = H5StoreDataset(handle, transform=input_transform(cfg.image_size))
     index = frames.index
     train_seq, heldout_seq = split_sequences(index, cfg.holdout_fraction, cfg.seed)
     bank_rows, query_rows = rows_of(index, train_seq), rows_of(index, heldout_seq)

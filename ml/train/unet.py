@@ -35,7 +35,8 @@ from ml.train.checkpoint import latest_checkpoint, unwrap
 from ml.train.curves import plot_curves
 from ml.train.distributed import DistEnv
 from ml.train.inputs import input_path
-from ml.train.loop import CHECKPOINTS, autocast, place, resume, save_epoch, seed_everything, to_device
+from ml.train.loop import (CHECKPOINTS, autocast, place, resume, save_epoch, seed_everything,
+                           to_device)
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
 
@@ -99,7 +100,8 @@ def check_sizes(cfg: Config, manifest: pd.DataFrame, splits: list[str]) -> None:
 def psnr_db(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB of [0, 1] images (N, C, H, W); 100 dB for identical images."""
     mse = (output - target).pow(2).flatten(1).mean(1)
-    return torch.where(mse > 0, -10 * torch.log10(mse.clamp_min(1e-20)), torch.full_like(mse, 100.0))
+    return torch.where(mse > 0, -10 * torch.log10(mse.clamp_min(1e-20)),
+                       torch.full_like(mse, 100.0))
 
 
 @torch.no_grad()

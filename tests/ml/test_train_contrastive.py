@@ -49,7 +49,8 @@ def render(shape: str, colour, r: float, cx: float, cy: float, angle: float,
            rng: np.random.Generator) -> bytes:
     """One frame: the object over a background drawn afresh for every frame."""
     big = SIZE * 3
-    img = Image.new("RGB", (big, big), rgb(rng.random(), rng.uniform(0, 0.6), rng.uniform(0.15, 0.95)))
+    background = rgb(rng.random(), rng.uniform(0, 0.6), rng.uniform(0.15, 0.95))
+    img = Image.new("RGB", (big, big), background)
     pen = ImageDraw.Draw(img)
     if shape == "disc":
         pen.ellipse([(cx - r) * big, (cy - r) * big, (cx + r) * big, (cy + r) * big], fill=colour)
@@ -127,7 +128,8 @@ def test_nt_xent_prefers_aligned_views_and_skips_same_sequence_negatives():
     # Two pairs from one sequence: without masking each is the other's hardest negative.
     twins = torch.cat([z[:1], z[:1], z[2:]])
     unmasked = nt_xent_loss(twins, twins, temperature=0.1)
-    masked = nt_xent_loss(twins, twins, temperature=0.1, groups=torch.tensor([0, 0, 2, 3, 4, 5, 6, 7]))
+    groups = torch.tensor([0, 0, 2, 3, 4, 5, 6, 7])
+    masked = nt_xent_loss(twins, twins, temperature=0.1, groups=groups)
     assert masked < unmasked - 0.1
     uniform = nt_xent_loss(torch.ones(4, 3), torch.ones(4, 3), temperature=1.0)
     assert uniform.item() == pytest.approx(math.log(7), abs=1e-4), "2n-1 equal logits"
