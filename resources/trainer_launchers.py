@@ -9,6 +9,8 @@ own with the GPUs the step asks for (`PipesK8sTrainerLauncher` in jobs/k8s.py).
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import dagster as dg
 
 # A training step's GPU request, as an op tag Kubernetes understands: the k8s executor gives a
@@ -26,9 +28,10 @@ def k8s_gpu_config(gpus: int) -> dict:
 class TrainerLauncher(dg.ConfigurableResource):
     """Starts a trainer command through Dagster Pipes and waits for it to finish."""
 
+    @abstractmethod
     def launch(self, context: dg.AssetExecutionContext, command: list[str], env: dict[str, str],
                cwd: str) -> dg.PipesClientCompletedInvocation:
-        raise NotImplementedError(f"{type(self).__name__} does not implement launch()")
+        """Run `command` (the trainer) in a Pipes session of `context`; raise if it fails."""
 
 
 class SubprocessTrainerLauncher(TrainerLauncher):
