@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ml.errors import DatasetError
+from ml.file_bytes import read_file_bytes
 from ml.formats.example_proto import make_image_example_parts
 from ml.formats.h5store import H5Item, write_h5_store
 from ml.formats.handles import H5StoreHandle, MemfileHandle, RecordIOHandle, TFRecordShardsHandle
@@ -23,11 +24,6 @@ from ml.formats.insightface_rec import write_insightface_legacy
 from ml.formats.tfrecord import write_shards
 from ml.pairs import make_verification_pairs
 from ml.progress import Progress
-
-
-def read_bytes(path: str) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read()
 
 
 class FileBytes(Sequence):
@@ -40,7 +36,7 @@ class FileBytes(Sequence):
         return len(self.paths)
 
     def __getitem__(self, i):  # type: ignore[override]
-        return read_bytes(self.paths[i])
+        return read_file_bytes(self.paths[i])
 
 
 def image_format(path: str) -> str:
@@ -87,7 +83,7 @@ class ImageExampleRows:
         return len(self.files)
 
     def record(self, i: int) -> list[bytes]:
-        return make_image_example_parts(read_bytes(self.files[i]), label=self.labels[i],
+        return make_image_example_parts(read_file_bytes(self.files[i]), label=self.labels[i],
                                         height=self.heights[i], width=self.widths[i],
                                         text=self.texts[i], format=self.formats[i],
                                         filename=self.names[i])
@@ -122,7 +118,7 @@ def pack_h5_store(frame: pd.DataFrame, path: Path, *, emit=None) -> H5StoreHandl
         for row in seq.itertuples(index=False):
             obj = str(row.group_id).split("/", 1)[-1]
             yield H5Item(class_name=str(row.label), object_id=obj, frame=int(row.frame_index),
-                         data=read_bytes(row.file), ext=os.path.splitext(row.file)[1][1:] or "jpg")
+                         data=read_file_bytes(row.file), ext=os.path.splitext(row.file)[1][1:] or "jpg")
 
     summary = write_h5_store(path, items(), total=len(seq), emit=emit)
     return H5StoreHandle(path=str(path), num_images=summary.items,

@@ -24,6 +24,7 @@ import numpy as np
 
 from ml.atomic import atomic_dir, atomic_write_text
 from ml.errors import DatasetError, FormatError, ImageError
+from ml.file_bytes import read_file_bytes
 from ml.formats.recordio import IRHeader, RecordIOReader, RecordIOWriter, header_bytes
 from ml.progress import Progress
 
@@ -278,8 +279,7 @@ def _payload_bytes(payload: FacePayload) -> bytes:
     if isinstance(payload, (bytes, bytearray, memoryview)):
         return bytes(payload)
     try:
-        with open(payload, "rb") as image_file:
-            return image_file.read()
+        return read_file_bytes(payload)
     except OSError as exc:
         raise ImageError(str(payload), "cannot be read", exc.strerror or str(exc)) from exc
 

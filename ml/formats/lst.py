@@ -21,6 +21,7 @@ from typing import Iterable
 
 from ml.atomic import atomic_write_text
 from ml.errors import ImageError, PathEscapeError, SourceError
+from ml.file_bytes import read_file_bytes
 from ml.formats.recordio import IRHeader, RecordIOWriter
 from ml.progress import Progress
 from ml.sources.record import resolve_inside
@@ -113,8 +114,7 @@ def pack_lst(lst_path: str | os.PathLike, image_root: str | os.PathLike,
         for entry in entries:
             image_path = _image_path(image_root, lst_path, entry)
             try:
-                with open(image_path, "rb") as image_file:
-                    payload = image_file.read()
+                payload = read_file_bytes(image_path)
             except OSError as exc:
                 raise ImageError(image_path, "cannot be read", exc.strerror or str(exc)) from exc
             label = list(entry.labels) if pack_label and len(entry.labels) > 1 else entry.labels[0]
