@@ -9,7 +9,8 @@ each `--warmup` untimed steps then `--steps` timed ones:
 - synthetic: one batch of random images, labels and masks made once on the device and reused,
   so the rate is the model's alone (no input pipeline);
 - real loader: ml.datasets.RecordIODataset with the face train transform (JPEG decode,
-  surgical-mask occlusion with its mask, flip, normalisation) in a DataLoader with `--workers`
+  surgical-mask occlusion with its mask, flip; uint8 batches normalised on the device, as
+  ml/train/face.py trains) in a DataLoader with `--workers`
   worker processes, pinned memory and P x K batches from ml.samplers.RandomIdentitySampler
   (epochs chained, so no worker restarts between epochs), copied to the device non-blocking.
 
@@ -41,6 +42,7 @@ from torch.utils.data import DataLoader, Sampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ml.collate import Uint8Collate  # noqa: E402
 from ml.datasets.recordio import RecordIODataset  # noqa: E402
 from ml.formats.handles import Handle, RecordIOHandle  # noqa: E402
 from ml.samplers import RandomIdentitySampler  # noqa: E402
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
                  amp=not args.fp32, channels_last=True, device=args.device)
     with tempfile.TemporaryDirectory(prefix="train-gpu-bench-") as tmp:
         rec = recordio_handle(args, Path(tmp))
-        dataset = RecordIODataset(rec, face_train_transform())
+        dataset = RecordIODataset(rec, face_train_transform(uint8_output=True))  # as trained
         net, ddp, optimizer = build_training(cfg, dataset.num_classes, 112, env)
         net.train()
 
@@ -154,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
         loader = DataLoader(dataset, batch_size=args.batch, sampler=ChainedEpochs(sampler, epochs),
                             num_workers=args.workers, pin_memory=device.type == "cuda",
                             drop_last=True, persistent_workers=args.workers > 0,
+                            collate_fn=Uint8Collate(),
                             prefetch_factor=4 if args.workers > 0 else None)
         real_ips = timed_steps(iter(loader), step, args.warmup, args.steps, device)
         print(f"real RecordIO loader ({args.workers} workers): {real_ips:.1f} images/s", flush=True)

@@ -36,8 +36,8 @@ import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as F
 from PIL import Image, ImageDraw
-from torch.utils.data import default_collate
 
+from ml.collate import NormalizeCollate, Uint8Collate, stack_images  # noqa: F401  (re-exported)
 from ml.errors import ConfigError, ImageError
 
 Point = tuple[float, float]
@@ -569,8 +569,9 @@ class ToUint8TensorWithMask:
     a plain image -> its uint8 tensor.
 
     The cheap end of a pipeline: no float conversion and no normalisation per item. Collate with
-    NormalizeCollate(mean, std), which turns the whole batch into what ToTensorWithMask followed
-    by Normalize would have given, in one batched operation. Float (feature-map) masks are
+    Uint8Collate and normalise on the device with BatchNormalizer(mean, std), or collate with
+    NormalizeCollate(mean, std) (see ml.collate): either gives what ToTensorWithMask followed by
+    Normalize would have, in one batched operation. Float (feature-map) masks are
     passed on as float32 tensors, as ToTensorWithMask gives them.
     """
 
@@ -588,78 +589,6 @@ class ToUint8TensorWithMask:
 
     def __repr__(self) -> str:
         return "ToUint8TensorWithMask()"
-
-
-def _batch_output(shape: tuple[int, ...]) -> torch.Tensor:
-    """An empty float32 tensor for a batch; in a DataLoader worker it lives in shared memory (as
-    torch's default_collate allocates), so sending it to the main process copies nothing."""
-    if torch.utils.data.get_worker_info() is None:
-        return torch.empty(shape, dtype=torch.float32)
-    template = torch.empty(0, dtype=torch.float32)
-    storage = template._typed_storage()._new_shared(math.prod(shape), device=template.device)
-    return template.new(storage).resize_(shape)
-
-
-class NormalizeCollate:
-    """A DataLoader collate_fn for items of uint8 tensors (ToUint8TensorWithMask,
-    face_train_transform(uint8_output=True)).
-
-    Collates like torch's default collate, except that the uint8 images (the first element)
-    become one float32 batch (x / 255 - mean) / std and a uint8 mask batch (the third element,
-    [B, 1, H, W]) float32 0..1: the batch ToTensorWithMask + Normalize would give item by item
-    (equal to float rounding), in two passes over the batch instead of six per item. Images
-    that are channel-first views of pixel rows (what ToUint8TensorWithMask returns) are
-    stacked as rows and transposed within the conversion. Other elements (labels, flags, float
-    masks) are collated by default_collate.
-    """
-
-    def __init__(self, mean: Sequence[float] = (0.5, 0.5, 0.5),
-                 std: Sequence[float] = (0.5, 0.5, 0.5)):
-        if any(s == 0 for s in std) or len(mean) != len(std):
-            raise ConfigError(f"NormalizeCollate: mean={list(mean)}, std={list(std)}; give one "
-                              "non-zero std per mean")
-        self.mean, self.std = tuple(map(float, mean)), tuple(map(float, std))
-        self._offset = torch.tensor([255.0 * m for m in self.mean]).view(1, -1, 1, 1)
-        self._scale = torch.tensor([1.0 / (255.0 * s) for s in self.std]).view(1, -1, 1, 1)
-
-    def __call__(self, items: Sequence[Any]) -> Any:
-        if not items or not isinstance(items[0], (tuple, list)):
-            return self.images(stack_images(items))
-        columns = list(zip(*items))
-        batch = [self.images(stack_images(columns[0])),
-                 *(default_collate(list(column)) for column in columns[1:])]
-        if len(batch) > 2 and self._is_uint8_mask(batch[2]):
-            batch[2] = torch.div(batch[2], 255.0, out=_batch_output(tuple(batch[2].shape)))
-        return batch
-
-    def images(self, images: Any) -> Any:
-        """A uint8 image batch as normalised float32 (anything else is returned as it is)."""
-        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
-            return images
-        if images.ndim != 4 or images.shape[1] != len(self.mean):
-            raise ConfigError(f"NormalizeCollate: expected uint8 images [B, {len(self.mean)}, H, "
-                              f"W], got {list(images.shape)}")
-        out = torch.sub(images, self._offset, out=_batch_output(tuple(images.shape)))
-        return out.mul_(self._scale)
-
-    @staticmethod
-    def _is_uint8_mask(value: Any) -> bool:
-        return (isinstance(value, torch.Tensor) and value.dtype == torch.uint8
-                and value.ndim == 4 and value.shape[1] == 1)
-
-    def __repr__(self) -> str:
-        return f"NormalizeCollate(mean={self.mean}, std={self.std})"
-
-
-def stack_images(images: Sequence[Any]) -> Any:
-    """Images of one batch stacked as [B, C, H, W]. uint8 channel-first views of contiguous
-    [H, W, C] pixels are stacked as pixel rows (a plain copy, several times faster than
-    gathering the channel-first views) and returned as a channel-first view of the stack;
-    anything else goes to default_collate."""
-    if all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8 and t.ndim == 3
-           and t.permute(1, 2, 0).is_contiguous() for t in images):
-        return torch.stack([t.permute(1, 2, 0) for t in images]).permute(0, 3, 1, 2)
-    return default_collate(list(images))
 
 
 class Normalize(T.Normalize):
@@ -801,8 +730,10 @@ def face_train_transform(
     was aligned to, whatever the flip does afterwards.
 
     uint8_output=True ends with ToUint8TensorWithMask instead (uint8 image, mask 255 / 0, no
-    normalisation): give the DataLoader collate_fn=NormalizeCollate(mean, std) and the batches
-    are the same as the default's, made several times faster (see docs/benchmarks.md, Loader).
+    normalisation): give the DataLoader collate_fn=Uint8Collate() and normalise each batch on
+    its device with BatchNormalizer(mean, std) (ml.collate; what ml/train/face.py does), or
+    collate_fn=NormalizeCollate(mean, std) for float batches from the DataLoader. Either gives
+    the default's values, several times faster (see docs/benchmarks.md, Loader).
     """
     occlusion = MedicalMaskOcclusion(mask_path=mask_path, prob=mask_prob, ref_points=ref_points,
                                      seed=seed_offset(seed, 0))

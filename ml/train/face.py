@@ -59,9 +59,11 @@ from ml.train.inputs import input_handle
 from ml.train.loop import CHECKPOINTS, autocast, place, resume, save_epoch, seed_everything, to_device
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
+from ml.collate import BatchNormalizer, Uint8Collate
 from ml.transforms import face_train_transform
 
 
+NORMALIZER = BatchNormalizer()      # face_train_transform's default mean and std (0.5)
 CURVE_PANELS = {
     "training loss": ["loss", "margin_loss", "triplet_loss", "occlusion_loss", "epoch_loss"],
     "verification accuracy (10-fold)": ["val_accuracy", "raw_pixel_accuracy"],
@@ -170,10 +172,15 @@ def build_training(cfg: Config, num_classes: int, input_size: int, env: DistEnv
 
 
 def batch_to_device(batch: list, env: DistEnv, channels_last: bool):
-    """(images, labels, masks or None) of a RecordIODataset batch on env's device."""
-    images = to_device(batch[0], env, channels_last)
+    """(images, labels, masks or None) of a RecordIODataset batch on env's device: the uint8
+    images and masks the workers collate (Uint8Collate) are normalised there."""
+    pixels = batch[0].to(env.device, non_blocking=True)
+    layout = (torch.channels_last if channels_last and env.device.type == "cuda"
+              else torch.contiguous_format)
+    images = NORMALIZER.images(pixels, out=torch.empty(pixels.shape, dtype=torch.float32,
+                                                       device=env.device, memory_format=layout))
     labels = batch[1].to(env.device, non_blocking=True).long()
-    masks = to_device(batch[2], env) if len(batch) > 2 else None
+    masks = NORMALIZER.masks(to_device(batch[2], env)) if len(batch) > 2 else None
     return images, labels, masks
 
 
@@ -254,7 +261,8 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
                         cfg.eval_batch_pairs, cfg.amp, cfg.channels_last)
     augmenter = Augmenter(cfg.crop_prob, cfg.photometric_prob, cfg.low_res_prob) \
         if max(cfg.crop_prob, cfg.photometric_prob, cfg.low_res_prob) > 0 else None
-    dataset = RecordIODataset(rec, face_train_transform(cfg.mask_prob, cfg.flip_prob),
+    dataset = RecordIODataset(rec, face_train_transform(cfg.mask_prob, cfg.flip_prob,
+                                                        uint8_output=True),
                               augmenter=augmenter)
     sampler = RandomIdentitySampler(dataset.labels, cfg.num_instances, cfg.batch_size,
                                     seed=cfg.seed, num_replicas=env.world_size, rank=env.rank)
@@ -282,7 +290,7 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
         sampler.set_epoch(epoch)
         loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
                             num_workers=cfg.num_workers, pin_memory=cuda, drop_last=True,
-                            generator=generator)
+                            generator=generator, collate_fn=Uint8Collate())
         net.train()
         sums: dict[str, float] = {}
         images_seen, batches, started = 0, 0, time.perf_counter()
