@@ -13,7 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.options import merged_options
-from assets.progress_observations import progress_for
+from assets.progress_observations import progress_factory_for, progress_for
 from ml.checksums import files_sha256
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
@@ -61,7 +61,7 @@ def build_packing_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
     def tfrecords(context, splits, opts):
         h = pack_tfrecords(splits, out / "tfrecords", seed=opts["seed"],
                            target_shard_bytes=int(opts["target_shard_mb"] * 2 ** 20),
-                           emit=context.log.info)
+                           progress_factory=progress_factory_for(context, spec.name))
         paths = [p for s in h.shards.values() for p in s]
         return h, {"path": dg.MetadataValue.path(str(out / "tfrecords")), "shards": len(paths),
                    **{f"{s}_records": n for s, n in h.records.items()},
@@ -70,7 +70,7 @@ def build_packing_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
 
     def h5_store(context, splits, opts):
         path = out / "h5_store" / f"{spec.name}.h5"
-        h = pack_h5_store(splits, path, emit=context.log.info)
+        h = pack_h5_store(splits, path, progress_factory=progress_factory_for(context, spec.name))
         return h, {"path": dg.MetadataValue.path(str(path)), "images": h.num_images,
                    "sequences": h.num_sequences, "bytes": _size(path),
                    "sha256": files_sha256([str(path)])}
@@ -80,7 +80,8 @@ def build_packing_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
         h = build_val_memfile(splits.loc[splits["split"] == "val"], path,
                               set_name=f"{spec.name}_val", n_pairs=int(opts["pairs"]),
                               seed=int(opts["seed"]), dtype=opts["dtype"],
-                              image_size=int(opts["image_size"]), emit=context.log.info)
+                              image_size=int(opts["image_size"]),
+                              progress_factory=progress_factory_for(context, spec.name))
         return h, {"path": dg.MetadataValue.path(str(path)), "pairs": h.num_pairs,
                    "shape": str(list(h.shape)), "dtype": h.dtype, "bytes": _size(path),
                    "sha256": files_sha256([str(path)])}

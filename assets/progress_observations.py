@@ -9,7 +9,7 @@ long verification or resize shows how far it is without opening the run's logs.
 
 import dagster as dg
 
-from ml.progress import Progress
+from ml.progress import Progress, ProgressFactory
 
 
 def progress_observer(context: dg.AssetExecutionContext, what: str):
@@ -43,3 +43,9 @@ def progress_for(context: dg.AssetExecutionContext, total: int, what: str,
         what = f"{what} shard {context.partition_key}"
     return Progress(total, what, interval=interval, emit=context.log.info,
                     on_update=progress_observer(context, what))
+
+
+def progress_factory_for(context: dg.AssetExecutionContext, prefix: str) -> ProgressFactory:
+    """For ml functions that start their own Progress (one per split, say): each one logs to
+    the run and publishes observations, its messages named `prefix what`."""
+    return lambda total, what: progress_for(context, total, f"{prefix} {what}")

@@ -7,6 +7,13 @@ import time
 from typing import Callable
 
 
+def start_progress(total: int, what: str, emit: Callable[[str], None] | None = None,
+                   factory: ProgressFactory | None = None) -> Progress:
+    """`factory(total, what)` when a caller gave one (the Dagster assets pass one that also
+    publishes asset observations), else a Progress that logs through `emit`."""
+    return factory(total, what) if factory is not None else Progress(total, what, emit=emit)
+
+
 def format_duration(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     h, rem = divmod(seconds, 3600)
@@ -82,3 +89,6 @@ class Progress:
         self.emit(f"{self.what}: {self.done}/{self.total} done in {format_duration(elapsed)} "
                   f"({self.rate:.1f}/s)")
         self._update()
+
+
+ProgressFactory = Callable[[int, str], Progress]   # (total, what) -> a started Progress

@@ -41,7 +41,7 @@ import numpy as np
 
 from ml.atomic import atomic_path
 from ml.errors import DatasetError, FormatError
-from ml.progress import Progress
+from ml.progress import ProgressFactory, start_progress
 
 META_GROUP = "_meta"
 FORMAT_NAME = "imageds.h5store"
@@ -138,12 +138,14 @@ def _check_item(item: H5Item, seen: set[str]) -> str:
 
 def write_h5_store(path: str | os.PathLike, items: Iterable[H5Item], *,
                    total: int | None = None,
-                   emit: Callable[[str], None] | None = None) -> H5StoreSummary:
-    """Write items (streamed one at a time) as a solo-learn HDF5 store with `/_meta`, atomically."""
+                   emit: Callable[[str], None] | None = None,
+                   progress_factory: ProgressFactory | None = None) -> H5StoreSummary:
+    """Write items (streamed one at a time) as a solo-learn HDF5 store with `/_meta`, atomically.
+    Progress is logged through `emit`, or reported by `progress_factory(total, what)`."""
     path = Path(path)
     if total is None and isinstance(items, Sized):
         total = len(items)
-    progress = Progress(total or 0, "h5 store images", emit=emit)
+    progress = start_progress(total or 0, "h5 store images", emit, progress_factory)
     rows: list[tuple[str, str, int, str, str, int]] = []
     seen: set[str] = set()
     try:

@@ -41,7 +41,7 @@ from ml.atomic import atomic_open, atomic_write_text
 from ml.errors import DatasetError, FormatError, SourceError
 from ml.formats.memfile import MemfileInfo, MemfileWriter, open_memfile, write_memfile
 from ml.imageio import load_rgb
-from ml.progress import Progress
+from ml.progress import ProgressFactory, start_progress
 
 ADMITTED_GLOBAL = ("_codecs", "encode")
 LATIN1_NAMES = ("latin1", "latin-1")
@@ -430,7 +430,8 @@ def _default_decode(data: bytes, label: str) -> Image.Image:
 def build_validation_memfile(out_path: str | os.PathLike, sets: Mapping[str, SetValue], *,
                              image_size: int = 112, dtype: str = "float32",
                              decode: Decoder | None = None, chunk_rows: int = 256,
-                             emit: Callable[[str], None] | None = None
+                             emit: Callable[[str], None] | None = None,
+                             progress_factory: ProgressFactory | None = None
                              ) -> ValidationMemfileSummary:
     """Write seed 002's validation memfiles for `sets` (name -> (images, issame) or a .bin).
 
@@ -454,7 +455,7 @@ def build_validation_memfile(out_path: str | os.PathLike, sets: Mapping[str, Set
         infos.append(ValidationSetInfo(name, codes[name], start, len(images)))
         start += len(images)
 
-    progress = Progress(n_images, "validation images", emit=emit)
+    progress = start_progress(n_images, "validation images", emit, progress_factory)
     with MemfileWriter(paths["images"], (n_images, 3, image_size, image_size), np_dtype) as writer:
         for chunk in _chunks(_decoded_rows(items, image_size, np_dtype, decode), chunk_rows):
             writer.append(chunk)

@@ -55,9 +55,22 @@ def test_every_format_is_written_and_consumed_through_the_io_manager(tmp_path, g
     ])
     assets = [*defs.assets, uses_recordio, uses_tfrecord_paths, uses_memfile, uses_h5_store]
     consumed.clear()
-    result = dg.materialize(assets, resources=defs.resources,
-                            instance=dg.DagsterInstance.ephemeral())
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(assets, resources=defs.resources, instance=instance)
     assert result.success
+
+    # Every packer publishes its progress as asset observations (the last one: all done)
+    train_count = materialization_metadata(result, ["ids", "splits"])["train_count"]
+    for dataset, fmt, what, done in [("ids", "recordio", "ids recordio", train_count),
+                                     ("ids", "validation_memfile", "ids validation images", 80),
+                                     ("seq", "h5_store", "seq h5 store images", 20)]:
+        records = instance.fetch_observations(dg.AssetKey([dataset, fmt]), limit=100).records
+        final = {k: v.value for k, v in records[0].asset_observation.metadata.items()}
+        assert final["progress_of"] == what and final["done"] == final["total"] == done, final
+    tfr = [{k: v.value for k, v in r.asset_observation.metadata.items()} for r in
+           instance.fetch_observations(dg.AssetKey(["ids", "tfrecords"]), limit=100).records]
+    finals = {m["progress_of"]: m["done"] for m in tfr if m["done"] == m["total"]}
+    assert sum(finals.values()) == 180 and "ids train TFRecord shards" in finals, finals
 
     # RecordIO: legacy layout readable by our insightface reader; labels from headers
     rec = consumed["recordio"]
