@@ -27,12 +27,12 @@ from torch.utils.data import default_collate
 from ml.errors import ConfigError
 
 
-def shared_float_batch(shape: tuple[int, ...]) -> torch.Tensor:
-    """An empty float32 tensor for a batch; in a DataLoader worker it lives in shared memory (as
+def batch_tensor(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """An empty tensor for a batch; in a DataLoader worker it lives in shared memory (as
     torch's default_collate allocates), so sending it to the main process copies nothing."""
     if torch.utils.data.get_worker_info() is None:
-        return torch.empty(shape, dtype=torch.float32)
-    template = torch.empty(0, dtype=torch.float32)
+        return torch.empty(shape, dtype=dtype)
+    template = torch.empty(0, dtype=dtype)
     storage = template._typed_storage()._new_shared(math.prod(shape), device=template.device)
     return template.new(storage).resize_(shape)
 
@@ -44,7 +44,9 @@ def stack_images(images: Sequence[Any]) -> Any:
     anything else goes to default_collate."""
     if all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8 and t.ndim == 3
            and t.permute(1, 2, 0).is_contiguous() for t in images):
-        return torch.stack([t.permute(1, 2, 0) for t in images]).permute(0, 3, 1, 2)
+        rows = [t.permute(1, 2, 0) for t in images]
+        out = batch_tensor((len(rows), *rows[0].shape), torch.uint8)
+        return torch.stack(rows, out=out).permute(0, 3, 1, 2)
     return default_collate(list(images))
 
 
@@ -152,10 +154,10 @@ class NormalizeCollate(BatchNormalizer):
 
     def images(self, images: Any, out: torch.Tensor | None = None) -> Any:
         if out is None and isinstance(images, torch.Tensor) and images.dtype == torch.uint8:
-            out = shared_float_batch(tuple(images.shape))
+            out = batch_tensor(tuple(images.shape))
         return super().images(images, out)
 
     def masks(self, masks: Any, out: torch.Tensor | None = None) -> Any:
         if out is None and is_uint8_mask_batch(masks):
-            out = shared_float_batch(tuple(masks.shape))
+            out = batch_tensor(tuple(masks.shape))
         return super().masks(masks, out)
