@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader
 
 from ml.atomic import atomic_write_text
 from ml.augmenter import Augmenter
+from ml.collate import BatchNormalizer, Uint8Collate
 from ml.datasets.recordio import RecordIODataset
 from ml.datasets.validation_memfile import ValidationMemfileDataset
 from ml.errors import ConfigError
@@ -59,7 +60,6 @@ from ml.train.inputs import input_handle
 from ml.train.loop import CHECKPOINTS, autocast, place, resume, save_epoch, seed_everything, to_device
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
-from ml.collate import BatchNormalizer, Uint8Collate
 from ml.transforms import face_train_transform
 
 
@@ -173,12 +173,17 @@ def build_training(cfg: Config, num_classes: int, input_size: int, env: DistEnv
 
 def batch_to_device(batch: list, env: DistEnv, channels_last: bool):
     """(images, labels, masks or None) of a RecordIODataset batch on env's device: the uint8
-    images and masks the workers collate (Uint8Collate) are normalised there."""
+    images and masks the workers collate (Uint8Collate) are normalised there; float images
+    (already normalised by the transform) are only laid out."""
     pixels = batch[0].to(env.device, non_blocking=True)
     layout = (torch.channels_last if channels_last and env.device.type == "cuda"
               else torch.contiguous_format)
-    images = NORMALIZER.images(pixels, out=torch.empty(pixels.shape, dtype=torch.float32,
-                                                       device=env.device, memory_format=layout))
+    if pixels.dtype == torch.uint8:
+        images = NORMALIZER.images(pixels, out=torch.empty(pixels.shape, dtype=torch.float32,
+                                                           device=env.device,
+                                                           memory_format=layout))
+    else:
+        images = pixels.contiguous(memory_format=layout)
     labels = batch[1].to(env.device, non_blocking=True).long()
     masks = NORMALIZER.masks(to_device(batch[2], env)) if len(batch) > 2 else None
     return images, labels, masks

@@ -58,3 +58,22 @@ def test_normalize_collate_is_uint8_collate_then_normaliser():
     later = BatchNormalizer(MEAN, STD)(Uint8Collate()(items))
     for a, b in zip(direct, later):
         assert torch.equal(a, b)
+
+
+def test_face_trainer_batches_reach_the_device_normalised():
+    """ml/train/face.py's batch_to_device: uint8 worker batches become the float batches the
+    default transform gives; float batches (already normalised) pass through unchanged."""
+    from ml.train.distributed import DistEnv
+    from ml.train.face import batch_to_device
+
+    env = DistEnv(0, 1, 0, torch.device("cpu"))
+    items = [(torch.randint(0, 256, (112, 112, 3), dtype=torch.uint8).permute(2, 0, 1), i,
+              torch.randint(0, 2, (1, 112, 112), dtype=torch.uint8) * 255) for i in range(4)]
+    images, labels, masks = batch_to_device(Uint8Collate()(items), env, channels_last=True)
+    expected = (torch.stack([p.float() for p, _, _ in items]) / 255 - 0.5) / 0.5
+    assert images.dtype == torch.float32 and images.is_contiguous()
+    assert torch.allclose(images, expected, atol=1e-6) and labels.dtype == torch.int64
+    assert torch.equal(masks, torch.stack([m for _, _, m in items]).float() / 255)
+    floats = [expected, torch.arange(4), torch.ones(4, 1, 112, 112)]
+    again, _, ones = batch_to_device(floats, env, channels_last=False)
+    assert torch.equal(again, expected) and torch.equal(ones, floats[2])
