@@ -116,8 +116,13 @@ def test_unreadable_files_and_missing_members_are_format_errors(tmp_path):
     reader = H5StoreReader(tmp_path / "s.h5")
     with h5py.File(tmp_path / "s.h5", "a") as h5:
         del h5["c/o_001.jpg"]
-    with pytest.raises(FormatError, match="'c/o_001.jpg' listed in the index is missing"):
+    with pytest.raises(FormatError, match="changed after it was indexed"):
         reader.read(1)
+    slow = H5StoreReader(tmp_path / "s.h5")
+    slow.index.keys[0] = "c/o_009.jpg"            # a member the file never had (h5py path)
+    object.__setattr__(slow.index, "offsets", None)
+    with pytest.raises(FormatError, match="'c/o_009.jpg' listed in the index is missing"):
+        slow.read(0)
 
 
 def test_inconsistent_meta_is_a_format_error(tmp_path):
@@ -186,3 +191,29 @@ def test_dataloader_workers_return_every_sample_once(golden, golden_expected, co
     keys = dataset.reader.index.keys
     assert sorted(seen) == list(range(len(keys)))
     assert {keys[i]: digest for i, digest in seen.items()} == golden_expected
+
+
+def test_members_are_read_as_byte_spans_equal_to_h5py(tmp_path, golden):
+    """The fast path (one pread per member) returns exactly h5py's bytes: spans from /_meta for
+    stores we write, looked up once per member for stores written by other tools."""
+    items = [H5Item("c", f"o{k}", f, bytes([k, f]) * (50 + 7 * f)) for k in range(3)
+             for f in range(4)]
+    write_h5_store(tmp_path / "ours.h5", items)
+    for path in (tmp_path / "ours.h5", golden / "hdf5" / "sequences.h5"):
+        reader = H5StoreReader(path)
+        with h5py.File(path, "r") as h5:
+            for i, key in enumerate(reader.index.keys):
+                assert reader.span(i) is not None
+                data = reader.read(i)
+                assert data.dtype == np.uint8 and data.flags.writeable
+                assert data.tobytes() == h5[key][()].tobytes()
+        reader.close()
+    assert H5StoreReader(tmp_path / "ours.h5").index.offsets is not None     # from /_meta
+
+
+def test_a_meta_offset_past_the_end_is_a_format_error(tmp_path):
+    write_h5_store(tmp_path / "s.h5", [H5Item("c", "o", 0, b"abc")])
+    with h5py.File(tmp_path / "s.h5", "a") as h5:
+        h5["_meta/offset"][...] = [10 ** 9]
+    with pytest.raises(FormatError, match="points past the end"):
+        index_h5_store(tmp_path / "s.h5")
