@@ -38,7 +38,7 @@ def test_reads_a_pipe_to_its_end(tmp_path):
         with open(fifo, "wb") as fh:
             fh.write(data)
 
-    writer = threading.Thread(target=write)
+    writer = threading.Thread(target=write, daemon=True)   # never blocks the session
     writer.start()
     try:
         assert read_file_bytes(fifo) == data
