@@ -27,10 +27,10 @@ in a threading.local, so a forked DataLoader worker or another thread opens its 
 never uses one inherited from the parent. A missing member or unreadable file is a FormatError.
 
 Fast reads: a member stored contiguous and unfiltered (every member this module writes) is a
-plain byte span of the file, so the reader takes it with one os.pread on its own read-only file
+plain byte span of the file, so the reader takes it with one pread on its own read-only file
 descriptor (about 2 us) instead of h5py's lookup and read (about 115 us for a face JPEG). The
 spans come from `/_meta/offset`, or are looked up through h5py once per member and remembered.
-The descriptor is opened once per process and thread, like the h5py handle, and only if the
+The descriptor (ml.formats.file_access.PreadFile) is opened once per process, and only if the
 file is still the one that was indexed (same inode, size and mtime); otherwise FormatError.
 """
 
@@ -51,6 +51,7 @@ import numpy as np
 
 from ml.atomic import atomic_path
 from ml.errors import DatasetError, FormatError
+from ml.formats.file_access import FileIdentity, PreadFile, file_identity
 from ml.progress import ProgressFactory, start_progress
 
 META_GROUP = "_meta"
@@ -104,7 +105,7 @@ class H5StoreIndex:
     sha256: list[str] | None     # from /_meta; None when inferred from names
     offsets: np.ndarray | None = None   # (n,) int64 data offsets from /_meta/offset, -1 unknown
     nbytes: np.ndarray | None = None    # (n,) int64 member sizes from /_meta/nbytes
-    file_id: tuple[int, ...] | None = None   # the indexed file's (dev, inode, size, mtime_ns)
+    file_id: FileIdentity | None = None      # the indexed file's (dev, inode, size, mtime_ns)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -234,7 +235,7 @@ def index_h5_store(path: str | os.PathLike) -> H5StoreIndex:
     """List a store's images from `/_meta`, or from the member names when it is absent."""
     path = Path(path)
     with _open_h5(path) as h5:
-        file_id = _file_identity(os.stat(path))
+        file_id = file_identity(os.stat(path))
         try:
             if META_GROUP in h5:
                 index = _index_from_meta(path, h5[META_GROUP])
@@ -257,9 +258,6 @@ def _check_spans(path: Path, index: H5StoreIndex, size: int) -> None:
                           f"{index.keys[i]!r} ({int(nbytes[i])} bytes) points past the end of the "
                           f"file ({size} bytes); rewrite the store")
 
-
-def _file_identity(stat: os.stat_result) -> tuple[int, ...]:
-    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def _index_from_meta(path: Path, meta: h5py.Group) -> H5StoreIndex:
@@ -313,14 +311,15 @@ def _index_from_names(path: Path, h5: h5py.File) -> H5StoreIndex:
 
 
 class H5StoreReader:
-    """Reads members of one store; one lazily opened read-only handle (and file descriptor for
-    the fast path) per process and thread."""
+    """Reads members of one store: byte spans through a descriptor opened once per process,
+    everything else through a lazily opened read-only h5py handle per process and thread."""
 
     def __init__(self, path: str | os.PathLike, index: H5StoreIndex | None = None):
         self.path = Path(path)
         self.index = index if index is not None else index_h5_store(self.path)
         self._local = threading.local()
         self._spans: dict[int, tuple[int, int] | None] = {}   # looked up through h5py
+        self._file = PreadFile(self.path, "HDF5 store", self.index.file_id)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -342,22 +341,6 @@ class H5StoreReader:
             local.file = _open_h5(self.path)   # an inherited handle is dropped, never used
             local.pid = pid
         return local.file
-
-    def descriptor(self) -> int:
-        """This process's and thread's read-only descriptor of the indexed file, opened on first
-        use; FormatError when the file at the path is no longer the one that was indexed."""
-        local, pid = self._local, os.getpid()
-        if getattr(local, "fd_pid", None) != pid:
-            try:
-                fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except OSError as exc:
-                raise FormatError(self.path, None, f"cannot open the store ({exc})") from None
-            if _file_identity(os.fstat(fd)) != self.index.file_id:
-                os.close(fd)
-                raise FormatError(self.path, None, "the store changed after it was indexed "
-                                  "(another inode, size or mtime); open the dataset again")
-            local.fd, local.fd_pid = fd, pid
-        return local.fd
 
     def span(self, i: int) -> tuple[int, int] | None:
         """(offset, size) of sample i's bytes in the file, or None when they are not one plain
@@ -396,24 +379,18 @@ class H5StoreReader:
         return member
 
     def _read_span(self, key: str, offset: int, size: int) -> np.ndarray:
-        data = np.empty(size, np.uint8)
         try:
-            got = os.preadv(self.descriptor(), [data], offset)
+            return self._file.pread_array(size, offset)
         except OSError as exc:
             raise FormatError(self.path, offset, f"cannot read member {key!r} ({exc})") from None
-        if got != size:
-            raise FormatError(self.path, offset, f"member {key!r} needs {size} bytes here but "
-                              f"the file ends after {got}; the store is truncated")
-        return data
 
     def close(self) -> None:
-        """Close this thread's handle and descriptor (those this process opened)."""
-        local, pid = self._local, os.getpid()
-        if getattr(local, "pid", None) == pid:
+        """Close this thread's handle and the descriptor (those this process opened)."""
+        local = self._local
+        if getattr(local, "pid", None) == os.getpid():
             local.file.close()
-        if getattr(local, "fd_pid", None) == pid:
-            os.close(local.fd)
         local.__dict__.clear()
+        self._file.close()
 
 
 class H5StoreBytesDataset:

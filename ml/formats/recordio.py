@@ -26,15 +26,12 @@ remain before reading, and raise only `FormatError(path, byte offset, problem)` 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import numbers
 import operator
 import os
 import struct
 from array import array
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
@@ -42,6 +39,7 @@ import numpy as np
 
 from ml.atomic import fsync_dir, temp_sibling
 from ml.errors import FormatError
+from ml.formats.file_access import OutputFile, PreadFile
 
 MAGIC = 0xCED7230A
 MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -57,9 +55,7 @@ IDX_SUFFIX = ".idx"
 _PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")     # indexed by length % 4
 _HEADER_LABEL_PREFETCH = 16                     # label floats read with a header in one pread
 _WRITE_CHUNK = 1 << 20
-_HASH_QUEUE = 8                                 # chunks in flight to the hashing thread
 _BATCHED_RECORD_LIMIT = 64 << 10              # smaller records are framed and scanned in batches
-_IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
 
 
 class IRHeader(NamedTuple):
@@ -160,66 +156,17 @@ def frame_record(record: bytes) -> list[bytes]:
 # Reading
 
 
-class _RecFile:
+class _RecFile(PreadFile):
     """A .rec file read with pread through a descriptor opened lazily, once per process.
 
-    A process that reopens it (after a fork or close) checks that it is still the same file
-    (device, inode, size, mtime) that the index was built from.
+    It is opened at once, which records the file's identity: a process that reopens it (after a
+    fork) checks that it is still the same file (device, inode, size, mtime) that the index was
+    built from.
     """
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self._fd: int | None = None
-        self._pid: int | None = None
-        self._size = 0
-        self._identity: tuple[int, int, int, int] | None = None
-        self._fd_or_open()
-
-    def __getstate__(self) -> dict:
-        return {"path": self.path, "identity": self._identity}
-
-    def __setstate__(self, state: dict) -> None:
-        self.path = state["path"]
-        self._fd = self._pid = None
-        self._size = 0
-        self._identity = state["identity"]
-
-    def _fd_or_open(self) -> int:
-        pid = os.getpid()
-        if self._fd is None or self._pid != pid:
-            try:
-                fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except OSError as exc:
-                raise FormatError(self.path, None, f"cannot open RecordIO file ({exc.strerror}); "
-                                                   "check the path") from exc
-            stat = os.fstat(fd)
-            identity = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-            if self._identity not in (None, identity):
-                os.close(fd)
-                raise FormatError(self.path, None, "the file was replaced or changed since this "
-                                                   "reader indexed it; open a new reader")
-            self._fd, self._pid, self._size, self._identity = fd, pid, stat.st_size, identity
-        return self._fd
-
-    @property
-    def size(self) -> int:
-        """The file's size in bytes when this process opened it."""
-        self._fd_or_open()
-        return self._size
-
-    def close(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
-            os.close(self._fd)
-        self._fd = self._pid = None
-
-    def pread(self, count: int, offset: int) -> bytes:
-        """Exactly `count` bytes at `offset` (callers check the bounds first)."""
-        data = os.pread(self._fd_or_open(), count, offset)
-        if len(data) != count:
-            raise FormatError(self.path, offset + len(data),
-                              f"file ended early (it shrank to fewer than {offset + count} "
-                              "bytes while being read)")
-        return data
+        super().__init__(path, what="RecordIO file")
+        self.descriptor()
 
     def read_part_head(self, offset: int, expect_first: bool) -> tuple[int, int]:
         """Validate the part header at `offset`; return (cflag, data length)."""
@@ -514,7 +461,7 @@ class RecordIOReader:
         keys = np.asarray(keys, dtype=np.int64)
         offsets = self.table.offsets_of(keys)
         head_bytes = PART_HEAD.size + IR_SIZE + 4 * width
-        fd, size = self._file._fd_or_open(), self._file.size
+        fd, size = self._file.descriptor(), self._file.size
         chunks = [os.pread(fd, min(head_bytes, size - offset), offset)
                   for offset in offsets.tolist()]
         raw = b"".join(c if len(c) == head_bytes else c.ljust(head_bytes, b"\0") for c in chunks)
@@ -593,8 +540,7 @@ class RecordIOWriter:
         self.rec_path.parent.mkdir(parents=True, exist_ok=True)
         self._rec_tmp = temp_sibling(self.rec_path)
         self._idx_tmp = temp_sibling(self.idx_path) if self.idx_path else None
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        self._fd: int | None = os.open(self._rec_tmp, flags, 0o644)
+        self._out = OutputFile(self._rec_tmp, sha256)
         self._idx_file = open(self._idx_tmp, "xb") if self._idx_tmp else None
         self._batch: list[tuple[int, bytes, bytes]] = []
         self._batch_bytes = 0
@@ -602,9 +548,6 @@ class RecordIOWriter:
         self._keys = array("q")
         self._max_key = -2**63 - 1
         self._key_set: set[int] | None = None
-        self._hasher = hashlib.sha256() if sha256 else None
-        self._hash_pool = ThreadPoolExecutor(1, "rec-sha256") if sha256 else None
-        self._hash_jobs: deque[Future] = deque()
         self.closed = False
         self.sha256: str | None = None
 
@@ -700,12 +643,8 @@ class RecordIOWriter:
                 lines.append(b"%d\t%d\n" % (key, offset))
                 offset += framed
             self._idx_file.write(b"".join(lines))
-        _write_buffers(self._fd, buffers)
+        self._out.write(buffers)
         self._position += sum(framed_sizes)
-        if self._hash_pool is not None:
-            if len(self._hash_jobs) >= _HASH_QUEUE:
-                self._hash_jobs.popleft().result()
-            self._hash_jobs.append(self._hash_pool.submit(_hash_buffers, self._hasher, buffers))
 
     def close(self) -> None:
         """Flush, fsync and rename the files into place (idempotent)."""
@@ -713,14 +652,8 @@ class RecordIOWriter:
             return
         try:
             self._flush_batch()
-            if self._hash_pool is not None:
-                self._hash_pool.shutdown(wait=True)
-                for job in self._hash_jobs:
-                    job.result()
-                self.sha256 = self._hasher.hexdigest()
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None
+            self._out.close()                 # hashed, fsynced and closed
+            self.sha256 = self._out.sha256
             if self._idx_file is not None:
                 self._idx_file.flush()
                 os.fsync(self._idx_file.fileno())
@@ -741,32 +674,9 @@ class RecordIOWriter:
         if self.closed:
             return
         self.closed = True
-        if self._hash_pool is not None:
-            self._hash_pool.shutdown(wait=True, cancel_futures=True)
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._out.abandon()
         if self._idx_file is not None:
             self._idx_file.close()
         for tmp in (self._rec_tmp, self._idx_tmp):
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
-
-
-def _hash_buffers(hasher: Any, buffers: list[bytes]) -> None:
-    for buffer in buffers:
-        hasher.update(buffer)
-
-
-def _write_buffers(fd: int, buffers: list[bytes]) -> None:
-    """Write every buffer in order with writev, finishing any short write."""
-    for start in range(0, len(buffers), _IOV_MAX):
-        batch = buffers[start:start + _IOV_MAX]
-        written = os.writev(fd, batch)
-        total = sum(map(len, batch))
-        if written < total:
-            rest = memoryview(b"".join(batch))[written:]
-            while rest:
-                rest = rest[os.write(fd, rest):]
-
-

@@ -30,13 +30,10 @@ uncompressed stream, or the compressed offset when the gzip data itself is corru
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import struct
 import zlib
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
@@ -47,7 +44,7 @@ import numpy as np
 
 from ml.atomic import CommitOnExit, fsync_dir, atomic_write_text, temp_sibling
 from ml.errors import ConfigError, FormatError
-from ml.formats.recordio import _hash_buffers, _write_buffers   # writev with short writes
+from ml.formats.file_access import OutputFile
 from ml.progress import Progress
 
 HEADER_BYTES = 12                    # uint64 length + uint32 masked CRC of the length
@@ -61,7 +58,6 @@ SHARD_SUFFIX = ".tfrecord"
 READ_BUFFER_BYTES = 1 << 20
 WRITE_BUFFER_BYTES = 1 << 20         # small records are framed and written in batches this big
 DIRECT_WRITE_BYTES = 64 << 10        # records this large are written on their own (no copy)
-HELPER_QUEUE_DEPTH = 8               # buffers waiting to be hashed
 HEADER_CACHE_SIZE = 1 << 16          # frame headers kept, by record length
 PROGRESS_STEP = 64                   # records between progress updates
 MAX_READ_CHUNK = 16 << 20            # a record's data is read in pieces no larger than this
@@ -130,64 +126,6 @@ class TFRecordFileInfo:
     sha256: str | None                 # None when written with sha256=False
 
 
-class _OutputFile:
-    """A write-only file written straight from the given buffers (writev in the caller's
-    thread, no copy). One helper thread computes the optional sha256 (hashlib releases the GIL
-    on large buffers) and, once the file is sealed, its fsync, so a sealed shard is flushed to
-    disk while the next one is written. close() waits for the helper and re-raises its errors.
-    """
-
-    def __init__(self, path: Path, sha256: bool):
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        self.fd = os.open(path, flags, 0o644)
-        self.bytes = 0
-        self.sha = hashlib.sha256() if sha256 else None
-        self._helper = ThreadPoolExecutor(1, thread_name_prefix="tfrecord-io")
-        self._jobs: deque[Future] = deque()
-        self._sealed = False
-        self._closed = False
-
-    def write(self, buffers: Sequence) -> None:
-        """Append `buffers` (bytes objects, which nothing changes later) in order."""
-        _write_buffers(self.fd, buffers)
-        self.bytes += sum(map(len, buffers))
-        if self.sha is not None:
-            self.in_background(_hash_buffers, self.sha, buffers)
-
-    def in_background(self, job: Callable, *args) -> None:
-        """Run `job(*args)` on the helper thread, after the work already queued; close()
-        waits for it and re-raises its error."""
-        while len(self._jobs) >= HELPER_QUEUE_DEPTH:
-            self._jobs.popleft().result()
-        self._jobs.append(self._helper.submit(job, *args))
-
-    def seal(self) -> None:
-        """No more writes: the helper finishes hashing and fsyncs in the background."""
-        if not self._sealed:
-            self._sealed = True
-            self.in_background(os.fsync, self.fd)
-
-    def close(self) -> None:
-        """Seal, wait until everything is hashed and fsynced, close; re-raise errors."""
-        try:
-            self.seal()
-            while self._jobs:
-                self._jobs.popleft().result()
-        finally:
-            self._release(cancel=False)
-
-    def abandon(self) -> None:
-        """Drop pending work and close the file, whatever state the data is in."""
-        self._release(cancel=True)
-
-    def _release(self, cancel: bool) -> None:
-        if not self._closed:
-            self._closed = True
-            self._helper.shutdown(wait=True, cancel_futures=cancel)
-            self._jobs.clear()
-            os.close(self.fd)
-
-
 _HEADERS: dict[int, bytes] = {}      # frame headers by record length: lengths repeat
 
 
@@ -210,7 +148,7 @@ class _RecordSink:
     pieces that are not `bytes` are copied into the batch on arrival.
     """
 
-    def __init__(self, out: _OutputFile, compression: str | None):
+    def __init__(self, out: OutputFile, compression: str | None):
         self.out = out
         self.compressor = (zlib.compressobj(-1, zlib.DEFLATED, 16 + zlib.MAX_WBITS, 9)
                            if compression == GZIP else None)
@@ -228,14 +166,14 @@ class _RecordSink:
             self._write_alone(pieces, length)
             return
         batch = self._batch
-        batch.append(_HEADERS.get(length) or _cached_header(length))
+        batch.append(_cached_header(length))
         crc = 0
         for piece in pieces:
             if type(piece) is not bytes:
                 piece = bytes(piece)
             crc = _crc32c(piece, crc)
             batch.append(piece)
-        batch.append(_U32_PACK((((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF))
+        batch.append(_U32_PACK(mask_crc(crc)))
         self._batch_bytes += size
         if self._batch_bytes >= WRITE_BUFFER_BYTES:
             self._flush()
@@ -249,7 +187,7 @@ class _RecordSink:
         crc = 0
         for piece in owned:
             crc = _crc32c(piece, crc)
-        self._emit([frame_header(length), *owned, _U32_PACK(mask_crc(crc))])
+        self._emit([_cached_header(length), *owned, _U32_PACK(mask_crc(crc))])
 
     def _flush(self) -> None:
         if self._batch:
@@ -278,7 +216,9 @@ class _RecordSink:
 
 def record_pieces(record: Record) -> tuple[Sequence[bytes], int]:
     """A record's data as (pieces, total length), whether given whole or as pieces."""
-    if type(record) is bytes or isinstance(record, (bytearray, memoryview)):
+    if type(record) is list:               # make_image_example_parts' pieces: the hot path
+        return record, sum(map(len, record))
+    if isinstance(record, (bytes, bytearray, memoryview)):
         return (record,), len(record)
     return record, sum(map(len, record))
 
@@ -312,7 +252,7 @@ class _PendingFile:
                  sha256: bool):
         self.tmp = temp_sibling(final_hint)
         self.tmp_index = temp_sibling(index_path_for(final_hint)) if write_index else None
-        self.sink = _RecordSink(_OutputFile(self.tmp, sha256), compression)
+        self.sink = _RecordSink(OutputFile(self.tmp, sha256), compression)
         self.sealed = False
         self.finished = False
 
@@ -338,9 +278,8 @@ class _PendingFile:
         if final_index is not None:
             os.replace(self.tmp_index, final_index)
         os.replace(self.tmp, final)
-        sha = self.sink.out.sha
         return TFRecordFileInfo(final, final_index, len(self.sink.sizes), self.sink.out.bytes,
-                                sha.hexdigest() if sha is not None else None)
+                                self.sink.out.sha256)
 
     def discard(self) -> None:
         self.sink.out.abandon()
@@ -501,10 +440,7 @@ class ShardWriter(CommitOnExit):
 
     def write(self, record: Record) -> None:
         """Append one record (bytes, or a list of pieces written as their concatenation)."""
-        if type(record) is list:           # make_image_example_parts' pieces: the hot path
-            pieces, length = record, sum(map(len, record))
-        else:
-            pieces, length = record_pieces(record)
+        pieces, length = record_pieces(record)
         sink = self._sink                  # None before the first record and once closed
         if sink is None or (sink.stream_bytes
                             and sink.stream_bytes + length + FRAMING_BYTES > self.target):

@@ -1,0 +1,189 @@
+"""Descriptor-level file access shared by the packed formats' readers and writers.
+
+- `PreadFile`: a file read with pread through a descriptor opened lazily, once per process (a
+  forked DataLoader worker opens its own; pickling for spawn workers carries only the path and
+  the file's identity). Every (re)open checks that the file is still the one that was indexed
+  (device, inode, size, mtime), so stale offsets are never read from a replaced file. pread on
+  one descriptor is safe from several threads.
+- `OutputFile`: a new file written from lists of buffers with writev in the caller's thread
+  (no copy, short writes finished). One helper thread computes the optional sha256 (hashlib
+  releases the GIL on large buffers) and runs other background jobs in order, such as the
+  sealed file's fsync, so they overlap the caller's next work; close() waits for them and
+  re-raises their errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ml.errors import FormatError
+
+HELPER_QUEUE_DEPTH = 8               # jobs (buffers to hash) waiting for the helper thread
+IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
+
+FileIdentity = tuple[int, int, int, int]
+
+
+def file_identity(stat: os.stat_result) -> FileIdentity:
+    """(device, inode, size, mtime_ns): what tells a file from one replaced or changed since."""
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+# ------------------------------------------------------------------------------------ reading
+
+class PreadFile:
+    """Random reads of one file through a descriptor opened once per process.
+
+    `identity` is the file's identity when it was indexed (None: whatever the first open
+    finds); `what` names the file in errors ("RecordIO file", "HDF5 store").
+    """
+
+    def __init__(self, path: str | os.PathLike, what: str = "file",
+                 identity: FileIdentity | None = None):
+        self.path = Path(path)
+        self.what = what
+        self.identity = identity
+        self._fd: int | None = None
+        self._pid: int | None = None
+        self._size = 0
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "what": self.what, "identity": self.identity}
+
+    def __setstate__(self, state: dict) -> None:
+        PreadFile.__init__(self, state["path"], state["what"], state["identity"])  # no reopen yet
+
+    def descriptor(self) -> int:
+        """This process's descriptor, opened (and checked) on first use."""
+        pid = os.getpid()
+        if self._fd is None or self._pid != pid:
+            try:
+                fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError as exc:
+                raise FormatError(self.path, None, f"cannot open {self.what} ({exc.strerror}); "
+                                                   "check the path") from exc
+            stat = os.fstat(fd)
+            identity = file_identity(stat)
+            if self.identity not in (None, identity):
+                os.close(fd)
+                raise FormatError(self.path, None, f"the {self.what} was replaced or changed "
+                                                   "after it was indexed; open it again")
+            self._fd, self._pid, self._size, self.identity = fd, pid, stat.st_size, identity
+        return self._fd
+
+    @property
+    def size(self) -> int:
+        """The file's size in bytes when this process opened it."""
+        self.descriptor()
+        return self._size
+
+    def pread(self, count: int, offset: int) -> bytes:
+        """Exactly `count` bytes at `offset` (callers check the bounds first)."""
+        data = os.pread(self.descriptor(), count, offset)
+        if len(data) != count:
+            raise self._ended_early(offset, count, len(data))
+        return data
+
+    def pread_array(self, count: int, offset: int) -> np.ndarray:
+        """Exactly `count` bytes at `offset`, read straight into a new writable uint8 array."""
+        data = np.empty(count, np.uint8)
+        got = os.preadv(self.descriptor(), [data], offset)
+        if got != count:
+            raise self._ended_early(offset, count, got)
+        return data
+
+    def _ended_early(self, offset: int, count: int, got: int) -> FormatError:
+        return FormatError(self.path, offset + got, f"file ended early (it shrank to fewer than "
+                                                    f"{offset + count} bytes while being read)")
+
+    def close(self) -> None:
+        """Close the descriptor if this process opened it."""
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = self._pid = None
+
+
+# ------------------------------------------------------------------------------------ writing
+
+def write_buffers(fd: int, buffers: Sequence[bytes]) -> None:
+    """Write every buffer in order with writev, finishing any short write."""
+    for start in range(0, len(buffers), IOV_MAX):
+        batch = buffers[start:start + IOV_MAX]
+        written = os.writev(fd, batch)
+        total = sum(map(len, batch))
+        if written < total:
+            rest = memoryview(b"".join(batch))[written:]
+            while rest:
+                rest = rest[os.write(fd, rest):]
+
+
+def hash_buffers(hasher: Any, buffers: Sequence[bytes]) -> None:
+    for buffer in buffers:
+        hasher.update(buffer)
+
+
+class OutputFile:
+    """A new file (created exclusively) written from buffers, with an optional sha256 and
+    background jobs on one helper thread; see the module docstring."""
+
+    def __init__(self, path: str | os.PathLike, sha256: bool):
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        self.fd = os.open(path, flags, 0o644)
+        self.bytes = 0
+        self.sha = hashlib.sha256() if sha256 else None
+        self._helper = ThreadPoolExecutor(1, thread_name_prefix="file-io")
+        self._jobs: deque[Future] = deque()
+        self._sealed = False
+        self._closed = False
+
+    @property
+    def sha256(self) -> str | None:
+        """The hex sha256 of everything written (None without sha256); complete after close()."""
+        return self.sha.hexdigest() if self.sha is not None else None
+
+    def write(self, buffers: Sequence[bytes]) -> None:
+        """Append `buffers` (bytes objects, which nothing changes later) in order."""
+        write_buffers(self.fd, buffers)
+        self.bytes += sum(map(len, buffers))
+        if self.sha is not None:
+            self.in_background(hash_buffers, self.sha, buffers)
+
+    def in_background(self, job: Callable, *args) -> None:
+        """Run `job(*args)` on the helper thread, after the work already queued; close()
+        waits for it and re-raises its error."""
+        while len(self._jobs) >= HELPER_QUEUE_DEPTH:
+            self._jobs.popleft().result()
+        self._jobs.append(self._helper.submit(job, *args))
+
+    def seal(self) -> None:
+        """No more writes: the helper finishes hashing and fsyncs in the background."""
+        if not self._sealed:
+            self._sealed = True
+            self.in_background(os.fsync, self.fd)
+
+    def close(self) -> None:
+        """Seal, wait until everything is hashed and fsynced, close; re-raise errors."""
+        try:
+            self.seal()
+            while self._jobs:
+                self._jobs.popleft().result()
+        finally:
+            self._release(cancel=False)
+
+    def abandon(self) -> None:
+        """Drop pending work and close the file, whatever state the data is in."""
+        self._release(cancel=True)
+
+    def _release(self, cancel: bool) -> None:
+        if not self._closed:
+            self._closed = True
+            self._helper.shutdown(wait=True, cancel_futures=cancel)
+            self._jobs.clear()
+            os.close(self.fd)
