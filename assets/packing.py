@@ -13,7 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.options import merged_options
-from assets.progress_observations import progress_factory_for, progress_for
+from assets.progress_observations import progress_factory_for
 from ml.checksums import files_sha256
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
@@ -52,9 +52,8 @@ def build_packing_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
 
     def recordio(context, splits, opts):
         train = splits.loc[splits["split"] == "train"]
-        progress = progress_for(context, len(train), f"{spec.name} recordio")
         h = pack_recordio(train, out / "recordio", shuffle_seed=opts["shuffle_seed"],
-                          progress=progress)
+                          progress_factory=progress_factory_for(context, spec.name))
         return h, {"path": dg.MetadataValue.path(str(out / "recordio")), "images": h.num_images,
                    "classes": h.num_classes, "bytes": _size(h.rec_path), "sha256": h.rec_sha256}
 

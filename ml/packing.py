@@ -23,7 +23,7 @@ from ml.formats.insightface_bin import build_validation_memfile
 from ml.formats.insightface_rec import write_insightface_legacy
 from ml.formats.tfrecord import write_shards
 from ml.pairs import make_verification_pairs
-from ml.progress import Progress, ProgressFactory, start_progress
+from ml.progress import ProgressFactory, start_progress
 
 
 class FileBytes(Sequence):
@@ -50,12 +50,14 @@ def _require(frame: pd.DataFrame, what: str) -> None:
 
 
 def pack_recordio(train: pd.DataFrame, out_dir: Path, *, shuffle_seed: int | None = None,
-                  progress: Progress | None = None) -> RecordIOHandle:
+                  progress_factory: ProgressFactory | None = None) -> RecordIOHandle:
     """The train split as insightface's legacy layout (record 0 header, images 1..N, identity
     records) + property, with labels re-indexed 0..C-1 by identity."""
     _require(train, "recordio")
     size = (int(train["height"].iloc[0]), int(train["width"].iloc[0]))
     items = ((f, int(l)) for f, l in zip(train["file"], train["label_index"]))
+    progress = (start_progress(len(train), "recordio", factory=progress_factory)
+                if progress_factory is not None else None)
     summary = write_insightface_legacy(out_dir, items, shuffle_seed=shuffle_seed,
                                        image_size=size, progress=progress)
     return RecordIOHandle(rec_path=str(out_dir / "train.rec"), idx_path=str(out_dir / "train.idx"),
@@ -90,7 +92,7 @@ class ImageExampleRows:
 
 
 def pack_tfrecords(frame: pd.DataFrame, out_dir: Path, *, target_shard_bytes: int,
-                   seed: int | None = 0, emit=None,
+                   seed: int | None = 0,
                    progress_factory: ProgressFactory | None = None) -> TFRecordShardsHandle:
     """Every split as shuffled TFRecord shards of tf.train.Example with the standard image keys.
     No per-shard sha256 is computed: the handle does not carry one (the packing asset records
@@ -100,8 +102,8 @@ def pack_tfrecords(frame: pd.DataFrame, out_dir: Path, *, target_shard_bytes: in
     records: dict[str, int] = {}
     for split, rows in frame.groupby("split", sort=True):
         examples = ImageExampleRows(rows)
-        progress = start_progress(len(examples), f"{split} TFRecord shards", emit,
-                                  progress_factory)
+        progress = start_progress(len(examples), f"{split} TFRecord shards",
+                                  factory=progress_factory)
         summary = write_shards(range(len(examples)), examples.record, out_dir, str(split),
                                target_shard_bytes, seed=seed, progress=progress, sha256=False)
         shards[str(split)] = tuple(str(p) for p in summary.paths)
@@ -110,7 +112,7 @@ def pack_tfrecords(frame: pd.DataFrame, out_dir: Path, *, target_shard_bytes: in
                                 num_classes=int(frame["label_index"].nunique()))
 
 
-def pack_h5_store(frame: pd.DataFrame, path: Path, *, emit=None,
+def pack_h5_store(frame: pd.DataFrame, path: Path, *,
                   progress_factory: ProgressFactory | None = None) -> H5StoreHandle:
     """Sequences (group_kind 'sequence') as a solo-learn HDF5 store with /_meta."""
     seq = frame.loc[frame["group_kind"] == "sequence"]
@@ -123,14 +125,13 @@ def pack_h5_store(frame: pd.DataFrame, path: Path, *, emit=None,
             yield H5Item(class_name=str(row.label), object_id=obj, frame=int(row.frame_index),
                          data=read_file_bytes(row.file), ext=os.path.splitext(row.file)[1][1:] or "jpg")
 
-    summary = write_h5_store(path, items(), total=len(seq), emit=emit,
-                             progress_factory=progress_factory)
+    summary = write_h5_store(path, items(), total=len(seq), progress_factory=progress_factory)
     return H5StoreHandle(path=str(path), num_images=summary.items,
                          num_sequences=summary.sequences, num_classes=summary.classes)
 
 
 def build_val_memfile(val: pd.DataFrame, path: Path, *, set_name: str, n_pairs: int, seed: int,
-                      dtype: str = "float32", image_size: int = 112, emit=None,
+                      dtype: str = "float32", image_size: int = 112,
                       progress_factory: ProgressFactory | None = None) -> MemfileHandle:
     """Balanced same/different-identity pairs of the val split, in 10 contiguous folds, as
     seed 002's validation memfile (images, issame, dataname)."""
@@ -140,7 +141,7 @@ def build_val_memfile(val: pd.DataFrame, path: Path, *, set_name: str, n_pairs: 
     files = val["file"].tolist()
     order = [files[i] for pair in pairs.pairs for i in pair]
     summary = build_validation_memfile(path, {set_name: (FileBytes(order), pairs.issame.tolist())},
-                                       image_size=image_size, dtype=dtype, emit=emit,
+                                       image_size=image_size, dtype=dtype,
                                        progress_factory=progress_factory)
     return MemfileHandle(path=str(path), shape=tuple(summary.images.shape),
                          dtype=summary.dtype, num_pairs=len(pairs),

@@ -37,7 +37,6 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as F
 from PIL import Image, ImageDraw
 
-from ml.collate import NormalizeCollate, Uint8Collate, stack_images  # noqa: F401  (re-exported)
 from ml.errors import ConfigError, ImageError
 
 Point = tuple[float, float]

@@ -9,11 +9,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ml import transforms as mt
+from ml.collate import NormalizeCollate
 from ml.errors import ConfigError, ImageError
 from ml.transforms import (
     ARCFACE_REFERENCE_POINTS, CASIA_REFERENCE_POINTS, MedicalMaskOcclusion, Normalize,
     OcclusionMaskWrapper, RandomErasing, RandomHorizontalFlipWithMask, RandomOcclusion,
-    NormalizeCollate, RandomSizedRectCrop, RectScale, SyntheticOcclusionMask, ToTensorWithMask,
+    RandomSizedRectCrop, RectScale, SyntheticOcclusionMask, ToTensorWithMask,
     ToUint8TensorWithMask, cell_coverage, face_train_transform, load_mask_picture,
     make_mask_picture)
 
