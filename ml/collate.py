@@ -132,6 +132,9 @@ class BatchNormalizer:
         return f"{type(self).__name__}(mean={self.mean}, std={self.std})"
 
 
+FACE_NORMALIZER = BatchNormalizer()    # face_train_transform's mean and std (0.5): [-1, 1]
+
+
 class NormalizeCollate(BatchNormalizer):
     """A DataLoader collate_fn for items of uint8 tensors that gives float32 batches: images
     (x / 255 - mean) / std, uint8 masks 0..1, in two passes over the batch instead of six per

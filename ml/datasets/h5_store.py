@@ -23,8 +23,11 @@ from ml.formats.handles import H5StoreHandle
 from ml.formats.h5store import H5StoreIndex, H5StoreReader
 
 
-def open_store(source: H5StoreHandle | str | os.PathLike) -> H5StoreReader:
-    """A reader for a store given as a handle or a path (indexed now, opened on first read)."""
+def open_store(source: H5StoreReader | H5StoreHandle | str | os.PathLike) -> H5StoreReader:
+    """A reader for a store given as a handle or a path (indexed now, opened on first read);
+    an existing reader is shared as it is (its index is not built again)."""
+    if isinstance(source, H5StoreReader):
+        return source
     return H5StoreReader(source_path(source, H5StoreHandle, "path"))
 
 

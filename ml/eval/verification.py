@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ml.collate import FACE_NORMALIZER
 from ml.errors import DatasetError, FormatError
 
 THRESHOLDS = np.arange(0, 4, 0.01)
@@ -137,13 +138,13 @@ def pixel_embedding(images: torch.Tensor) -> torch.Tensor:
     return images.flatten(1).float()
 
 
-def memfile_batch(images: np.ndarray, start: int, stop: int) -> torch.Tensor:
-    """Rows [start, stop) of a validation memfile as float32 normalised like training
-    ((x / 255 - 0.5) / 0.5); uint8 memfiles are converted, float32 ones are already so."""
-    block = torch.from_numpy(np.array(images[start:stop]))
-    if block.dtype == torch.uint8:
-        return block.float().div_(127.5).sub_(1.0)
-    return block.float()
+def memfile_batch(images: np.ndarray, start: int, stop: int,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """Rows [start, stop) of a validation memfile on `device` as float32 normalised like
+    training ((x / 255 - 0.5) / 0.5): uint8 memfiles travel as uint8 and are normalised there
+    by the trainer's FACE_NORMALIZER; float32 ones are already normalised."""
+    block = torch.from_numpy(np.array(images[start:stop])).to(device, non_blocking=True)
+    return FACE_NORMALIZER.images(block) if block.dtype == torch.uint8 else block.float()
 
 
 def memfile_pair_distances(embed: Embed, images: np.ndarray, pairs: Sequence[int] | range,
@@ -160,7 +161,7 @@ def memfile_pair_distances(embed: Embed, images: np.ndarray, pairs: Sequence[int
     with torch.no_grad():
         for first in range(pairs.start, pairs.stop, batch_pairs):
             last = min(first + batch_pairs, pairs.stop)
-            batch = memfile_batch(images, 2 * first, 2 * last).to(device, non_blocking=True)
+            batch = memfile_batch(images, 2 * first, 2 * last, device)
             if prepare is not None:
                 batch = prepare(batch)
             out.append(pair_squared_distances(fuse_with_flip(embed, batch)))

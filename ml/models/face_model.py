@@ -23,10 +23,6 @@ class FaceModel(nn.Module):
         self.occlusion = OcclusionHead(backbone.map_channels) if occlusion_head else None
         self.mask_features = bool(mask_features and occlusion_head)
 
-    @property
-    def embedding_size(self) -> int:
-        return self.backbone.num_features
-
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         feature_map = self.backbone.forward_features(images)
         logits = self.occlusion(feature_map) if self.occlusion is not None else None

@@ -38,10 +38,6 @@ class MarginHead(nn.Module):
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
         nn.init.normal_(self.weight, std=0.01)
 
-    @property
-    def num_classes(self) -> int:
-        return self.weight.shape[0]
-
     def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             return F.linear(F.normalize(embeddings.float()), F.normalize(self.weight.float()))

@@ -75,8 +75,7 @@ class IResNet(nn.Module):
 
     def __init__(self, layers: Sequence[int] = (3, 4, 14, 3),
                  widths: Sequence[int] = (64, 128, 256, 512), num_features: int = 512,
-                 dropout: float = 0.0, input_size: int = 112, stem_stride: int = 1,
-                 zero_init_residual: bool = False):
+                 dropout: float = 0.0, input_size: int = 112, stem_stride: int = 1):
         super().__init__()
         if len(layers) != len(widths) or not layers or min(layers) < 1:
             raise ConfigError(f"IResNet: layers={list(layers)} and widths={list(widths)} must "
@@ -109,10 +108,6 @@ class IResNet(nn.Module):
             elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
-        if zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, IBasicBlock):
-                    nn.init.constant_(m.bn2.weight, 0)
 
     def _make_layer(self, planes: int, blocks: int, stride: int = 2) -> nn.Sequential:
         downsample = None

@@ -40,12 +40,10 @@ from ml.formats.handles import TFRecordShardsHandle
 from ml.models.backbones import (IMAGENET_MEAN, IMAGENET_STD, SMALL_CNN_WIDTHS,
                                  build_backbone, input_transform)
 from ml.models.classifier import ImageClassifier
-from ml.train.checkpoint import latest_checkpoint, unwrap
-from ml.train.curves import plot_curves
 from ml.train.distributed import DistEnv
 from ml.train.inputs import input_handle
-from ml.train.loop import (CHECKPOINTS, autocast, place, resume, save_epoch, seed_everything,
-                           to_device)
+from ml.train.loop import (autocast, evaluating, place, resume, save_epoch, seed_everything,
+                           to_device, write_curves)
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
 
@@ -122,18 +120,15 @@ def cycle(loader: DataLoader, stream: ClassBalancedStream, first_epoch: int) -> 
 def evaluate(model: torch.nn.Module, streams: list[TFRecordStream], cfg: Config,
              env: DistEnv) -> tuple[np.ndarray, np.ndarray]:
     """(predicted, true) labels of every record of the eval streams, gathered from all ranks."""
-    net = unwrap(model)
-    was_training = net.training
-    net.eval()
     predicted, labels = [], []
-    for stream in streams:
-        for images, label in DataLoader(stream, batch_size=max(cfg.batch_size, 64),
-                                        num_workers=cfg.num_workers):
-            with autocast(env, cfg.amp):
-                logits = net(to_device(images, env, cfg.channels_last))
-            predicted.append(logits.argmax(1))
-            labels.append(label.to(env.device))
-    net.train(was_training)
+    with evaluating(model, env) as net:
+        for stream in streams:
+            for images, label in DataLoader(stream, batch_size=max(cfg.batch_size, 64),
+                                            num_workers=cfg.num_workers):
+                with autocast(env, cfg.amp):
+                    logits = net(to_device(images, env, cfg.channels_last))
+                predicted.append(logits.argmax(1))
+                labels.append(label.to(env.device))
     empty = torch.zeros(0, dtype=torch.long, device=env.device)
     predicted_all = env.gather_cat(torch.cat(predicted) if predicted else empty)
     labels_all = env.gather_cat(torch.cat(labels) if labels else empty)
@@ -175,8 +170,8 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch,
                               cfg.warmup_epochs * steps_per_epoch)
     modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-    start_epoch, step = resume(out, modules, reporter, env)
-    checkpoint = latest_checkpoint(out / CHECKPOINTS)
+    start_epoch, step, checkpoint = resume(out, modules, reporter, env)
+    evaluation = None
 
     drawn = np.zeros(num_classes, dtype=np.int64)
     batches = cycle(loader, balanced, start_epoch)
@@ -196,7 +191,7 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
             step += 1
             reporter.metric(step, epoch + 1, loss=env.mean(loss.item()),
                             lr=scheduler.get_last_lr()[0])
-        predicted, labels = evaluate(model, eval_streams, cfg, env)
+        evaluation = predicted, labels = evaluate(model, eval_streams, cfg, env)
         scores = class_accuracy(predicted, labels)
         reporter.metric(step, epoch + 1, accuracy=scores.accuracy,
                         mean_class_accuracy=scores.mean_class_accuracy,
@@ -207,15 +202,15 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
                                 extra={"model": cfg.model, "image_size": cfg.image_size,
                                        "num_classes": num_classes})
 
-    predicted, labels = evaluate(model, eval_streams, cfg, env)
+    if evaluation is None:                   # resumed after the last epoch: score what was saved
+        evaluation = evaluate(model, eval_streams, cfg, env)
+    predicted, labels = evaluation
     scores, majority = class_accuracy(predicted, labels), majority_baseline(counts, labels)
-    curves = out / "curves.png"
-    if env.is_main:
-        plot_curves(reporter.history, {"cross-entropy": ["loss"],
-                                       "eval accuracy": ["accuracy", "mean_class_accuracy",
-                                                         "majority_class_accuracy"]},
-                    curves, title=f"classification, {cfg.model}")
-        reporter.artifact("curves_png", curves)
+    curves = write_curves(out, reporter, env,
+                          {"cross-entropy": ["loss"],
+                           "eval accuracy": ["accuracy", "mean_class_accuracy",
+                                             "majority_class_accuracy"]},
+                          f"classification, {cfg.model}")
     drawn_total = env.gather_cat(torch.from_numpy(drawn)[None].to(env.device)).sum(0).cpu()
     summary = {
         **accuracy_summary(scores, majority, names),

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from ml.atomic import atomic_write_text
 from ml.errors import ConfigError, DatasetError
 from ml.train.config import build_config, load_section, parse_overrides
 from ml.train.distributed import DistEnv
@@ -64,7 +66,10 @@ def main(argv: list[str] | None = None, sinks: list[Sink] | None = None) -> dict
     reporter = Reporter(sinks, enabled=env.is_main, jsonl_path=args.events)
     env.setup()
     try:
-        return module.train(cfg, parse_inputs(args.input), out, reporter, env)
+        summary = module.train(cfg, parse_inputs(args.input), out, reporter, env)
+        if env.is_main:
+            atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+        return summary
     finally:
         env.teardown()
 

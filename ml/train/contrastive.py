@@ -35,12 +35,10 @@ from ml.formats.handles import H5StoreHandle
 from ml.models.backbones import (IMAGENET_MEAN, IMAGENET_STD, SMALL_CNN_WIDTHS,
                                  build_backbone, input_transform)
 from ml.models.simclr import SimCLR, nt_xent_loss
-from ml.train.checkpoint import latest_checkpoint, unwrap
-from ml.train.curves import plot_curves
 from ml.train.distributed import DistEnv
 from ml.train.inputs import input_handle
-from ml.train.loop import (CHECKPOINTS, autocast, place, resume, save_epoch, seed_everything,
-                           to_device)
+from ml.train.loop import (autocast, evaluating, place, resume, save_epoch, seed_everything,
+                           to_device, write_curves)
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
 
@@ -142,21 +140,18 @@ def store_features(model: torch.nn.Module, frames: H5StoreDataset, cfg: Config,
                    env: DistEnv) -> torch.Tensor:
     """Backbone features of every frame of the store, in row order (each rank embeds every
     world_size-th frame; the rows are gathered back on every rank)."""
-    net = unwrap(model)
-    was_training = net.training
-    net.eval()
     mine = list(range(env.rank, len(frames), env.world_size))
     loader = DataLoader(Subset(frames, mine), batch_size=max(cfg.batch_size, 64),
                         num_workers=cfg.num_workers)
     parts = []
-    for images, _ in loader:
-        with autocast(env, cfg.amp):
-            parts.append(net.features(to_device(images, env, cfg.channels_last)).float())
-    local = torch.cat(parts) if parts else torch.zeros(0, net.backbone.feature_dim,
-                                                      device=env.device)
+    with evaluating(model, env) as net:
+        for images, _ in loader:
+            with autocast(env, cfg.amp):
+                parts.append(net.features(to_device(images, env, cfg.channels_last)).float())
+        feature_dim = net.backbone.feature_dim
+    local = torch.cat(parts) if parts else torch.zeros(0, feature_dim, device=env.device)
     rows = env.gather_cat(torch.tensor(mine, dtype=torch.long, device=env.device))
     features = env.gather_cat(local)
-    net.train(was_training)
     return features[torch.argsort(rows)].cpu()
 
 
@@ -174,7 +169,7 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
     started = time.perf_counter()
     handle = input_handle(inputs, "h5_store", H5StoreHandle)
     pairs = TemporalPairDataset(handle, window=cfg.window, transform=train_transform(cfg))
-    frames = H5StoreDataset(handle, transform=input_transform(cfg.image_size))
+    frames = H5StoreDataset(pairs.reader, transform=input_transform(cfg.image_size))
     index = frames.index
     train_seq, heldout_seq = split_sequences(index, cfg.holdout_fraction, cfg.seed)
     bank_rows, query_rows = rows_of(index, train_seq), rows_of(index, heldout_seq)
@@ -202,12 +197,12 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch,
                               cfg.warmup_epochs * steps_per_epoch)
     modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-    start_epoch, step = resume(out, modules, reporter, env)
+    start_epoch, step, checkpoint = resume(out, modules, reporter, env)
 
     random_knn = heldout_knn(random_init, frames, bank_rows, query_rows, cfg, env)
     del random_init
     reporter.log(f"kNN accuracy of the random-init {cfg.backbone}: {random_knn:.3f}")
-    checkpoint = latest_checkpoint(out / CHECKPOINTS)
+    knn = None
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
         model.train()
@@ -234,14 +229,12 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
         checkpoint = save_epoch(out, epoch + 1, step, modules, reporter, env,
                                 extra={"backbone": cfg.backbone, "image_size": cfg.image_size})
 
-    knn = heldout_knn(model, frames, bank_rows, query_rows, cfg, env)
-    curves = out / "curves.png"
-    if env.is_main:
-        plot_curves(reporter.history, {"NT-Xent loss": ["loss"],
-                                       "held-out kNN accuracy": ["knn_accuracy",
-                                                                 "knn_accuracy_random_init"]},
-                    curves, title=f"temporal SimCLR, {cfg.backbone}")
-        reporter.artifact("curves_png", curves)
+    if knn is None:                          # resumed after the last epoch: score what was saved
+        knn = heldout_knn(model, frames, bank_rows, query_rows, cfg, env)
+    curves = write_curves(out, reporter, env,
+                          {"NT-Xent loss": ["loss"],
+                           "held-out kNN accuracy": ["knn_accuracy", "knn_accuracy_random_init"]},
+                          f"temporal SimCLR, {cfg.backbone}")
     losses = reporter.series("loss")[1]
     summary = {
         "knn_accuracy": knn,

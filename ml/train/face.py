@@ -20,14 +20,13 @@ margin head, optimizer, scheduler, the metric history) is written after every ep
 resumes from the newest one in `out/checkpoints`. Randomness is re-seeded per (seed, epoch,
 rank), so a resumed run draws the same batches and augmentations as an uninterrupted one.
 
-Writes out/checkpoints/epoch_NNNN.pt, out/curves.png (loss and accuracy over the training
-steps) and out/summary.json; returns the summary (val_accuracy, per-set accuracies, raw_pixel_accuracy,
-margin_over_raw, checkpoint, curves_png, ...).
+Writes out/checkpoints/epoch_NNNN.pt and out/curves.png (loss and accuracy over the training
+steps); returns the summary (val_accuracy, per-set accuracies, raw_pixel_accuracy,
+margin_over_raw, checkpoint, curves_png, ...), which ml.train.cli writes to out/summary.json.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -40,9 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ml.atomic import atomic_write_text
 from ml.augmenter import Augmenter
-from ml.collate import BatchNormalizer, Uint8Collate
+from ml.collate import FACE_NORMALIZER, Uint8Collate
 from ml.datasets.recordio import RecordIODataset
 from ml.datasets.validation_memfile import ValidationMemfileDataset
 from ml.errors import ConfigError
@@ -53,17 +51,15 @@ from ml.losses import batch_hard_triplet_loss, occlusion_loss
 from ml.models.face_model import FaceModel, build_face_model
 from ml.models.heads import MarginHead, build_margin_head
 from ml.samplers import RandomIdentitySampler
-from ml.train.checkpoint import checkpoint_path
-from ml.train.curves import plot_curves
 from ml.train.distributed import DistEnv
 from ml.train.inputs import input_handle
-from ml.train.loop import CHECKPOINTS, autocast, place, resume, save_epoch, seed_everything, to_device
+from ml.train.loop import (autocast, evaluating, place, resume, save_epoch, seed_everything,
+                           to_device, write_curves)
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
 from ml.transforms import face_train_transform
 
 
-NORMALIZER = BatchNormalizer()      # face_train_transform's default mean and std (0.5)
 CURVE_PANELS = {
     "training loss": ["loss", "margin_loss", "triplet_loss", "occlusion_loss", "epoch_loss"],
     "verification accuracy (10-fold)": ["val_accuracy", "raw_pixel_accuracy"],
@@ -179,13 +175,13 @@ def batch_to_device(batch: list, env: DistEnv, channels_last: bool):
     layout = (torch.channels_last if channels_last and env.device.type == "cuda"
               else torch.contiguous_format)
     if pixels.dtype == torch.uint8:
-        images = NORMALIZER.images(pixels, out=torch.empty(pixels.shape, dtype=torch.float32,
-                                                           device=env.device,
-                                                           memory_format=layout))
+        out = torch.empty(pixels.shape, dtype=torch.float32, device=env.device,
+                          memory_format=layout)
+        images = FACE_NORMALIZER.images(pixels, out=out)
     else:
         images = pixels.contiguous(memory_format=layout)
     labels = batch[1].to(env.device, non_blocking=True).long()
-    masks = NORMALIZER.masks(to_device(batch[2], env)) if len(batch) > 2 else None
+    masks = FACE_NORMALIZER.masks(to_device(batch[2], env)) if len(batch) > 2 else None
     return images, labels, masks
 
 
@@ -240,13 +236,8 @@ class Verifier:
         return summary_figures(results, prefix)
 
     def score_model(self, model: FaceModel) -> dict[str, float]:
-        self.env.broadcast_buffers(model)
-        was_training = model.training
-        model.eval()
-        try:
-            return self.score(model.embed, "val")
-        finally:
-            model.train(was_training)
+        with evaluating(model, self.env) as net:
+            return self.score(net.embed, "val")
 
     def score_raw_pixels(self) -> dict[str, float]:
         return self.score(pixel_embedding, "raw_pixel")
@@ -285,7 +276,7 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch,
                               round(cfg.warmup_epochs * steps_per_epoch), cfg.min_lr_ratio)
     modules = {"model": model, "head": head, "optimizer": optimizer, "scheduler": scheduler}
-    start_epoch, step = resume(out, modules, reporter, env)
+    start_epoch, step, checkpoint = resume(out, modules, reporter, env)
 
     raw = verifier.score_raw_pixels()
     reporter.log(f"face: raw-pixel baseline {raw['raw_pixel_accuracy']:.4f}")
@@ -321,8 +312,8 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
             last_eval = verifier.score_model(model)
             figures.update(last_eval, raw_pixel_accuracy=raw["raw_pixel_accuracy"])
         reporter.metric(step, epoch, **{k: v for k, v in figures.items() if "threshold" not in k})
-        save_epoch(out, epoch, step, modules, reporter, env,
-                   extra={"num_classes": num_classes, "config": asdict(cfg)})
+        checkpoint = save_epoch(out, epoch, step, modules, reporter, env,
+                                extra={"num_classes": num_classes, "config": asdict(cfg)})
 
     if last_eval is None:                       # resumed after the last epoch: score what was saved
         last_eval = verifier.score_model(model)
@@ -332,7 +323,7 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
         **last_eval, **raw,
         "margin_over_raw": last_eval["val_accuracy"] - raw["raw_pixel_accuracy"],
         "final_loss": epochs_done[-1].get("epoch_loss", float("nan")) if epochs_done else float("nan"),
-        "checkpoint": str(checkpoint_path(out / CHECKPOINTS, max(start_epoch, cfg.epochs))),
+        "checkpoint": str(checkpoint),
         "epochs": cfg.epochs, "steps": step, "resumed_from_epoch": start_epoch,
         "images_per_s": sum(e["images"] for e in epochs_done) / max(train_seconds, 1e-9),
         "train_seconds": train_seconds,
@@ -340,13 +331,9 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
         "validation_sets": ",".join(verifier.set_names),
         "backbone": cfg.backbone, "head": cfg.head, "embedding_size": cfg.embedding_size,
         "world_size": env.world_size, "device": str(env.device),
-        "curves_png": str(out / "curves.png"),
+        "curves_png": str(write_curves(out, reporter, env, CURVE_PANELS,
+                                       f"face verification, {cfg.backbone} + {cfg.head}")),
     }
-    if env.is_main:
-        plot_curves(reporter.history, CURVE_PANELS, out / "curves.png",
-                    title=f"face verification, {cfg.backbone} + {cfg.head}")
-        reporter.artifact("curves_png", out / "curves.png")
-        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     reporter.log(f"face: val_accuracy {summary['val_accuracy']:.4f} (raw pixels "
                  f"{summary['raw_pixel_accuracy']:.4f}) after {step} steps")
     return reporter.finish(**summary)

@@ -1,5 +1,6 @@
 """Pieces every task's training loop shares: seeding, placing (and DDP-wrapping) a model,
-mixed precision on CUDA, resuming from the newest checkpoint and saving one per epoch.
+mixed precision on CUDA, evaluating with every rank's BatchNorm statistics alike, resuming from
+the newest checkpoint, saving one per epoch and drawing the curves.
 
 Checkpoints live in `<out>/checkpoints` (ml.train.checkpoint). Each one also carries the
 reporter's metric history, so a resumed run's curves cover the whole training, not only the part
@@ -18,7 +19,9 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ml.train.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
+from ml.train.checkpoint import (checkpoint_path, latest_checkpoint, load_checkpoint,
+                                 save_checkpoint, unwrap)
+from ml.train.curves import plot_curves
 from ml.train.distributed import DistEnv
 from ml.train.report import Reporter
 
@@ -58,16 +61,33 @@ def to_device(batch: torch.Tensor, env: DistEnv, channels_last: bool = False) ->
     return batch
 
 
-def resume(out: Path, modules: dict[str, Any], reporter: Reporter, env: DistEnv) -> tuple[int, int]:
-    """(epochs completed, global step) from the newest checkpoint in `<out>/checkpoints`, with
-    `modules` and the reporter's history restored; (0, 0) when there is none."""
+@contextlib.contextmanager
+def evaluating(model: nn.Module, env: DistEnv):
+    """The unwrapped model in eval mode, every rank holding rank 0's buffers (each rank's last
+    training forward updated its own BatchNorm statistics, and rank 0's are what is saved);
+    the training flag is restored afterwards."""
+    net = unwrap(model)
+    env.broadcast_buffers(net)
+    was_training = net.training
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train(was_training)
+
+
+def resume(out: Path, modules: dict[str, Any], reporter: Reporter,
+           env: DistEnv) -> tuple[int, int, Path | None]:
+    """(epochs completed, global step, checkpoint path) from the newest checkpoint in
+    `<out>/checkpoints`, with `modules` and the reporter's history restored; (0, 0, None) when
+    there is none."""
     path = latest_checkpoint(out / CHECKPOINTS)
     if path is None:
-        return 0, 0
+        return 0, 0, None
     state = load_checkpoint(path, modules, map_location=env.device)
     reporter.history = list(state["extra"].get("history", []))
     reporter.log(f"resuming from {path} (epoch {state['epoch']}, step {state['step']})")
-    return int(state["epoch"]), int(state["step"])
+    return int(state["epoch"]), int(state["step"]), path
 
 
 def save_epoch(out: Path, epoch: int, step: int, modules: dict[str, Any], reporter: Reporter,
@@ -81,3 +101,14 @@ def save_epoch(out: Path, epoch: int, step: int, modules: dict[str, Any], report
         reporter.artifact("checkpoint", checkpoint_path(folder, epoch))
     env.barrier()
     return checkpoint_path(folder, epoch)
+
+
+def write_curves(out: Path, reporter: Reporter, env: DistEnv, panels: dict[str, list[str]],
+                 title: str) -> Path:
+    """Rank 0 draws `<out>/curves.png` from the reporter's history and reports it; returns its
+    path on every rank."""
+    path = out / "curves.png"
+    if env.is_main:
+        plot_curves(reporter.history, panels, path, title=title)
+        reporter.artifact("curves_png", path)
+    return path

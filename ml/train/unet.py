@@ -25,18 +25,17 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from ml.datasets.before_after import BeforeAfterPairs, pair_table
 from ml.errors import ConfigError, SourceError
 from ml.imageio import read_header
 from ml.models.unet import UNet, check_input_size
-from ml.train.checkpoint import latest_checkpoint, unwrap
-from ml.train.curves import plot_curves
 from ml.train.distributed import DistEnv
 from ml.train.inputs import input_path
-from ml.train.loop import (CHECKPOINTS, autocast, place, resume, save_epoch, seed_everything,
-                           to_device)
+from ml.train.loop import (autocast, evaluating, place, resume, save_epoch, seed_everything,
+                           to_device, write_curves)
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
 
@@ -105,28 +104,21 @@ def psnr_db(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def score(model: torch.nn.Module | None, pairs: BeforeAfterPairs, cfg: Config,
+def score(model: torch.nn.Module, pairs: BeforeAfterPairs, cfg: Config,
           env: DistEnv) -> dict[str, float]:
-    """Mean per-image L1 and PSNR of the model (None: the identity mapping) on whole images;
-    each rank scores every world_size-th pair, the per-image figures are gathered."""
-    net = unwrap(model) if model is not None else None
-    was_training = net.training if net is not None else False
-    if net is not None:
-        net.eval()
+    """Mean per-image L1 and PSNR of the model (nn.Identity(): the identity baseline) on whole
+    images; each rank scores every world_size-th pair, the per-image figures are gathered."""
     figures = []
-    for before, after in DataLoader(Subset(pairs, range(env.rank, len(pairs), env.world_size)),
-                                    batch_size=1, num_workers=cfg.num_workers):
-        before, after = to_device(before, env, cfg.channels_last), to_device(after, env)
-        if net is None:
-            output = before
-        else:
+    with evaluating(model, env) as net:
+        for before, after in DataLoader(Subset(pairs, range(env.rank, len(pairs),
+                                                           env.world_size)),
+                                        batch_size=1, num_workers=cfg.num_workers):
+            before, after = to_device(before, env, cfg.channels_last), to_device(after, env)
             with autocast(env, cfg.amp):
                 output = net(before)
-        output = output.float().clamp(0, 1)
-        l1 = (output - after).abs().flatten(1).mean(1)
-        figures.append(torch.stack([l1, psnr_db(output, after)], dim=1))
-    if net is not None:
-        net.train(was_training)
+            output = output.float().clamp(0, 1)
+            l1 = (output - after).abs().flatten(1).mean(1)
+            figures.append(torch.stack([l1, psnr_db(output, after)], dim=1))
     local = torch.cat(figures) if figures else torch.zeros(0, 2, device=env.device)
     every = env.gather_cat(local)
     return {"l1": float(every[:, 0].mean()), "psnr_db": float(every[:, 1].mean())}
@@ -164,9 +156,8 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
     scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch,
                               cfg.warmup_epochs * steps_per_epoch)
     modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-    start_epoch, step = resume(out, modules, reporter, env)
-    checkpoint = latest_checkpoint(out / CHECKPOINTS)
-    val_identity = score(None, val_pairs, cfg, env) if val_pairs is not None else None
+    start_epoch, step, checkpoint = resume(out, modules, reporter, env)
+    val_identity = score(nn.Identity(), val_pairs, cfg, env) if val_pairs is not None else None
 
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
@@ -195,16 +186,14 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
                                 extra={"base": cfg.base, "depth": cfg.depth,
                                        "residual": cfg.residual})
 
-    test, identity = score(model, eval_pairs, cfg, env), score(None, eval_pairs, cfg, env)
+    test, identity = score(model, eval_pairs, cfg, env), score(nn.Identity(), eval_pairs, cfg, env)
     reporter.log(f"{cfg.eval_split}: L1 {test['l1']:.4f} (identity {identity['l1']:.4f}), "
                  f"PSNR {test['psnr_db']:.2f} dB (identity {identity['psnr_db']:.2f} dB)")
-    curves = out / "curves.png"
-    if env.is_main:
-        plot_curves(reporter.history, {"train L1 (crops)": ["loss"],
-                                       "val L1": ["val_l1", "val_identity_l1"],
-                                       "val PSNR (dB)": ["val_psnr_db", "val_identity_psnr_db"]},
-                    curves, title=f"U-Net depth {cfg.depth}, base {cfg.base}")
-        reporter.artifact("curves_png", curves)
+    curves = write_curves(out, reporter, env,
+                          {"train L1 (crops)": ["loss"],
+                           "val L1": ["val_l1", "val_identity_l1"],
+                           "val PSNR (dB)": ["val_psnr_db", "val_identity_psnr_db"]},
+                          f"U-Net depth {cfg.depth}, base {cfg.base}")
     summary = {
         "test_l1": test["l1"],
         "test_psnr_db": test["psnr_db"],
