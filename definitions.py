@@ -7,7 +7,6 @@ import dagster as dg
 
 from assets.factory import build_dataset_assets
 from jobs.definitions import prepare_job, reverify_job, reverify_schedule, shard_jobs
-from jobs.distributed import prepare_on_dask_job
 from jobs.sensors import images_changed_sensor, new_images_sensor, run_failure_summary_sensor
 from jobs.training import train_job
 from ml.dataset_spec import DatasetsFile, load_datasets
@@ -23,7 +22,10 @@ def build_definitions(datasets: DatasetsFile, *, executor_def: dg.ExecutorDefini
     assets = [a for spec in datasets.datasets for a in build_dataset_assets(spec)]
     reverify = reverify_job(datasets, executor_def)
     prepare = prepare_job(datasets, executor_def=executor_def)
-    on_dask = [prepare_on_dask_job(datasets)] if executor_def is None else []
+    on_dask = []
+    if executor_def is None:              # dagster-dask only where the job exists (not on k8s)
+        from jobs.distributed import prepare_on_dask_job
+        on_dask = [prepare_on_dask_job(datasets)]
     return dg.Definitions(
         assets=assets,
         jobs=[prepare, *on_dask, reverify, train_job(train_executor_def),

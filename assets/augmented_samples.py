@@ -16,7 +16,6 @@ from assets.options import merged_options
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
 from ml.formats.handles import RecordIOHandle
-from ml.sample_grid import augmented_sample_grid
 
 SAMPLE_GRID_DEFAULTS = {"count": 16, "columns": 4, "seed": 0, "mask_prob": 0.5, "flip_prob": 0.5}
 
@@ -46,6 +45,8 @@ def build_augmented_samples_assets(spec: DatasetSpec) -> list[dg.AssetsDefinitio
     )
     def augmented_samples(context: dg.AssetExecutionContext, config: AugmentedSamplesConfig,
                           recordio: RecordIOHandle) -> dg.MaterializeResult:
+        from ml.sample_grid import augmented_sample_grid   # torch: not at definitions load
+
         opts = merged_options(SAMPLE_GRID_DEFAULTS, {}, config, f"{spec.name}.augmented_samples")
         try:
             grid = augmented_sample_grid(recordio, **opts)

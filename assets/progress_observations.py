@@ -9,6 +9,7 @@ long verification or resize shows how far it is without opening the run's logs.
 
 import dagster as dg
 
+from assets.shards import current_shard
 from ml.progress import Progress, ProgressFactory
 
 
@@ -16,7 +17,7 @@ def progress_observer(context: dg.AssetExecutionContext, what: str):
     """An `on_update(done, total, rate)` callback that logs an AssetObservation of the asset
     being materialized (for a sharded asset, of the shard being materialized)."""
     key = context.asset_key
-    partition = context.partition_key if context.has_partition_key else None
+    partition = current_shard(context)
 
     def observe(done: int, total: int, rate: float) -> None:
         left = max(0, total - done)
@@ -39,8 +40,9 @@ def progress_for(context: dg.AssetExecutionContext, total: int, what: str,
     """A Progress that logs to the run and publishes asset observations (throttled to
     one every `interval` seconds, plus one when it finishes). A partitioned (sharded) asset's
     messages name the shard."""
-    if context.has_partition_key:
-        what = f"{what} shard {context.partition_key}"
+    shard = current_shard(context)
+    if shard is not None:
+        what = f"{what} shard {shard}"
     return Progress(total, what, interval=interval, emit=context.log.info,
                     on_update=progress_observer(context, what))
 

@@ -42,11 +42,11 @@ def max_concurrent_default() -> int:
     return value
 
 
-def capped_execution_config(executor_def: dg.ExecutorDefinition | None = None,
-                            max_concurrent: int | None = None) -> dict:
-    """Run config that caps parallel steps: for the default executor under `multiprocess`, for
-    a step-launching executor (k8s) at its top level, where 0 means no cap and is left out."""
-    cap = max_concurrent_default() if max_concurrent is None else max_concurrent
+def capped_execution_config(executor_def: dg.ExecutorDefinition | None = None) -> dict:
+    """Run config that caps parallel steps at max_concurrent_default(): for the default
+    executor under `multiprocess`, for a step-launching executor (k8s) at its top level, where
+    0 means no cap and is left out."""
+    cap = max_concurrent_default()
     if executor_def is None:
         return {"execution": {"config": {"multiprocess": {"max_concurrent": cap}}}}
     return {"execution": {"config": {"max_concurrent": cap} if cap else {}}}
@@ -69,12 +69,11 @@ def prepare_selection(datasets: DatasetsFile) -> dg.AssetSelection:
     return selection
 
 
-def prepare_job(datasets: DatasetsFile, max_concurrent: int | None = None,
-                executor_def: dg.ExecutorDefinition | None = None
+def prepare_job(datasets: DatasetsFile, executor_def: dg.ExecutorDefinition | None = None
                 ) -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         "prepare", selection=prepare_selection(datasets), executor_def=executor_def,
-        config=capped_execution_config(executor_def, max_concurrent),
+        config=capped_execution_config(executor_def),
         description="Catalog, verify, resize, split and pack every declared dataset "
                     "(everything but training: see the train job; a sharded dataset's shards "
                     "run through its <dataset>_shards and <dataset>_combine jobs).",

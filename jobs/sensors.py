@@ -27,6 +27,12 @@ from ml.dataset_spec import DatasetsFile
 from ml.sources.record import IMAGE_EXTENSIONS
 
 
+def watched_folders(datasets: DatasetsFile, unsharded_only: bool = False) -> dict[str, Path | None]:
+    """Each dataset's images folder (or source file) that the sensors watch."""
+    return {d.name: d.source_path(WATCHED_OPTION[d.kind], required=False)
+            for d in datasets.datasets if not (unsharded_only and d.shards > 1)}
+
+
 def folder_fingerprint(path: Path) -> str:
     """sha1 over (relative dir, mtime_ns) of every directory under `path` (or the file itself)."""
     h = hashlib.sha1()
@@ -41,8 +47,8 @@ def folder_fingerprint(path: Path) -> str:
 
 
 def images_changed_sensor(datasets: DatasetsFile, job) -> dg.SensorDefinition:
-    watched = {d.name: d.source_path(WATCHED_OPTION[d.kind], required=False)
-               for d in datasets.datasets}
+    # sharded datasets re-verify through their <name>_shards backfill, not the reverify job
+    watched = watched_folders(datasets, unsharded_only=True)
 
     @dg.sensor(name="images_changed_sensor", job=job, minimum_interval_seconds=60,
                default_status=dg.DefaultSensorStatus.RUNNING,
@@ -66,8 +72,7 @@ def stage_listing(path: Path) -> tuple[int, str]:
     source that is one file (an HDF5 store, a RecordIO pack), (its size, sha1 of size:mtime).
     Directory entries are listed without a stat per image."""
     if path.is_file():
-        st = path.stat()
-        return st.st_size, hashlib.sha1(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+        return path.stat().st_size, folder_fingerprint(path)
     names: list[str] = []
     for root, dirs, files in os.walk(path):
         dirs.sort()
@@ -87,8 +92,7 @@ def has_new_images(previous: list | None, current: tuple[int, str]) -> bool:
 def new_images_sensor(datasets: DatasetsFile, job, assets) -> dg.SensorDefinition:
     """Starts `job` (prepare) over the assets of each dataset whose stage folder got new images."""
     prepare = prepare_selection(datasets)
-    watched = {d.name: d.source_path(WATCHED_OPTION[d.kind], required=False)
-               for d in datasets.datasets}
+    watched = watched_folders(datasets)
     keys = {name: sorted((prepare & dg.AssetSelection.groups(name)).resolve(assets))
             for name in watched}
 

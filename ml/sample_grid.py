@@ -2,7 +2,7 @@
 
 Seed 002 saved sample images for debugging; this renders the same check as one PNG. Each cell
 shows a training sample as the DataLoader would deliver it (RecordIODataset + Augmenter +
-face_train_transform, normalisation undone for display), then its occlusion mask (white visible,
+face_train_transform with uint8 output, as the face trainer uses it), then its occlusion mask (white visible,
 black occluded), with the sample's label and what happened to it underneath. Samples and every
 random draw come from `seed`, so the same seed gives the same PNG.
 """
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from ml.augmenter import Augmenter
@@ -28,7 +27,6 @@ CAPTION_HEIGHT = 14       # pixels under each cell for its caption
 GAP = 4                   # pixels between the image and its mask, and around cells
 BACKGROUND = (218, 218, 218)     # grey, so that an all-visible (white) mask stands out
 CAPTION_COLOUR = (40, 40, 40)
-MEAN = STD = (0.5, 0.5, 0.5)
 SEED_002_AUGMENTATION = {"crop_augmentation_prob": 0.1, "photometric_augmentation_prob": 0.3,
                          "low_res_augmentation_prob": 0.2}   # seed 002's standard training
 
@@ -50,20 +48,6 @@ def grid_size(count: int, columns: int, image_size: tuple[int, int]) -> tuple[in
     rows = -(-count // columns)
     cell_w, cell_h = 2 * width + GAP, height + CAPTION_HEIGHT
     return (GAP + min(count, columns) * (cell_w + GAP), GAP + rows * (cell_h + GAP))
-
-
-def image_to_uint8(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """A normalised [3, H, W] float tensor (or a uint8 one) as an HWC uint8 array."""
-    if image.dtype == torch.uint8:
-        return image.permute(1, 2, 0).numpy()
-    shape = (-1, 1, 1)
-    pixels = image.float() * torch.tensor(std).view(shape) + torch.tensor(mean).view(shape)
-    return (pixels.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-
-
-def mask_to_uint8(mask: torch.Tensor) -> np.ndarray:
-    """A [1, h, w] mask in 0..1 (1 visible) as an HW uint8 array, 255 visible / 0 occluded."""
-    return (mask[0].float().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
 def render_grid(items: Sequence[tuple[np.ndarray, np.ndarray, str]], columns: int) -> Image.Image:
@@ -108,16 +92,16 @@ def augmented_sample_grid(source: RecordIOHandle | str | os.PathLike, *, count: 
                           "be at least 1")
     options = dict(SEED_002_AUGMENTATION, **(augmentation or {}))
     dataset = RecordIODataset(
-        source, face_train_transform(mask_prob=mask_prob, flip_prob=flip_prob, mean=MEAN,
-                                     std=STD, seed=seed_offset(seed, 10)),
+        source, face_train_transform(mask_prob=mask_prob, flip_prob=flip_prob, uint8_output=True,
+                                     seed=seed_offset(seed, 10)),
         augmenter=Augmenter(**options, seed=seed_offset(seed, 20)))
     indices = sample_indices(len(dataset), count, seed)
     cells, labels, occluded = [], [], []
     for index in indices:
-        image, label, mask = dataset[index]      # face_train_transform always yields a mask
-        mask_pixels = mask_to_uint8(mask)
+        image, label, mask = dataset[index]      # uint8 [3, H, W] and [1, H, W] (255 visible)
+        mask_pixels = mask[0].numpy()
         share = float((mask_pixels < 128).mean())
-        cells.append((image_to_uint8(image, MEAN, STD), mask_pixels,
+        cells.append((image.permute(1, 2, 0).numpy(), mask_pixels,
                       f"#{index} id {label}" + (f" {share:.0%} masked" if share else "")))
         labels.append(int(label))
         occluded.append(share)

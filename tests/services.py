@@ -22,7 +22,7 @@ How to use them in a test module:
 - ``free_port()`` returns a TCP port on 127.0.0.1 that was free a moment ago (bind to port 0);
   ``wait_for_port(port, timeout)`` waits until something listens there.
 - ``start_process_group(args, **popen_kwargs)`` starts a server (dagster dev, postgres,
-  redis-server, a dask scheduler) as the leader of its own process group, with SIGINT and SIGTERM
+  a dask scheduler) as the leader of its own process group, with SIGINT and SIGTERM
   at their defaults even when the test run ignores them (a backgrounded CI job);
   ``kill_process_group(proc)`` ends it and every child it spawned. Call it in a ``finally``.
 

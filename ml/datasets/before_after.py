@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import torch
 from torch.utils.data import Dataset
 
 from ml.errors import ConfigError, DatasetError
 from ml.imageio import load_rgb
-from ml.transforms import WorkerRandom
+from ml.transforms import WorkerRandom, image_to_tensor
 
 MANIFEST_COLUMNS = ("group_id", "role", "file", "split")
 
@@ -37,11 +35,6 @@ def pair_table(manifest: pd.DataFrame, split: str) -> tuple[pd.DataFrame, int]:
     complete = wide.dropna()
     table = complete.reset_index()[["group_id", "before", "after"]]
     return table.sort_values("group_id", ignore_index=True), len(wide) - len(complete)
-
-
-def to_tensor(path: str) -> torch.Tensor:
-    array = np.asarray(load_rgb(path), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
 class BeforeAfterPairs(Dataset):
@@ -67,7 +60,8 @@ class BeforeAfterPairs(Dataset):
         return len(self.table)
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
-        before, after = to_tensor(self.before[index]), to_tensor(self.after[index])
+        before = image_to_tensor(load_rgb(self.before[index]))
+        after = image_to_tensor(load_rgb(self.after[index]))
         if before.shape != after.shape:
             raise DatasetError(f"{self.before[index]} is {before.shape[2]}x{before.shape[1]} but "
                                f"its after image {self.after[index]} is {after.shape[2]}x"
