@@ -163,6 +163,18 @@ def occurrence_numbers(values: np.ndarray) -> np.ndarray:
     return occurrence
 
 
+def class_balance(counts: np.ndarray, power: float) -> tuple[np.ndarray, np.ndarray]:
+    """(weight of one sample of each class, expected share of each class in a draw) for class
+    `counts`: weights 1 / count ** power (0 for an empty class), shares proportional to
+    count x weight. power 1 gives every class the same share, 0 leaves the data as it is."""
+    counts = np.asarray(counts, dtype=np.float64)
+    weights = np.zeros_like(counts)
+    present = counts > 0
+    weights[present] = counts[present] ** -power
+    mass = counts * weights
+    return weights, mass / mass.sum()
+
+
 class ClassBalancedSampler(Sampler[int]):
     """Draws indices with probability proportional to 1 / (class count) ** power (seed 003).
 
@@ -203,10 +215,9 @@ class ClassBalancedSampler(Sampler[int]):
                               f"from {len(labels)} samples; use replacement=True or fewer samples")
 
         classes, class_of_sample, counts = np.unique(labels, return_inverse=True, return_counts=True)
-        weight_of_class = 1.0 / counts.astype(np.float64) ** self.power
-        mass = counts * weight_of_class
+        weight_of_class, share = class_balance(counts, self.power)
         self.class_weights = dict(zip(classes.tolist(), weight_of_class.tolist()))
-        self.expected_class_share = dict(zip(classes.tolist(), (mass / mass.sum()).tolist()))
+        self.expected_class_share = dict(zip(classes.tolist(), share.tolist()))
         self.sample_weights = weight_of_class[class_of_sample]
         self.samples_per_replica = math.ceil(self.num_samples / self.num_replicas)
 

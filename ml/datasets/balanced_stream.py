@@ -27,18 +27,9 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ml.datasets.tfrecord_stream import Located, TFRecordStream, shuffle_buffered
 from ml.errors import ConfigError, DatasetError, FormatError
-from ml.formats.example_proto import parse_image_example
+from ml.formats.example_proto import ImageExample, parse_image_example
 from ml.formats.tfrecord import HEADER_BYTES, iter_record_spans
-
-
-def record_label(record: Located) -> int:
-    """The `image/class/label` of one located record (FormatError naming it when absent)."""
-    shard, offset, data = record
-    example = parse_image_example(data, source=shard, base_offset=offset + HEADER_BYTES)
-    if example.label is None:
-        raise FormatError(shard, offset, "the Example has no label; class-balanced sampling "
-                          "needs a label per record")
-    return int(example.label)
+from ml.samplers import class_balance
 
 
 def count_labels(shards: Iterable[str], num_classes: int,
@@ -70,9 +61,7 @@ def balanced_rates(class_counts: Sequence[int] | np.ndarray, power: float = 1.0)
                            "no records")
     if not 0.0 <= power <= 1.0:
         raise ConfigError(f"balance power {power}: use 0 (no balancing) to 1 (equal classes)")
-    present = counts > 0
-    weights = np.zeros_like(counts)
-    weights[present] = counts[present] ** -power
+    weights, _ = class_balance(counts, power)
     return weights * counts.sum() / float((counts * weights).sum())
 
 
@@ -92,7 +81,7 @@ class ClassBalancedStream(IterableDataset):
         self.rates = balanced_rates(class_counts, power)
         counts = np.asarray(class_counts, dtype=np.float64)
         present = np.flatnonzero(counts > 0).tolist()
-        share = counts * self.rates / counts.sum()
+        _, share = class_balance(counts, power)
         self.class_weights = {c: float(self.rates[c]) for c in present}
         self.expected_class_share = {c: float(share[c]) for c in present}
         self.shuffle_buffer = int(shuffle_buffer)
@@ -103,23 +92,25 @@ class ClassBalancedStream(IterableDataset):
         self.epoch = int(epoch)
         self.stream.set_epoch(epoch)
 
-    def resampled(self, records: Iterable[Located], rng: np.random.Generator) -> Iterator[Located]:
-        """Each record floor(rate) times, plus once with probability frac(rate)."""
+    def resampled(self, records: Iterable[Located], rng: np.random.Generator
+                  ) -> Iterator[tuple[Located, ImageExample]]:
+        """Each record (parsed once) floor(rate) times, plus once with probability frac(rate)."""
         for record in records:
-            label = record_label(record)
+            example = self.stream.parse(record)
+            label = int(example.label)
             if not 0 <= label < len(self.rates):
                 raise FormatError(record[0], record[1], f"label {label} is outside the "
                                   f"{len(self.rates)} counted classes")
             rate = self.rates[label]
             copies = math.floor(rate) + int(rng.random() < rate - math.floor(rate))
             for _ in range(copies):
-                yield record
+                yield record, example
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         info = get_worker_info()
         worker_id, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         rng = np.random.default_rng([self.seed, self.epoch, self.stream.rank, worker_id, 1])
         records = self.resampled(self.stream.records(worker_id, num_workers), rng)
-        for record in shuffle_buffered(records, self.shuffle_buffer, rng):
-            yield self.stream.decode(record)
+        for record, example in shuffle_buffered(records, self.shuffle_buffer, rng):
+            yield self.stream.item(record, example)
 

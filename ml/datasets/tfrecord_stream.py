@@ -33,7 +33,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ml.augmenter import Augmenter
 from ml.datasets.pipeline import ImagePipeline, Transform, decode_bytes
 from ml.errors import ConfigError, FormatError
-from ml.formats.example_proto import IMAGE_LABEL, parse_image_example
+from ml.formats.example_proto import IMAGE_LABEL, ImageExample, parse_image_example
 from ml.formats.handles import TFRecordShardsHandle
 from ml.formats.tfrecord import HEADER_BYTES, assign_shards, find_shards, iter_record_spans
 from ml.samplers import resolve_replicas
@@ -122,12 +122,21 @@ class TFRecordStream(IterableDataset):
 
     def decode(self, record: Located) -> tuple[Any, ...]:
         """The item of one record: its image through the pipeline, and its label."""
+        return self.item(record, self.parse(record))
+
+    @staticmethod
+    def parse(record: Located) -> ImageExample:
+        """The Example of one record, which must carry a label (FormatError naming it)."""
         shard, offset, data = record
         example = parse_image_example(data, source=shard, base_offset=offset + HEADER_BYTES)
         if example.label is None:
             raise FormatError(shard, offset, f"the Example has no {IMAGE_LABEL!r} feature; "
                               "a training stream needs a label per record")
-        image = decode_bytes(example.encoded, f"{shard} record at byte {offset}")
+        return example
+
+    def item(self, record: Located, example: ImageExample) -> tuple[Any, ...]:
+        """The item of a parsed record: its image through the pipeline, and its label."""
+        image = decode_bytes(example.encoded, f"{record[0]} record at byte {record[1]}")
         return self.pipeline.item(image, int(example.label))
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
