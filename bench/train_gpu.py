@@ -44,11 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ml.collate import Uint8Collate  # noqa: E402
 from ml.datasets.recordio import RecordIODataset  # noqa: E402
-from ml.formats.handles import Handle, RecordIOHandle  # noqa: E402
+from ml.formats.handles import RecordIOHandle  # noqa: E402
 from ml.samplers import RandomIdentitySampler  # noqa: E402
 from ml.sample_face_inputs import build_face_inputs  # noqa: E402
-from ml.train.distributed import pick_device, DistEnv  # noqa: E402
+from ml.train.distributed import DistEnv  # noqa: E402
 from ml.train.face import Config, batch_to_device, build_training, train_step  # noqa: E402
+from ml.train.inputs import input_handle  # noqa: E402
 from ml.transforms import face_train_transform  # noqa: E402
 
 PER_IDENTITY = 8
@@ -89,10 +90,7 @@ def timed_steps(batches: Iterator, step, warmup: int, steps: int, device: torch.
 
 def recordio_handle(args: argparse.Namespace, work: Path) -> RecordIOHandle:
     if args.rec:
-        handle = Handle.from_json(Path(args.rec).read_text())
-        if not isinstance(handle, RecordIOHandle):
-            raise SystemExit(f"--rec {args.rec}: holds a {type(handle).__name__}, not a RecordIOHandle")
-        return handle
+        return input_handle({"recordio": args.rec}, "recordio", RecordIOHandle)
     identities = -(-args.images // PER_IDENTITY)
     print(f"building a .rec of {identities} x {PER_IDENTITY} generated faces in {work} ...",
           flush=True)
@@ -117,8 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
     args = p.parse_args(argv)
 
-    device = pick_device(args.device)
-    env = DistEnv(0, 1, 0, device)
+    env = DistEnv.from_environment(args.device)
+    device = env.device
     torch.backends.cudnn.benchmark = device.type == "cuda"
     cfg = Config(backbone=args.backbone, embedding_size=512, batch_size=args.batch,
                  optimizer="sgd", lr=0.1, weight_decay=5e-4, scale=64.0, margin=0.5,
