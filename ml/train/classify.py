@@ -42,8 +42,8 @@ from ml.models.backbones import (IMAGENET_MEAN, IMAGENET_STD, SMALL_CNN_WIDTHS,
 from ml.models.classifier import ImageClassifier
 from ml.train.distributed import DistEnv
 from ml.train.inputs import input_handle
-from ml.train.loop import (autocast, evaluating, place, resume, save_epoch, seed_everything,
-                           to_device, write_curves)
+from ml.train.loop import (autocast, evaluating, optimizer_step, place, resume, save_epoch,
+                           seed_everything, to_device, write_curves)
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
 
@@ -184,10 +184,7 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
             with autocast(env, cfg.amp):
                 logits = model(images)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+            optimizer_step(loss, optimizer, scheduler)
             step += 1
             reporter.metric(step, epoch + 1, loss=env.mean(loss.item()),
                             lr=scheduler.get_last_lr()[0])

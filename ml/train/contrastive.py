@@ -37,8 +37,8 @@ from ml.models.backbones import (IMAGENET_MEAN, IMAGENET_STD, SMALL_CNN_WIDTHS,
 from ml.models.simclr import SimCLR, nt_xent_loss
 from ml.train.distributed import DistEnv
 from ml.train.inputs import input_handle
-from ml.train.loop import (autocast, evaluating, place, resume, save_epoch, seed_everything,
-                           to_device, write_curves)
+from ml.train.loop import (autocast, evaluating, optimizer_step, place, resume, save_epoch,
+                           seed_everything, to_device, write_curves)
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
 
@@ -213,10 +213,7 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
                 z_a, z_b = model(views).chunk(2)
             groups = sequence.to(env.device) if cfg.mask_same_sequence else None
             loss = nt_xent_loss(z_a, z_b, cfg.temperature, groups)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+            optimizer_step(loss, optimizer, scheduler)
             step += 1
             fallbacks += int(fallback.sum())
             reporter.metric(step, epoch + 1, loss=env.mean(loss.item()),

@@ -53,8 +53,8 @@ from ml.models.heads import MarginHead, build_margin_head
 from ml.samplers import RandomIdentitySampler
 from ml.train.distributed import DistEnv
 from ml.train.inputs import input_handle
-from ml.train.loop import (autocast, evaluating, place, resume, save_epoch, seed_everything,
-                           to_device, write_curves)
+from ml.train.loop import (autocast, evaluating, optimizer_step, place, resume, save_epoch,
+                           seed_everything, to_device, write_curves)
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
 from ml.transforms import face_train_transform
@@ -191,11 +191,7 @@ def train_step(ddp: nn.Module, optimizer: torch.optim.Optimizer, scheduler, imag
     """One optimisation step of the (DDP-wrapped) FaceTraining module; the detached losses."""
     with autocast(env, amp):
         losses = ddp(images, labels, masks)
-    optimizer.zero_grad(set_to_none=True)
-    losses["loss"].backward()
-    optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
+    optimizer_step(losses["loss"], optimizer, scheduler)
     return {k: v.detach() for k, v in losses.items()}
 
 

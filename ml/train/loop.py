@@ -54,6 +54,16 @@ def autocast(env: DistEnv, enabled: bool) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler=None) -> None:
+    """One optimisation step: clear the gradients, back-propagate `loss`, step the optimizer
+    and (when given) the learning-rate schedule."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+
+
 def to_device(batch: torch.Tensor, env: DistEnv, channels_last: bool = False) -> torch.Tensor:
     batch = batch.to(env.device, non_blocking=True)
     if channels_last and env.device.type == "cuda" and batch.dim() == 4:

@@ -34,8 +34,8 @@ from ml.imageio import read_header
 from ml.models.unet import UNet, check_input_size
 from ml.train.distributed import DistEnv
 from ml.train.inputs import input_path
-from ml.train.loop import (autocast, evaluating, place, resume, save_epoch, seed_everything,
-                           to_device, write_curves)
+from ml.train.loop import (autocast, evaluating, optimizer_step, place, resume, save_epoch,
+                           seed_everything, to_device, write_curves)
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
 
@@ -169,10 +169,7 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
             with autocast(env, cfg.amp):
                 output = model(before)
             loss = F.l1_loss(output.float(), after)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+            optimizer_step(loss, optimizer, scheduler)
             step += 1
             losses.append(env.mean(loss.item()))
             reporter.metric(step, epoch + 1, loss=losses[-1], lr=scheduler.get_last_lr()[0])
