@@ -24,9 +24,7 @@ import io
 import json
 import logging
 import math
-import multiprocessing
 import os
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -40,6 +38,7 @@ from ml.atomic import atomic_write_text, temp_sibling
 from ml.containers import close_all as close_containers, read_member
 from ml.errors import ConfigError, DatasetError, ImageError, PathEscapeError
 from ml.imageio import MISSING, NOT_AN_IMAGE, UNSUPPORTED, load_rgb, read_header
+from ml.process_pool import pool_context
 from ml.progress import Progress
 
 if TYPE_CHECKING:
@@ -290,19 +289,6 @@ def _resize_chunk(tasks: list[_Task], out_dir: str, spec: ResizeSpec) -> list[_D
     return [_resize_one(t, out_dir, spec) for t in tasks]
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """fork (instant start) for a single-threaded caller; forkserver when threads are running,
-    because forking a multi-threaded process can deadlock on a lock another thread held."""
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    if "forkserver" in methods:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["ml.resize"])
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
 def _chunks(tasks: list[_Task], workers: int) -> list[list[_Task]]:
     size = max(1, min(MAX_CHUNK, math.ceil(len(tasks) / (workers * CHUNKS_PER_WORKER))))
     return [tasks[i:i + size] for i in range(0, len(tasks), size)]
@@ -318,7 +304,7 @@ def _run_tasks(tasks: list[_Task], out_dir: Path, spec: ResizeSpec, workers: int
             close_containers()
         return
     chunks = _chunks(tasks, workers)
-    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=_pool_context()) as pool:
+    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=pool_context(["ml.resize"])) as pool:
         futures = [pool.submit(_resize_chunk, chunk, str(out_dir), spec) for chunk in chunks]
         try:
             for future in as_completed(futures):

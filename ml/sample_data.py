@@ -28,7 +28,6 @@ import io
 import json
 import logging
 import math
-import multiprocessing
 import os
 import sys
 import time
@@ -44,6 +43,7 @@ from ml.synthetic_photos import photo_like
 from ml.atomic import atomic_dir
 from ml.errors import ConfigError, DatasetError
 from ml.imageio import EMPTY, NOT_AN_IMAGE, TRUNCATED
+from ml.process_pool import pool_context
 from ml.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -564,7 +564,7 @@ def _map_jobs(fn: Callable, jobs: list, workers: int | None, progress: Progress)
             results.append(fn(job))
             progress.advance()
         return results
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with pool_context(["ml.sample_data"]).Pool(workers) as pool:
         for result in pool.imap(fn, jobs):
             results.append(result)
             progress.advance()

@@ -18,6 +18,7 @@ from PIL import Image, ImageFilter
 import ml.resize as resize_mod
 from ml.errors import ConfigError, DatasetError, ImageError, PathEscapeError
 from ml.imageio import BOMB, EMPTY, MISSING, NOT_AN_IMAGE, TRUNCATED
+from ml.process_pool import pool_context, thread_count
 from ml.progress import Progress
 from ml.resize import (
     MANIFEST_NAME, ResizeItem, ResizeSpec, check_safe_dimensions, nearest_safe_sizes,
@@ -478,7 +479,8 @@ def test_pool_starts_safely_when_the_caller_runs_threads(tmp_path, sources):
     thread = threading.Thread(target=stop.wait)   # as in a Dagster step process
     thread.start()
     try:
-        assert resize_mod._pool_context().get_start_method() != "fork"
+        assert thread_count() >= 2
+        assert pool_context().get_start_method() != "fork"
         items = [item(p) for p in sorted(sources.iterdir())]
         res = stage_resize(items, tmp_path / "out", ResizeSpec(24, 24), workers=2)
     finally:
@@ -515,8 +517,11 @@ def test_safe_dimension_helpers():
 
 
 def test_a_crashing_worker_is_reported_and_finished_work_kept(tmp_path, sources, monkeypatch):
-    if resize_mod._pool_context().get_start_method() != "fork":
-        pytest.skip("the crash is injected by patching the parent, which only fork workers inherit")
+    # The crash is injected by patching the parent, which only fork workers inherit: fork even
+    # if native threads (torch's, from earlier tests) run, as this test always has.
+    monkeypatch.setattr("ml.process_pool.thread_count", lambda: 1)
+    if pool_context().get_start_method() != "fork":
+        pytest.skip("this platform cannot fork")
     real = resize_mod.resize_image
 
     def crash_on_rgba(item, spec):
