@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.atomic import atomic_dir, atomic_path
+from ml.atomic import atomic_path
 from ml.errors import ConfigError
+from ml.publish import publish_dir
+from ml.safe_paths import check_name, contained, link_or_copy_new, safe_component, safe_components
 
 ALWAYS_GROUPED = ("pair", "sequence")
 
@@ -35,6 +37,13 @@ class SplitSpec:
     link_tree: bool = False                            # also build an ImageFolder tree of hard links
 
     def __post_init__(self):
+        for name in self.names:
+            check_name(name, "splits.names")     # a split name becomes a file and folder name
+        if not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in self.ratios):
+            raise ConfigError(f"splits: ratios {list(self.ratios)} must be numbers, one per split "
+                              f"{list(self.names)}, e.g. [0.8, 0.1, 0.1]")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"splits: seed {self.seed!r} must be an integer")
         if len(self.ratios) != len(self.names) or not self.names:
             raise ConfigError(f"splits: {len(self.ratios)} ratios for {len(self.names)} names "
                               f"{list(self.names)}; give one ratio per split")
@@ -52,6 +61,9 @@ class SplitSpec:
         kw = dict(options)
         for k in ("ratios", "names"):
             if k in kw:
+                if not isinstance(kw[k], (list, tuple)):
+                    raise ConfigError(f"splits: {k} must be a list (e.g. {k}: "
+                                      f"{list(getattr(cls, k))}), got {kw[k]!r}")
                 kw[k] = tuple(kw[k])
         return cls(**kw)
 
@@ -99,38 +111,42 @@ def write_manifests(frame: pd.DataFrame, out_dir: Path, spec: SplitSpec) -> dict
     """One Parquet manifest per split, each written atomically."""
     paths = {}
     for name in spec.names:
-        path = Path(out_dir) / f"{name}.parquet"
+        path = contained(out_dir, f"{check_name(name, 'split name')}.parquet", what="split manifest")
         with atomic_path(path) as tmp:
             frame.loc[frame["split"] == name].reset_index(drop=True).to_parquet(tmp, index=False)
         paths[name] = path
     return paths
 
 
-def _link_or_copy(src: str, dst: Path) -> str:
-    try:
-        os.link(src, dst)
-        return "link"
-    except OSError:
-        import shutil
-        shutil.copy2(src, dst)
-        return "copy"
-
-
 def build_link_tree(frame: pd.DataFrame, tree_dir: Path, file_column: str = "file") -> dict[str, int]:
     """ImageFolder layout `<split>/<label>/<name>` of hard links (copies where links fail)
-    to the files in `file_column`. Built in a temporary sibling and swapped in whole."""
+    to the files in `file_column`, built in a temporary sibling and published whole.
+
+    Labels and file names come from data, so each becomes one safe path component
+    (ml/safe_paths.py: a label like '../../images/c' is a folder named '%2E.%2F%2E.%2Fimages%2Fc'
+    inside the split folder), every link is checked to lie inside the tree, and a link never
+    replaces an existing file."""
     counts = {"link": 0, "copy": 0}
-    with atomic_dir(tree_dir) as tmp:
-        used: set[Path] = set()
-        for row in frame.itertuples(index=False):
-            src = getattr(row, file_column)
-            label = row.label or "unlabeled"
-            dst = tmp / row.split / label / Path(src).name
-            if dst in used:   # same file name twice in one class folder: keep both
-                dst = dst.with_name(f"{row.sample_id}_{dst.name}")
-            used.add(dst)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            counts[_link_or_copy(src, dst)] += 1
+    labels = frame["label"].fillna("").astype(str).replace("", "unlabeled")
+    label_dirs = safe_components(labels.unique().tolist())
+    split_dirs = {s: check_name(s, "split name") for s in frame["split"].astype(str).unique()}
+    with publish_dir(tree_dir) as build:
+        used: set[tuple[str, str, str]] = set()
+        made: set[Path] = set()
+        for src, split, label, sample_id in zip(frame[file_column], frame["split"].astype(str),
+                                                labels, frame["sample_id"].astype(str)):
+            name = safe_component(os.path.basename(src))
+            key = (split_dirs[split], label_dirs[label], name.casefold())
+            if key in used:   # same file name twice in one class folder: keep both
+                name = safe_component(f"{sample_id}_{os.path.basename(src)}")
+                key = key[:2] + (name.casefold(),)
+            used.add(key)
+            dst = contained(build.path, split_dirs[split], label_dirs[label], name,
+                            what=f"link tree entry for {src}")
+            if dst.parent not in made:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                made.add(dst.parent)
+            counts[link_or_copy_new(src, dst)] += 1
     return counts
 
 
