@@ -71,8 +71,8 @@ def build_packing_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
         path = out / "h5_store" / f"{spec.name}.h5"
         h = pack_h5_store(splits, path, progress_factory=progress_factory_for(context, spec.name))
         return h, {"path": dg.MetadataValue.path(str(path)), "images": h.num_images,
-                   "sequences": h.num_sequences, "bytes": _size(path),
-                   "sha256": files_sha256([str(path)])}
+                   "sequences": h.num_sequences, "bytes": _size(h.path),
+                   "sha256": files_sha256([h.path])}
 
     def validation_memfile(context, splits, opts):
         path = out / "memfiles" / "validation.dat"
@@ -82,12 +82,12 @@ def build_packing_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
                               image_size=int(opts["image_size"]),
                               progress_factory=progress_factory_for(context, spec.name))
         return h, {"path": dg.MetadataValue.path(str(path)), "pairs": h.num_pairs,
-                   "shape": str(list(h.shape)), "dtype": h.dtype, "bytes": _size(path),
-                   "sha256": files_sha256([str(path)])}
+                   "shape": str(list(h.shape)), "dtype": h.dtype, "bytes": _size(h.path),
+                   "sha256": files_sha256([h.path])}
 
     builders = {"recordio": (recordio, "The train split as MXNet RecordIO (insightface legacy layout + property)."),
                 "tfrecords": (tfrecords, "Every split as shuffled TFRecord shards with DALI-style indexes."),
-                "h5_store": (h5_store, "Object sequences as an HDF5 image store (solo-learn layout + /_meta)."),
+                "h5_store": (h5_store, "Object sequences as an HDF5 image store (solo-learn layout, metadata in a sidecar file)."),
                 "validation_memfile": (validation_memfile, "Verification pairs of the val split as seed 002's memfile.")}
     unknown = set(spec.formats) - set(builders)
     if unknown:

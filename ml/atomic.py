@@ -1,23 +1,79 @@
 """Atomic artifact writes: write to a temporary sibling, fsync, then rename into place.
 
 A crash never leaves a half-written artifact where a good one was: readers see either the old
-file or the new one. Temporary siblings are named `.<name>.tmp-<pid>-<random>` in the same
-folder so the final rename never crosses a filesystem.
+file or the new one. Temporary siblings are named `.<name>.tmp-<host>-<pid>-<random>` in the
+same folder so the final rename never crosses a filesystem, and so that a later run can tell
+the leftovers of a killed process (same host, process gone) from a live run's and remove them
+(`remove_stale_temps`). Folders of several files (a packed format's shards and indexes) are
+published whole by `publish_dir` (ml/publish.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import secrets
 import shutil
+import socket
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 
+HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?:(?P<host>[0-9a-f]{6})-)?(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
 def temp_sibling(path: str | os.PathLike) -> Path:
     path = Path(path)
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    return path.with_name(f".{path.name}.tmp-{HOST_TAG}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def final_of(path: str | os.PathLike) -> Path:
+    """The file a temporary sibling will become (the path itself when it is not one): what an
+    error message should name."""
+    path = Path(path)
+    match = _TEMP_NAME.match(path.name)
+    return path.with_name(match["name"]) if match else path
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary siblings of `path` left by killed processes of this host.
+
+    Only `.<name>.tmp-*` entries of this very `path` are considered, and only those whose
+    process (same host tag, pid no longer running) is gone: a live run's temporaries, and
+    those of runs on other hosts sharing the folder, are left alone. Returns what was removed.
+    """
+    path = Path(path)
+    try:
+        entries = list(os.scandir(path.parent))
+    except FileNotFoundError:
+        return []
+    removed = []
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if not match or match["name"] != path.name:
+            continue
+        if match["host"] not in (None, HOST_TAG) or _process_alive(int(match["pid"])):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+        removed.append(Path(entry.path))
+    return removed
 
 
 @contextlib.contextmanager
@@ -69,7 +125,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
     The old folder (if any) is renamed aside first and removed only after the new one is in
     place, so at every moment `path` is either the complete old folder or the complete new one
-    (apart from the instant between the two renames).
+    (apart from the instant between the two renames). For the sample data's source folders;
+    artifacts are published with `ml.publish.publish_dir`, which has no such instant.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,10 @@
 layout), TFRecord shards, an HDF5 image store and a validation memfile of verification pairs.
 
 Every function reads the already-resized files named in the manifest's `file` column and
-passes their encoded bytes through (no re-encode), writes atomically, and returns a handle.
+passes their encoded bytes through (no re-encode), publishes its folder as one unit
+(ml/publish.py) and returns a handle naming the published version. Older versions stay until
+the handle is recorded: then `ml.publish.prune_for(handle)` removes them (the handle IO manager
+does this).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ml.formats.insightface_rec import write_insightface_legacy
 from ml.formats.tfrecord import write_shards
 from ml.pairs import make_verification_pairs
 from ml.progress import ProgressFactory, start_progress
+from ml.publish import publish_dir
 
 
 class FileBytes(Sequence):
@@ -59,9 +63,10 @@ def pack_recordio(train: pd.DataFrame, out_dir: Path, *, shuffle_seed: int | Non
     progress = (start_progress(len(train), "recordio", factory=progress_factory)
                 if progress_factory is not None else None)
     summary = write_insightface_legacy(out_dir, items, shuffle_seed=shuffle_seed,
-                                       image_size=size, progress=progress)
-    return RecordIOHandle(rec_path=str(out_dir / "train.rec"), idx_path=str(out_dir / "train.idx"),
-                          property_path=str(out_dir / "property"),
+                                       image_size=size, progress=progress, keep_previous=True)
+    folder = summary.out_dir
+    return RecordIOHandle(rec_path=str(folder / "train.rec"), idx_path=str(folder / "train.idx"),
+                          property_path=str(folder / "property"),
                           num_images=summary.num_images, num_classes=summary.num_identities,
                           image_size=size, rec_sha256=summary.rec_sha256)
 
@@ -98,23 +103,25 @@ def pack_tfrecords(frame: pd.DataFrame, out_dir: Path, *, target_shard_bytes: in
     No per-shard sha256 is computed: the handle does not carry one (the packing asset records
     one checksum over all shards)."""
     _require(frame, "tfrecords")
-    shards: dict[str, tuple[str, ...]] = {}
+    paths: dict[str, list[Path]] = {}
     records: dict[str, int] = {}
-    for split, rows in frame.groupby("split", sort=True):
-        examples = ImageExampleRows(rows)
-        progress = start_progress(len(examples), f"{split} TFRecord shards",
-                                  factory=progress_factory)
-        summary = write_shards(range(len(examples)), examples.record, out_dir, str(split),
-                               target_shard_bytes, seed=seed, progress=progress, sha256=False)
-        shards[str(split)] = tuple(str(p) for p in summary.paths)
-        records[str(split)] = summary.total_records
-    return TFRecordShardsHandle(out_dir=str(out_dir), shards=shards, records=records,
+    with publish_dir(out_dir, keep_previous=True) as build:
+        for split, rows in frame.groupby("split", sort=True):
+            examples = ImageExampleRows(rows)
+            progress = start_progress(len(examples), f"{split} TFRecord shards",
+                                      factory=progress_factory)
+            summary = write_shards(range(len(examples)), examples.record, build.path, str(split),
+                                   target_shard_bytes, seed=seed, progress=progress, sha256=False)
+            paths[str(split)] = summary.paths
+            records[str(split)] = summary.total_records
+    shards = {split: tuple(str(build.rebase(p)) for p in ps) for split, ps in paths.items()}
+    return TFRecordShardsHandle(out_dir=str(build.published), shards=shards, records=records,
                                 num_classes=int(frame["label_index"].nunique()))
 
 
 def pack_h5_store(frame: pd.DataFrame, path: Path, *,
                   progress_factory: ProgressFactory | None = None) -> H5StoreHandle:
-    """Sequences (group_kind 'sequence') as a solo-learn HDF5 store with /_meta."""
+    """Sequences (group_kind 'sequence') as a solo-learn HDF5 store (metadata in a sidecar file)."""
     seq = frame.loc[frame["group_kind"] == "sequence"]
     _require(seq, "h5_store")
     seq = seq.sort_values(["label", "group_id", "frame_index"])
@@ -125,8 +132,10 @@ def pack_h5_store(frame: pd.DataFrame, path: Path, *,
             yield H5Item(class_name=str(row.label), object_id=obj, frame=int(row.frame_index),
                          data=read_file_bytes(row.file), ext=os.path.splitext(row.file)[1][1:] or "jpg")
 
-    summary = write_h5_store(path, items(), total=len(seq), progress_factory=progress_factory)
-    return H5StoreHandle(path=str(path), num_images=summary.items,
+    with publish_dir(path.parent, keep_previous=True) as build:
+        summary = write_h5_store(build.path / path.name, items(), total=len(seq),
+                                 progress_factory=progress_factory)
+    return H5StoreHandle(path=str(build.published / path.name), num_images=summary.items,
                          num_sequences=summary.sequences, num_classes=summary.classes)
 
 
@@ -140,9 +149,10 @@ def build_val_memfile(val: pd.DataFrame, path: Path, *, set_name: str, n_pairs: 
     pairs = make_verification_pairs(labels, n_pairs=n_pairs, seed=seed)
     files = val["file"].tolist()
     order = [files[i] for pair in pairs.pairs for i in pair]
-    summary = build_validation_memfile(path, {set_name: (FileBytes(order), pairs.issame.tolist())},
-                                       image_size=image_size, dtype=dtype,
-                                       progress_factory=progress_factory)
-    return MemfileHandle(path=str(path), shape=tuple(summary.images.shape),
+    with publish_dir(path.parent, keep_previous=True) as build:
+        summary = build_validation_memfile(
+            build.path / path.name, {set_name: (FileBytes(order), pairs.issame.tolist())},
+            image_size=image_size, dtype=dtype, progress_factory=progress_factory)
+    return MemfileHandle(path=str(build.published / path.name), shape=tuple(summary.images.shape),
                          dtype=summary.dtype, num_pairs=len(pairs),
                          sets={s.name: s.code for s in summary.sets})

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from ml.atomic import atomic_path, atomic_write_text
+from ml.atomic import atomic_path, atomic_write_text, remove_stale_temps
 from ml.formats.handles import Handle, MemfileHandle, TFRecordShardsHandle
+from ml.publish import prune_for
 
 
 class ParquetFrameIOManager(dg.ConfigurableIOManager):
@@ -40,6 +41,7 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
                             f"{type(obj).__name__}; this IO manager stores pandas DataFrames")
         partition = context.asset_partition_key if context.has_asset_partitions else None
         path = self._path(context.asset_key, partition)
+        remove_stale_temps(path)
         with atomic_path(path) as tmp:
             obj.to_parquet(tmp, index=False)
         context.add_output_metadata({
@@ -74,6 +76,10 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
 class HandleIOManager(dg.ConfigurableIOManager):
     """Stores artifact handles (ml/formats/handles.py) as `<asset key>.handle.json`.
 
+    Writing the handle is what commits a packed artifact: the handle names the published version
+    folder (ml/publish.py), and only after it is written are the versions it no longer names
+    removed, so a crash leaves the old handle with the old files or the new with the new.
+
     What a downstream asset receives depends on its input's type annotation: the handle itself
     (RecordIOHandle, TFRecordShardsHandle, H5StoreHandle, MemfileHandle), or for a memfile
     `np.ndarray`/`np.memmap` (the images, memory-mapped read-only), or for TFRecords
@@ -90,7 +96,10 @@ class HandleIOManager(dg.ConfigurableIOManager):
         if not isinstance(obj, Handle):
             raise TypeError(f"{context.asset_key.to_user_string()} returned "
                             f"{type(obj).__name__}; this IO manager stores artifact handles")
-        atomic_write_text(self._path(context.asset_key), obj.to_json())
+        path = self._path(context.asset_key)
+        remove_stale_temps(path)
+        atomic_write_text(path, obj.to_json())   # the commit point of a packed artifact
+        prune_for(obj)                           # versions no handle names any more (ml/publish.py)
         context.add_output_metadata({"handle": dg.MetadataValue.path(str(self._path(context.asset_key))),
                                      "handle_type": type(obj).__name__})
 

@@ -22,10 +22,11 @@ from typing import Hashable, Iterable
 
 import numpy as np
 
-from ml.atomic import atomic_dir, atomic_write_text
+from ml.atomic import atomic_write_text
 from ml.errors import DatasetError, FormatError, ImageError
 from ml.file_bytes import read_file_bytes
 from ml.formats.recordio import IRHeader, RecordIOReader, RecordIOWriter, header_bytes
+from ml.publish import publish_dir
 from ml.progress import Progress
 
 LEGACY = "legacy"
@@ -289,13 +290,16 @@ def write_insightface_legacy(out_dir: str | os.PathLike,
                              shuffle_seed: int | None = None,
                              image_size: tuple[int, int] = (112, 112),
                              progress: Progress | None = None,
-                             sha256: bool = True) -> FaceRecSummary:
+                             sha256: bool = True,
+                             keep_previous: bool = False) -> FaceRecSummary:
     """Write `out_dir` = train.rec + train.idx + property in the legacy layout.
 
     `items` are (payload, label) pairs; a payload is encoded image bytes or the path of an
     encoded image file (read when written, so a large set need not sit in memory). Items are
     grouped by label (first-appearance order, or shuffled with `shuffle_seed`); identity i is
-    written with class index i. `out_dir` is replaced as a whole, atomically. `sha256=False`
+    written with class index i. `out_dir` is published as a whole (ml/publish.py: a version
+    folder that `out_dir` points at; the summary's `out_dir` is that version, and
+    `keep_previous` keeps the older versions until a handle is recorded). `sha256=False`
     skips the checksum (hashing runs beside the writes but costs CPU on large sets).
     """
     groups = _group_by_identity(items, shuffle_seed)
@@ -307,7 +311,8 @@ def write_insightface_legacy(out_dir: str | os.PathLike,
                            f"layout stores keys as float32, exact only below {FLOAT32_EXACT}")
     if progress is not None:
         progress.total = num_images
-    with atomic_dir(out_dir) as folder:
+    with publish_dir(out_dir, keep_previous=keep_previous) as build:
+        folder = build.path
         with RecordIOWriter(folder / REC_NAME, folder / IDX_NAME, sha256=sha256) as writer:
             writer.write(0, header_bytes(IRHeader(0, [first_identity, end_identity], 0, 0)))
             key = 1
@@ -328,7 +333,7 @@ def write_insightface_legacy(out_dir: str | os.PathLike,
         rec_bytes = writer.position
     if progress is not None:
         progress.finish()
-    return FaceRecSummary(out_dir=Path(out_dir), num_images=num_images,
+    return FaceRecSummary(out_dir=build.published, num_images=num_images,
                           num_identities=len(groups), rec_bytes=rec_bytes,
                           rec_sha256=writer.sha256,
                           identity_labels=tuple(label for label, _ in groups))
