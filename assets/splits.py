@@ -10,7 +10,7 @@ from pydantic import Field
 from assets.metadata import png_markdown, save_png
 from assets.options import merged_options
 from ml.dataset_spec import DatasetSpec
-from ml.errors import DatasetError
+from ml.errors import ConfigError, DatasetError
 from ml.splits import (SplitSpec, assign_splits, build_link_tree, class_balance_png,
                        split_counts, thumbnail_grid, write_manifests)
 
@@ -27,8 +27,19 @@ class SplitRunConfig(dg.Config):
     link_tree: Optional[bool] = Field(default=None, description="Also build an ImageFolder tree of hard links")
 
 
+def split_spec_for(spec: DatasetSpec, config: SplitRunConfig | None = None) -> SplitSpec:
+    """The dataset's split options (defaults < datasets.yaml < run config), checked; a bad value
+    is a ConfigError naming the dataset."""
+    try:
+        return SplitSpec.from_options(merged_options(SPLIT_DEFAULTS, spec.splits, config,
+                                                     f"{spec.name}.splits"))
+    except DatasetError as exc:
+        raise ConfigError(f"dataset {spec.name!r}: {exc}") from None
+
+
 def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     out_dir = spec.output_dir / "splits"
+    split_spec_for(spec)       # a bad splits: section fails when definitions load
 
     @dg.asset(
         name="splits", key_prefix=[spec.name], group_name=spec.name,
@@ -41,8 +52,7 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     def splits(context: dg.AssetExecutionContext, config: SplitRunConfig,
                catalog: pd.DataFrame, resized: pd.DataFrame) -> dg.Output[pd.DataFrame]:
         try:
-            sspec = SplitSpec.from_options(merged_options(SPLIT_DEFAULTS, spec.splits, config,
-                                                          f"{spec.name}.splits"))
+            sspec = split_spec_for(spec, config)
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
         done = resized.loc[resized["status"] != "failed", ["sample_id", "output", "width", "height"]]

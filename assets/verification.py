@@ -19,13 +19,12 @@ from pydantic import Field
 from assets.options import merged_options
 from assets.progress_observations import progress_for
 from assets.shards import current_shard, rows_of_current_shard, shard_partitions, shard_path
-from ml.dataset_spec import DatasetSpec
+from ml.dataset_spec import IMAGES_OPTION, DatasetSpec
 from ml.errors import ConfigError, DatasetError
-from ml.verify import VerifyConfig, resolve_report_path, verify_catalog, write_report
+from ml.safe_paths import check_output_file
+from ml.verify import VerifyConfig, is_report, resolve_report_path, verify_catalog, write_report
 
 CHECK_NAME = "images_within_thresholds"
-IMAGES_DIR_OPTION = {"image_folder": "root", "before_after": "root", "coco": "images_dir",
-                     "hybrid": "images_dir", "h5_store": "file", "recordio": "path"}
 
 
 class VerifyRunConfig(dg.Config):
@@ -68,12 +67,21 @@ def verify_config_for(spec: DatasetSpec, run_config: VerifyRunConfig | None = No
     return VerifyConfig(**merged_options(defaults, spec.verify, run_config, f"{spec.name}.verify"))
 
 
-def report_path_for(spec: DatasetSpec, config: VerifyConfig) -> Path:
-    return resolve_report_path(config.report_path, spec.output_dir)
+def report_path_for(spec: DatasetSpec, config: VerifyConfig, shard: str | None = None) -> Path:
+    """Where the JSON report goes: inside the dataset's output folder, never among its images
+    and never over a file that is not an earlier report (ml/safe_paths.check_output_file)."""
+    path = shard_path(resolve_report_path(config.report_path, spec.output_dir), shard)
+    try:
+        return check_output_file(path, output_dir=spec.output_dir,
+                                 protected=[p for p in [spec.images_location] if p is not None],
+                                 what=f"dataset {spec.name!r}: verify.report_path", ours=is_report)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (verify.report_path is {config.report_path!r})") from None
 
 
 def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     key = dg.AssetKey([spec.name, "verification_report"])
+    report_path_for(spec, verify_config_for(spec))     # a bad verify: section fails at load
 
     @dg.asset(
         name="verification_report", key_prefix=[spec.name], group_name=spec.name,
@@ -94,8 +102,11 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
         shard = current_shard(context)
-        report_path = shard_path(report_path_for(spec, vconf), shard)
-        images_dir = spec.source_path(IMAGES_DIR_OPTION[spec.kind])
+        try:
+            report_path = report_path_for(spec, vconf, shard)
+        except DatasetError as exc:
+            raise dg.Failure(description=str(exc)) from None
+        images_dir = spec.source_path(IMAGES_OPTION[spec.kind])
         catalog = rows_of_current_shard(context, spec, catalog)
         progress = progress_for(context, len(catalog), f"{spec.name} verify")
         try:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.verification import IMAGES_DIR_OPTION as WATCHED_OPTION
 from jobs.definitions import prepare_selection
 from ml.dataset_spec import DatasetsFile
 from ml.sources.record import IMAGE_EXTENSIONS
@@ -29,7 +28,7 @@ from ml.sources.record import IMAGE_EXTENSIONS
 
 def watched_folders(datasets: DatasetsFile, unsharded_only: bool = False) -> dict[str, Path | None]:
     """Each dataset's images folder (or source file) that the sensors watch."""
-    return {d.name: d.source_path(WATCHED_OPTION[d.kind], required=False)
+    return {d.name: d.images_location
             for d in datasets.datasets if not (unsharded_only and d.shards > 1)}
 
 

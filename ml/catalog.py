@@ -101,11 +101,45 @@ def _headers(records: list[SourceRecord], workers: int, progress: Progress | Non
     return results
 
 
+_TEXT_FIELDS = ("source_key", "path", "label", "member", "group_id")
+
+
+def _escaped(text: str) -> str:
+    """A name whose bytes are not UTF-8 (kept by surrogateescape), with those bytes as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _refuse_undecodable_names(records: list[SourceRecord]) -> None:
+    """A file or folder name (or label-file id) that is not valid UTF-8 cannot be stored or
+    hashed as text: such a sample becomes invalid, with its bytes shown escaped, and the rest of
+    the dataset goes on."""
+    for r in records:
+        bad = [f for f in _TEXT_FIELDS if not getattr(r, f).isascii()
+               and not _is_utf8(getattr(r, f))]
+        if not bad:
+            continue
+        shown = _escaped(r.source_key if "source_key" in bad else getattr(r, bad[0]))
+        for f in bad:
+            setattr(r, f, _escaped(getattr(r, f)))
+        r.path = ""
+        r.invalid_reason = (f"name is not valid UTF-8 (its bytes, escaped: {shown!r}); rename "
+                            "the file or folder to UTF-8")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def build_catalog(spec: DatasetSpec, *, workers: int = 8,
                   progress: Progress | None = None) -> CatalogResult:
     """Read the dataset's source and every image header; never decodes pixels or writes."""
     reader = SOURCE_READERS[spec.kind]
     records = list(reader(spec))
+    _refuse_undecodable_names(records)
     if not records:
         raise SourceError(f"dataset {spec.name!r} ({spec.kind}) declares no images; check "
                           "its source paths in config/datasets.yaml")

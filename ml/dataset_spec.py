@@ -30,6 +30,9 @@ from ml.errors import ConfigError
 from ml.shards import check_shard_count
 
 SOURCE_KINDS = ("image_folder", "before_after", "coco", "hybrid", "h5_store", "recordio")
+# The source option naming where a kind's images live (a folder, or the file holding them).
+IMAGES_OPTION = {"image_folder": "root", "before_after": "root", "coco": "images_dir",
+                 "hybrid": "images_dir", "h5_store": "file", "recordio": "path"}
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 SECTIONS = ("resize", "splits", "verify", "formats", "train")
 
@@ -66,6 +69,11 @@ class DatasetSpec:
             return None
         p = Path(os.path.expanduser(str(value)))
         return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def images_location(self) -> Path | None:
+        """The folder (or container file) holding the dataset's source images."""
+        return self.source_path(IMAGES_OPTION[self.kind], required=False)
 
 
 @dataclass(frozen=True)
@@ -133,7 +141,41 @@ def parse_datasets(doc: Any, path: Path, base_dir: Path | None = None) -> Datase
             description=str(entry.get("description", "")),
             **{s: _mapping(entry.get(s), f"{name}.{s}") for s in SECTIONS},
         ))
+    _check_output_folders(where, storage, specs)
     return DatasetsFile(path=path, storage_root=storage, datasets=tuple(specs))
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    a, b = Path(os.path.abspath(a)).resolve(), Path(os.path.abspath(b)).resolve()
+    return a == b or a in b.parents or b in a.parents
+
+
+def _check_output_folders(where: str, storage: Path, specs: list[DatasetSpec]) -> None:
+    """Each dataset writes only into its own output folder: a folder that is a file, shared with
+    another dataset, or overlapping the dataset's images would mix or overwrite files."""
+    if storage.exists() and not storage.is_dir():
+        raise ConfigError(f"{where}: storage_root {storage} is a file, not a folder; point "
+                          "storage_root at a folder (it is created when missing)")
+    for i, spec in enumerate(specs):
+        if spec.output_dir.exists() and not spec.output_dir.is_dir():
+            raise ConfigError(f"{where}: dataset {spec.name!r}: output folder {spec.output_dir} "
+                              "is a file; set output_dir to a folder")
+        for other in specs[:i]:
+            if _overlap(spec.output_dir, other.output_dir):
+                raise ConfigError(f"{where}: datasets {other.name!r} and {spec.name!r} share the "
+                                  f"output folder {spec.output_dir} (or one holds the other); give "
+                                  "each dataset its own output_dir")
+        images = spec.images_location
+        if images is not None and _overlap(spec.output_dir, images):
+            raise ConfigError(f"{where}: dataset {spec.name!r}: output folder {spec.output_dir} and "
+                              f"the images at {images} overlap; outputs never go among the source "
+                              "images: choose an output_dir outside them")
+        exts = spec.source.get("extensions")
+        if exts is not None and (isinstance(exts, str) or not isinstance(exts, (list, tuple)) or not
+                                 all(isinstance(e, str) and len(e) > 1 and e.startswith(".")
+                                     for e in exts)):
+            raise ConfigError(f"{where}: dataset {spec.name!r}: source.extensions must be a list of "
+                              f"extensions like [.jpg, .png], got {exts!r}")
 
 
 def load_datasets(path: str | os.PathLike | None = None) -> DatasetsFile:

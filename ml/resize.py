@@ -401,7 +401,7 @@ def _output_rel(item: ResizeItem, extension: str) -> str:
 def _check_items(items: Sequence[ResizeItem], extension: str) -> list[str]:
     """Relative output paths, one per item; refuse duplicate ids and names that collide."""
     seen_ids: set[str] = set()
-    owner: dict[str, str] = {}
+    owner: dict[str, ResizeItem] = {}
     rels = []
     for item in items:
         if item.sample_id in seen_ids:
@@ -409,9 +409,10 @@ def _check_items(items: Sequence[ResizeItem], extension: str) -> list[str]:
         seen_ids.add(item.sample_id)
         rel = _output_rel(item, extension)
         if rel in owner:
-            raise ConfigError(f"samples {owner[rel]!r} and {item.sample_id!r} would both be "
-                              f"written to {rel}; give them different output names")
-        owner[rel] = item.sample_id
+            raise ConfigError(f"{owner[rel].label} and {item.label} would both be resized to "
+                              f"{rel} (their names differ only in the extension, which the "
+                              f"output format {extension} replaces); rename one of the files")
+        owner[rel] = item
         rels.append(rel)
     return rels
 

@@ -31,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ml.atomic import atomic_write_text
+from ml.atomic import atomic_write_text, remove_stale_temps
 from ml.checksums import (ChecksumEntry, ChecksumRegistry, content_difference, now_text,
                           sha256_hex, stat_difference)
 from ml.containers import is_recordio, member_keys, read_member
@@ -507,6 +507,12 @@ def _used_positions(rows: _Rows, found: _Findings, status: str) -> np.ndarray:
     return sel[np.argsort(rows.index_in_source[sel], kind="stable")]
 
 
+# Keys every report of ours has (seed 000's plus our own): how an earlier report is recognised
+# before it is replaced (a file without them is someone else's and is never overwritten).
+REPORT_MARK_KEYS = frozenset({"total_images_checked", "missing_identifiers", "check_level",
+                              "used_subset"})
+
+
 def _build_report(rows: _Rows, found: _Findings, images_dir: str, config: VerifyConfig,
                   level: str) -> tuple[dict, bool, str]:
     used = _counts(found.code[rows.used])
@@ -563,8 +569,25 @@ def _log_problems(rows: _Rows, found: _Findings, log: Log) -> None:
 
 
 def write_report(report: dict, path: Path) -> None:
-    """Write the JSON report atomically (temp sibling, then rename)."""
+    """Write the JSON report atomically (temp sibling, then rename); an existing file there is
+    replaced only when it is an earlier report."""
+    if os.path.lexists(path) and not is_report(path):
+        raise ConfigError(f"{path} exists and is not a verification report; it is never "
+                          "replaced: move it away or set verify.report_path to another file")
+    remove_stale_temps(path)
     atomic_write_text(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+
+def is_report(path: str | os.PathLike) -> bool:
+    """True when `path` is a regular file holding a report this project wrote."""
+    p = Path(path)
+    if p.is_symlink() or not p.is_file() or p.stat().st_size > 64 * 2 ** 20:
+        return False
+    try:
+        doc = json.loads(p.read_bytes())
+    except (ValueError, OSError):
+        return False
+    return isinstance(doc, dict) and REPORT_MARK_KEYS <= doc.keys()
 
 
 _PLACEHOLDER = re.compile(r"\{[A-Za-z_]\w*\}")

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from ml.dataset_spec import DatasetSpec
-from ml.errors import SourceError
+from ml.errors import FormatError, SourceError
 from ml.sources.image_folder import labels_are
 from ml.sources.record import SourceRecord, require_dir, require_file, resolve_inside
 
@@ -35,7 +35,7 @@ def _dataset(h5: h5py.File, key: str, path, spec: DatasetSpec) -> np.ndarray:
 
 def _label_name(value) -> str:
     if isinstance(value, bytes):
-        return value.decode("utf-8")
+        return value.decode("utf-8", "surrogateescape")   # undecodable bytes: see ml/catalog.py
     if isinstance(value, (float, np.floating)):
         if np.isnan(value):
             return ""
@@ -53,18 +53,22 @@ def read_hybrid(spec: DatasetSpec) -> Iterator[SourceRecord]:
     except OSError as exc:
         raise SourceError(f"dataset {spec.name!r}: cannot open {labels_path} as HDF5 ({exc}); "
                           "is it really an HDF5 label file?") from None
+    label_key = spec.source.get("label_key")
     with h5:
-        ids = _dataset(h5, spec.source.get("ids_key", "image_ids"), labels_path, spec)
-        label_key = spec.source.get("label_key")
-        labels = _dataset(h5, label_key, labels_path, spec) if label_key else None
-        required = [(_k, _dataset(h5, _k, labels_path, spec))
-                    for _k in spec.source.get("require_labels", [])]
+        try:
+            ids = _dataset(h5, spec.source.get("ids_key", "image_ids"), labels_path, spec)
+            labels = _dataset(h5, label_key, labels_path, spec) if label_key else None
+            required = [(_k, _dataset(h5, _k, labels_path, spec))
+                        for _k in spec.source.get("require_labels", [])]
+        except (OSError, RuntimeError) as exc:   # h5py: "Object visitation failed", bad headers
+            raise FormatError(labels_path, None, f"dataset {spec.name!r}: the HDF5 label file's "
+                              f"metadata is damaged ({exc}); re-copy or rewrite it") from None
     for arr, key in [(labels, label_key), *[(a, k) for k, a in required]]:
         if arr is not None and len(arr) != len(ids):
             raise SourceError(f"{labels_path}: {key!r} has {len(arr)} entries but the image ids "
                               f"have {len(ids)}; they must be aligned")
     for i, raw in enumerate(ids):
-        image_id = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+        image_id = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
         key = image_id + ext
         label = _label_name(labels[i]) if labels is not None else ""
         used = all(not (np.issubdtype(a.dtype, np.floating) and np.isnan(a[i])) for _, a in required)
