@@ -3,8 +3,12 @@
 Layout (readable by solo-learn's H5 dataset and by h5py alone):
 - `/<class>/<object>_<frame:03d>.<ext>`: one 1-D uint8 dataset per image holding the encoded
   file bytes (JPEG/PNG) unchanged, contiguous, uncompressed (as golden sequences.h5).
-- `/_meta` (written by write_h5_store; optional for readers): one row per image, sorted by
-  (class, object, frame) so each sequence's frames are contiguous:
+- `<store>.meta.h5`, a sidecar file beside the store (written by write_h5_store; optional for
+  readers), holding at its root one row per image, sorted by (class, object, frame) so each
+  sequence's frames are contiguous. It is a separate file because solo-learn's H5Dataset takes
+  every top-level name of the store as a class: a `/_meta` group inside the store (what stores
+  written before the sidecar hold, still read) became class 0 there, with undecodable "images"
+  and every real label shifted by one. Datasets of the sidecar:
     key       vlen UTF-8 str  (n,)    member name, e.g. "bottle/obj0_003.jpg"
     class     int32 (n,)              index into classes
     sequence  int32 (n,)              index into sequences
@@ -16,9 +20,10 @@ Layout (readable by solo-learn's H5 dataset and by h5py alone):
     classes   vlen UTF-8 str  (C,)    sorted class names
     sequences vlen UTF-8 str  (S,)    "class/object", in (class, object) order
     sequence_start int64 (S+1,)       rows of sequence s are sequence_start[s]:sequence_start[s+1]
-  attributes format="imageds.h5store", version=1. Top-level names starting with "_" are never
+  attributes format="imageds.h5store", version=1, store_bytes (the store's size: a sidecar
+  that does not match its store is ignored). Top-level names starting with "_" are never
   classes.
-Without `/_meta` (e.g. files written by other tools) the index is inferred from the member
+Without metadata (e.g. files written by other tools) the index is inferred from the member
 names; there are no stored checksums then.
 
 Reading is seed 001 done right: no retries, no SWMR, no dummy samples. H5StoreReader opens the
@@ -29,7 +34,7 @@ never uses one inherited from the parent. A missing member or unreadable file is
 Fast reads: a member stored contiguous and unfiltered (every member this module writes) is a
 plain byte span of the file, so the reader takes it with one pread on its own read-only file
 descriptor (about 2 us) instead of h5py's lookup and read (about 115 us for a face JPEG). The
-spans come from `/_meta/offset`, or are looked up through h5py once per member and remembered.
+spans come from the metadata's `offset`, or are looked up through h5py once per member and remembered.
 The descriptor (ml.formats.file_access.PreadFile) is opened once per process, and only if the
 file is still the one that was indexed (same inode, size and mtime); otherwise FormatError.
 """
@@ -54,7 +59,8 @@ from ml.errors import DatasetError, FormatError
 from ml.formats.file_access import FileIdentity, PreadFile, file_identity
 from ml.progress import ProgressFactory, start_progress
 
-META_GROUP = "_meta"
+META_GROUP = "_meta"            # inside stores written before the sidecar existed
+META_SUFFIX = ".meta.h5"
 FORMAT_NAME = "imageds.h5store"
 FORMAT_VERSION = 1
 MEMBER_RE = re.compile(r"^(?P<object>.+)_(?P<frame>\d+)\.(?P<ext>[A-Za-z0-9]+)$")
@@ -102,9 +108,9 @@ class H5StoreIndex:
     sequence: np.ndarray         # (n,) int32
     frame: np.ndarray            # (n,) int32
     sequence_start: np.ndarray   # (S+1,) int64
-    sha256: list[str] | None     # from /_meta; None when inferred from names
-    offsets: np.ndarray | None = None   # (n,) int64 data offsets from /_meta/offset, -1 unknown
-    nbytes: np.ndarray | None = None    # (n,) int64 member sizes from /_meta/nbytes
+    sha256: list[str] | None     # from the metadata; None when inferred from names
+    offsets: np.ndarray | None = None   # (n,) int64 data offsets from the metadata, -1 unknown
+    nbytes: np.ndarray | None = None    # (n,) int64 member sizes from the metadata
     file_id: FileIdentity | None = None      # the indexed file's (dev, inode, size, mtime_ns)
 
     def __len__(self) -> int:
@@ -154,7 +160,8 @@ def write_h5_store(path: str | os.PathLike, items: Iterable[H5Item], *,
                    total: int | None = None,
                    emit: Callable[[str], None] | None = None,
                    progress_factory: ProgressFactory | None = None) -> H5StoreSummary:
-    """Write items (streamed one at a time) as a solo-learn HDF5 store with `/_meta`, atomically.
+    """Write items (streamed one at a time) as a solo-learn HDF5 store plus its sidecar metadata
+    (`<store>.meta.h5`), each file atomically.
     Progress is logged through `emit`, or reported by `progress_factory(total, what)`."""
     path = Path(path)
     if total is None and isinstance(items, Sized):
@@ -163,15 +170,17 @@ def write_h5_store(path: str | os.PathLike, items: Iterable[H5Item], *,
     rows: list[tuple[str, str, int, str, str, int, int]] = []
     seen: set[str] = set()
     try:
-        with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-            for item in items:
-                key = _check_item(item, seen)
-                member = h5.create_dataset(key, data=np.frombuffer(bytes(item.data), np.uint8))
-                rows.append((item.class_name, item.object_id, item.frame, key,
-                             hashlib.sha256(item.data).hexdigest(), len(item.data),
-                             _data_offset(h5, member)))
-                progress.advance()
-            _write_meta(h5, sorted(rows))
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as h5:
+                for item in items:
+                    key = _check_item(item, seen)
+                    member = h5.create_dataset(key, data=np.frombuffer(bytes(item.data), np.uint8))
+                    rows.append((item.class_name, item.object_id, item.frame, key,
+                                 hashlib.sha256(item.data).hexdigest(), len(item.data),
+                                 _data_offset(h5, member)))
+                    progress.advance()
+            with atomic_path(meta_path_for(path)) as meta_tmp, h5py.File(meta_tmp, "w") as meta:
+                _write_meta(meta, sorted(rows), store_bytes=tmp.stat().st_size)
     except OSError as exc:
         raise DatasetError(f"{path}: writing the HDF5 store failed ({exc})") from None
     progress.finish()
@@ -194,15 +203,22 @@ def _data_offset(h5: h5py.File, member: h5py.Dataset) -> int:
     return int(offset) + int(h5.id.get_create_plist().get_userblock())
 
 
-def _write_meta(h5: h5py.File, rows: list[tuple[str, str, int, str, str, int, int]]) -> None:
+def meta_path_for(path: str | os.PathLike) -> Path:
+    """The sidecar metadata file of a store: `<store>.meta.h5`."""
+    path = Path(path)
+    return path.with_name(path.name + META_SUFFIX)
+
+
+def _write_meta(meta: h5py.Group, rows: list[tuple[str, str, int, str, str, int, int]], *,
+                store_bytes: int) -> None:
     classes = sorted({r[0] for r in rows})
     sequences = list(dict.fromkeys(f"{r[0]}/{r[1]}" for r in rows))   # rows are sorted
     class_id = {c: i for i, c in enumerate(classes)}
     seq_id = {s: i for i, s in enumerate(sequences)}
     sequence = np.array([seq_id[f"{r[0]}/{r[1]}"] for r in rows], np.int32)
-    meta = h5.create_group(META_GROUP)
     meta.attrs["format"] = FORMAT_NAME
     meta.attrs["version"] = FORMAT_VERSION
+    meta.attrs["store_bytes"] = int(store_bytes)
     meta.create_dataset("key", data=[r[3] for r in rows], dtype=_STR)
     meta.create_dataset("class", data=np.array([class_id[r[0]] for r in rows], np.int32))
     meta.create_dataset("sequence", data=sequence)
@@ -232,29 +248,48 @@ def _open_h5(path: Path) -> h5py.File:
 
 
 def index_h5_store(path: str | os.PathLike) -> H5StoreIndex:
-    """List a store's images from `/_meta`, or from the member names when it is absent."""
+    """List a store's images from its sidecar metadata (or an older store's `/_meta`), or from
+    the member names when there is none."""
     path = Path(path)
     with _open_h5(path) as h5:
         file_id = file_identity(os.stat(path))
         try:
-            if META_GROUP in h5:
+            sidecar = _sidecar_for(path, size=file_id[2])
+            if sidecar is not None:
+                with sidecar:
+                    index = _index_from_meta(path, sidecar)
+            elif META_GROUP in h5:
                 index = _index_from_meta(path, h5[META_GROUP])
             else:
                 index = _index_from_names(path, h5)
-        except (OSError, KeyError, ValueError, TypeError) as exc:
-            raise FormatError(path, None, f"cannot read the store's index ({exc})") from None
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+            # RuntimeError: h5py's "Object visitation failed" on corrupt metadata
+            raise FormatError(path, None, f"cannot read the store's index ({exc}); the file's "
+                              "HDF5 metadata is damaged: rewrite or re-copy the store") from None
     if index.offsets is not None:
         _check_spans(path, index, size=file_id[2])
     return dataclasses.replace(index, file_id=file_id)
 
 
+def _sidecar_for(path: Path, size: int) -> h5py.File | None:
+    """The store's sidecar metadata, open, when there is one written for this very store."""
+    meta_path = meta_path_for(path)
+    if not meta_path.is_file():
+        return None
+    meta = _open_h5(meta_path)
+    if meta.attrs.get("format") != FORMAT_NAME or int(meta.attrs.get("store_bytes", -1)) != size:
+        meta.close()          # another tool rewrote the store: its names are the truth now
+        return None
+    return meta
+
+
 def _check_spans(path: Path, index: H5StoreIndex, size: int) -> None:
-    """Every span listed in /_meta lies inside the file (a bad one is a FormatError)."""
+    """Every span listed in the metadata lies inside the file (a bad one is a FormatError)."""
     offsets, nbytes = index.offsets, index.nbytes
     bad = np.flatnonzero((offsets >= 0) & ((nbytes < 0) | (offsets + nbytes > size)))
     if len(bad):
         i = int(bad[0])
-        raise FormatError(path, int(offsets[i]), f"/{META_GROUP}/offset of member "
+        raise FormatError(path, int(offsets[i]), f"metadata offset of member "
                           f"{index.keys[i]!r} ({int(nbytes[i])} bytes) points past the end of the "
                           f"file ({size} bytes); rewrite the store")
 
@@ -279,7 +314,7 @@ def _index_from_meta(path: Path, meta: h5py.Group) -> H5StoreIndex:
         offsets, nbytes = meta["offset"][()].astype(np.int64), meta["nbytes"][()].astype(np.int64)
         consistent = consistent and len(offsets) == len(nbytes) == n
     if not consistent:
-        raise FormatError(path, None, f"/{META_GROUP} arrays disagree with each other (lengths, "
+        raise FormatError(path, None, f"metadata arrays ({meta.file.filename}) disagree with each other (lengths, "
                           "index ranges or sequence order); rewrite the store")
     return H5StoreIndex(path, keys, classes, class_index, sequences, sequence, frame, starts, sha,
                         offsets, nbytes)
@@ -298,7 +333,15 @@ def _image_members(h5: h5py.File) -> list[str]:
 
 
 def _index_from_names(path: Path, h5: h5py.File) -> H5StoreIndex:
-    parsed = sorted((*parse_member_key(k), k) for k in _image_members(h5))
+    members = _image_members(h5)
+    if not members or any("/" not in k for k in members):
+        top = sorted(h5.keys())[:5]
+        raise FormatError(path, None, "not an image store in the expected layout: one group per "
+                          "class holding 1-D uint8 datasets of encoded images named "
+                          f"<object>_<frame>.<ext> (/<class>/<object>_<frame>.jpg); found "
+                          f"{len(members)} such datasets{' at the top level' if members else ''} "
+                          f"and top-level names {top}")
+    parsed = sorted((*parse_member_key(k), k) for k in members)
     classes = sorted({p[0] for p in parsed})
     sequences = list(dict.fromkeys(p[1] for p in parsed))
     class_id = {c: i for i, c in enumerate(classes)}

@@ -14,7 +14,8 @@ import pytest
 
 from ml.errors import DatasetError, FormatError
 from ml.formats.h5store import (
-    H5Item, H5StoreBytesDataset, H5StoreReader, index_h5_store, parse_member_key, write_h5_store)
+    H5Item, H5StoreBytesDataset, H5StoreReader, index_h5_store, meta_path_for, parse_member_key,
+    write_h5_store)
 
 
 def sha(data) -> str:
@@ -59,10 +60,11 @@ def test_write_stores_solo_learn_layout_plus_sorted_meta(tmp_path, golden, golde
     assert summary.payload_bytes == sum(len(i.data) for i in items)
 
     with h5py.File(tmp_path / "store.h5", "r") as h5:      # plain h5py sees the golden layout
-        members = {f"{c}/{n}": sha(h5[c][n][()]) for c in h5 if c != "_meta" for n in h5[c]}
+        members = {f"{c}/{n}": sha(h5[c][n][()]) for c in h5 for n in h5[c]}
         assert members == golden_expected
         assert h5["bottle/obj0_003.jpg"].dtype == np.uint8 and h5["bottle/obj0_003.jpg"].ndim == 1
-        assert h5["_meta"].attrs["format"] == "imageds.h5store"
+    with h5py.File(meta_path_for(tmp_path / "store.h5"), "r") as meta:
+        assert meta.attrs["format"] == "imageds.h5store"
     index = index_h5_store(tmp_path / "store.h5")
     assert index.keys == sorted(golden_expected)              # contiguous sequences, in frame order
     assert index.sha256 == [golden_expected[k] for k in index.keys]
@@ -103,7 +105,7 @@ def test_failed_write_keeps_the_old_store(tmp_path):
     with pytest.raises(DatasetError, match="given twice"):
         write_h5_store(tmp_path / "s.h5", items())
     assert bytes(H5StoreReader(tmp_path / "s.h5").read(0)) == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["s.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5", "s.h5.meta.h5"]
 
 
 def test_unreadable_files_and_missing_members_are_format_errors(tmp_path):
@@ -127,8 +129,8 @@ def test_unreadable_files_and_missing_members_are_format_errors(tmp_path):
 
 def test_inconsistent_meta_is_a_format_error(tmp_path):
     write_h5_store(tmp_path / "s.h5", [H5Item("c", "o", 0, b"a"), H5Item("c", "p", 0, b"b")])
-    with h5py.File(tmp_path / "s.h5", "a") as h5:
-        h5["_meta/sequence"][...] = [1, 0]
+    with h5py.File(meta_path_for(tmp_path / "s.h5"), "a") as meta:
+        meta["sequence"][...] = [1, 0]
     with pytest.raises(FormatError, match="disagree"):
         index_h5_store(tmp_path / "s.h5")
 
@@ -194,7 +196,7 @@ def test_dataloader_workers_return_every_sample_once(golden, golden_expected, co
 
 
 def test_members_are_read_as_byte_spans_equal_to_h5py(tmp_path, golden):
-    """The fast path (one pread per member) returns exactly h5py's bytes: spans from /_meta for
+    """The fast path (one pread per member) returns exactly h5py's bytes: spans from the metadata for
     stores we write, looked up once per member for stores written by other tools."""
     items = [H5Item("c", f"o{k}", f, bytes([k, f]) * (50 + 7 * f)) for k in range(3)
              for f in range(4)]
@@ -208,12 +210,81 @@ def test_members_are_read_as_byte_spans_equal_to_h5py(tmp_path, golden):
                 assert data.dtype == np.uint8 and data.flags.writeable
                 assert data.tobytes() == h5[key][()].tobytes()
         reader.close()
-    assert H5StoreReader(tmp_path / "ours.h5").index.offsets is not None     # from /_meta
+    assert H5StoreReader(tmp_path / "ours.h5").index.offsets is not None     # from the sidecar
 
 
 def test_a_meta_offset_past_the_end_is_a_format_error(tmp_path):
     write_h5_store(tmp_path / "s.h5", [H5Item("c", "o", 0, b"abc")])
-    with h5py.File(tmp_path / "s.h5", "a") as h5:
-        h5["_meta/offset"][...] = [10 ** 9]
+    with h5py.File(meta_path_for(tmp_path / "s.h5"), "a") as meta:
+        meta["offset"][...] = [10 ** 9]
     with pytest.raises(FormatError, match="points past the end"):
         index_h5_store(tmp_path / "s.h5")
+
+
+def solo_learn_walk(path) -> list[tuple[str, int]]:
+    """solo-learn's H5Dataset as it reads a store: every top-level name, sorted, is a class
+    (label = its position), each member of a class is an image decoded from its bytes."""
+    import io
+
+    from PIL import Image
+
+    items = []
+    with h5py.File(path, "r") as h5:
+        classes = sorted(h5.keys())
+        for y, class_name in enumerate(classes):
+            for img_name in h5[class_name].keys():
+                data = h5[class_name][img_name][:]
+                Image.open(io.BytesIO(data)).convert("RGB")     # every member must decode
+                items.append((f"{class_name}/{img_name}", y))
+    return items
+
+
+def test_solo_learn_reads_our_store_with_the_right_labels(tmp_path, golden, golden_expected):
+    """Before the sidecar, /_meta was a top-level group: solo-learn took it as class 0, failed
+    to decode its arrays as images and shifted every real label by one."""
+    write_h5_store(tmp_path / "store.h5", golden_items(golden / "hdf5" / "sequences.h5"))
+    walked = solo_learn_walk(tmp_path / "store.h5")
+    assert sorted(k for k, _ in walked) == sorted(golden_expected)
+    assert {k.split("/")[0]: y for k, y in walked} == {"bottle": 0, "chair": 1}
+    index = index_h5_store(tmp_path / "store.h5")
+    assert index.sha256 is not None and index.offsets is not None     # ours still has its metadata
+
+
+def test_store_with_in_file_meta_from_before_the_sidecar_is_still_read(tmp_path):
+    write_h5_store(tmp_path / "s.h5", [H5Item("c", "o", 0, b"abc"), H5Item("c", "o", 1, b"de")])
+    meta_file = meta_path_for(tmp_path / "s.h5")
+    with h5py.File(tmp_path / "s.h5", "a") as h5, h5py.File(meta_file, "r") as meta:
+        meta.copy(meta["/"], h5, name="_meta")
+    meta_file.unlink()
+    index = index_h5_store(tmp_path / "s.h5")
+    assert index.keys == ["c/o_000.jpg", "c/o_001.jpg"] and index.sha256 is not None
+    assert H5StoreReader(tmp_path / "s.h5").read(1).tobytes() == b"de"
+
+
+def test_a_sidecar_of_another_store_is_ignored(tmp_path):
+    write_h5_store(tmp_path / "s.h5", [H5Item("c", "o", 0, b"abc")])
+    with h5py.File(tmp_path / "s.h5", "a") as h5:                      # rewritten by another tool
+        h5.create_dataset("c/o_001.jpg", data=np.frombuffer(b"xyz" * 1000, np.uint8))
+    index = index_h5_store(tmp_path / "s.h5")
+    assert index.keys == ["c/o_000.jpg", "c/o_001.jpg"] and index.sha256 is None
+
+
+def test_damaged_hdf5_metadata_is_a_format_error_naming_the_file(tmp_path):
+    """h5py raised RuntimeError('Object visitation failed') from deep inside."""
+    items = [H5Item(f"c{c}", f"o{o}", f, bytes([o, f]) * 100) for c in range(3)
+             for o in range(3) for f in range(3)]
+    write_h5_store(tmp_path / "s.h5", items)
+    meta_path_for(tmp_path / "s.h5").unlink()
+    data = bytearray((tmp_path / "s.h5").read_bytes())
+    data[128:144] = b"\xff" * 16                      # the root group's B-tree
+    (tmp_path / "s.h5").write_bytes(bytes(data))
+    with pytest.raises(FormatError, match=r"s\.h5.*damaged"):
+        index_h5_store(tmp_path / "s.h5")
+
+
+def test_a_file_in_another_layout_says_which_layout_was_expected(tmp_path):
+    with h5py.File(tmp_path / "flat.h5", "w") as h5:
+        h5.create_dataset("img0.jpg", data=np.frombuffer(b"abc", np.uint8))
+        h5.create_dataset("images", data=np.zeros((2, 3, 3), np.uint8))
+    with pytest.raises(FormatError, match=r"flat\.h5.*expected layout.*/<class>/<object>_<frame>"):
+        index_h5_store(tmp_path / "flat.h5")
