@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +25,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ml.errors import FormatError
+from ml.atomic import final_of
+from ml.errors import DatasetError, FormatError
 
 HELPER_QUEUE_DEPTH = 8               # jobs (buffers to hash) waiting for the helper thread
 IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
@@ -112,6 +115,23 @@ class PreadFile:
 
 # ------------------------------------------------------------------------------------ writing
 
+def free_bytes(folder: str | os.PathLike) -> int:
+    """Free space (bytes) of the filesystem holding `folder`, or -1 if it cannot be read."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return -1
+
+
+def write_error(path: str | os.PathLike, exc: OSError, doing: str) -> DatasetError:
+    """A failed write as one clear sentence: the file, what failed, the free space left."""
+    path = final_of(path)
+    reason = "no space left on device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    return DatasetError(f"{path}: {doing} failed ({reason}); {free_bytes(path.parent)} bytes free "
+                        "on that filesystem; free space, or write the outputs elsewhere "
+                        "(storage_root or output_dir), and run again")
+
+
 def write_buffers(fd: int, buffers: Sequence[bytes]) -> None:
     """Write every buffer in order with writev, finishing any short write."""
     for start in range(0, len(buffers), IOV_MAX):
@@ -135,7 +155,11 @@ class OutputFile:
 
     def __init__(self, path: str | os.PathLike, sha256: bool):
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        self.fd = os.open(path, flags, 0o644)
+        self.path = Path(path)
+        try:
+            self.fd = os.open(path, flags, 0o644)
+        except OSError as exc:
+            raise write_error(path, exc, "creating the file") from None
         self.bytes = 0
         self.sha = hashlib.sha256() if sha256 else None
         self._helper = ThreadPoolExecutor(1, thread_name_prefix="file-io")
@@ -150,7 +174,10 @@ class OutputFile:
 
     def write(self, buffers: Sequence[bytes]) -> None:
         """Append `buffers` (bytes objects, which nothing changes later) in order."""
-        write_buffers(self.fd, buffers)
+        try:
+            write_buffers(self.fd, buffers)
+        except OSError as exc:
+            raise write_error(self.path, exc, f"writing after {self.bytes} bytes") from None
         self.bytes += sum(map(len, buffers))
         if self.sha is not None:
             self.in_background(hash_buffers, self.sha, buffers)
@@ -174,6 +201,8 @@ class OutputFile:
             self.seal()
             while self._jobs:
                 self._jobs.popleft().result()
+        except OSError as exc:       # fsync (or a background write) ran out of space
+            raise write_error(self.path, exc, f"finishing the file ({self.bytes} bytes)") from None
         finally:
             self._release(cancel=False)
 

@@ -26,7 +26,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -35,6 +34,7 @@ import numpy as np
 
 from ml.atomic import CommitOnExit, temp_sibling
 from ml.errors import DatasetError, FormatError
+from ml.formats.file_access import free_bytes
 
 CONF_SUFFIX = ".conf"
 CONF_KEYS = ("shape", "dtype")
@@ -164,14 +164,6 @@ def open_memfile(path: str | os.PathLike, mode: str = "r") -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------- writing
-
-def free_bytes(folder: Path) -> int:
-    """Free space (bytes) of the filesystem holding `folder`, or -1 if it cannot be read."""
-    try:
-        return shutil.disk_usage(folder).free
-    except OSError:
-        return -1
-
 
 def reserve(fd: int, nbytes: int, path: Path) -> None:
     """Allocate `nbytes` of real disk blocks for `fd`; DatasetError if the disk cannot hold it."""

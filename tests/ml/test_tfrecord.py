@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ml.errors import ConfigError, FormatError
+from ml.errors import ConfigError, DatasetError, FormatError
 from ml.formats.example_proto import (
     BYTES_LIST, FLOAT_LIST, INT64_LIST, Feature, decode_example, encode_example,
     make_image_example, make_image_example_parts, parse_image_example, to_feature)
@@ -433,7 +433,20 @@ def test_disk_error_surfaces_and_leaves_nothing_behind(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("ml.formats.tfrecord.os.fsync", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(DatasetError, match=r"train-00000[-of0-9]*\.tfrecord: finishing the file .*"
+                                           r"no space left on device.*bytes free"):
+        write_shards(_payloads(30), bytes, tmp_path, "train", 800, seed=None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_while_writing_names_the_file_and_the_free_space(tmp_path, monkeypatch):
+    """A bare `OSError: [Errno 28]` before: now the shard, what failed and the space left."""
+    def full_disk(fd, buffers):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("ml.formats.file_access.os.writev", full_disk)
+    with pytest.raises(DatasetError, match=r"train-00000[-of0-9]*\.tfrecord: writing after 0 bytes "
+                                           r"failed \(no space left on device\); \d+ bytes free"):
         write_shards(_payloads(30), bytes, tmp_path, "train", 800, seed=None)
     assert list(tmp_path.iterdir()) == []
 
