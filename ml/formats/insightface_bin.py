@@ -37,11 +37,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from ml.atomic import atomic_open, atomic_write_text
+from ml.atomic import atomic_open, atomic_path, atomic_write_text
 from ml.errors import DatasetError, FormatError, SourceError
 from ml.formats.memfile import MemfileInfo, MemfileWriter, open_memfile, write_memfile
 from ml.imageio import load_rgb
 from ml.progress import ProgressFactory, start_progress
+from ml.safe_paths import contained, safe_component
 
 ADMITTED_GLOBAL = ("_codecs", "encode")
 LATIN1_NAMES = ("latin1", "latin-1")
@@ -243,6 +244,14 @@ class _RestrictedUnpickler:
         module, _, name = arg.partition(" ")
         self.admit_global(module, name)
 
+    def op_INST(self, arg: str) -> None:
+        """Protocol 0's INST names its class inline ('module name'), like GLOBAL: refused with
+        that name (no admitted global is ever instantiated)."""
+        module, _, name = arg.partition(" ")
+        raise self.fail(f"forbidden global '{module}.{name}' (opcode INST): an insightface .bin "
+                        "holds only bytes, lists and bools, and loading this file with pickle "
+                        f"would call {module}.{name}; it is refused and nothing was run")
+
     def op_STACK_GLOBAL(self, arg: None) -> None:
         name, module = self.pop(), self.pop()
         if not isinstance(module, str) or not isinstance(name, str):
@@ -320,7 +329,7 @@ NORMALIZATION = {
 }
 
 ImageItem = Union[bytes, bytearray, np.ndarray]
-SetValue = Union[VerificationBin, tuple[Sequence[ImageItem], Sequence[bool]]]
+SetValue = Union[VerificationBin, str, os.PathLike, tuple[Sequence[ImageItem], Sequence[bool]]]
 Decoder = Callable[[bytes, str], Image.Image]
 
 
@@ -382,6 +391,15 @@ def companion_paths(out_path: str | os.PathLike) -> dict[str, Path]:
             "names": out.with_name(out.name + ".datanames.json")}
 
 
+def issame_list_path(out_path: str | os.PathLike, set_name: str) -> Path:
+    """AdaFace's `<name>_list.npy` beside the memfile: one bool per pair of that set, which its
+    validation loader (`np.load(f"{path}/{name}_list.npy")`) reads next to the concatenated
+    memfile."""
+    out = Path(out_path)
+    return contained(out.parent, f"{safe_component(set_name)}_list.npy",
+                     what=f"issame list of validation set {set_name!r}")
+
+
 def assign_dataname_codes(names: Sequence[str]) -> dict[str, int]:
     """Seed 002's code for known set names; 5, 6, ... for the others in order of appearance."""
     codes: dict[str, int] = {}
@@ -396,7 +414,15 @@ def assign_dataname_codes(names: Sequence[str]) -> dict[str, int]:
 
 
 def _set_items(name: str, value: SetValue) -> tuple[Sequence[ImageItem], list[bool]]:
-    images, issame = (value.images, value.issame) if isinstance(value, VerificationBin) else value
+    if isinstance(value, (str, os.PathLike)):          # the path of an insightface .bin
+        value = load_insightface_bin(value)
+    if isinstance(value, VerificationBin):
+        images, issame = value.images, value.issame
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        images, issame = value
+    else:
+        raise DatasetError(f"validation set {name!r}: expected a .bin path, a loaded .bin or an "
+                           f"(images, issame) pair, got {type(value).__name__}")
     if len(images) != 2 * len(issame):
         raise DatasetError(f"validation set {name!r}: {len(images)} images for {len(issame)} "
                            "pairs; give two images per pair")
@@ -433,12 +459,14 @@ def build_validation_memfile(out_path: str | os.PathLike, sets: Mapping[str, Set
                              emit: Callable[[str], None] | None = None,
                              progress_factory: ProgressFactory | None = None
                              ) -> ValidationMemfileSummary:
-    """Write seed 002's validation memfiles for `sets` (name -> (images, issame) or a .bin).
+    """Write seed 002's validation memfiles for `sets` (name -> (images, issame), a loaded .bin
+    or the path of one).
 
     Files (see companion_paths): `<out>` images N x 3 x S x S (float32 normalised as in
     NORMALIZATION, or uint8 raw RGB), `<out>.issame` bool per image (each pair's flag twice),
     `<out>.dataname` int64 per image (DATANAME_CODES), `<out>.datanames.json` the code mapping
-    and each set's row range. Images are decoded with PIL (RGB) one at a time and written in
+    and each set's row range, and `<name>_list.npy` per set (one bool per pair, AdaFace's file).
+    Images are decoded with PIL (RGB) one at a time and written in
     chunks of `chunk_rows`, so the decoded set never sits whole in memory.
     """
     if dtype not in NORMALIZATION:
@@ -471,6 +499,9 @@ def build_validation_memfile(out_path: str | os.PathLike, sets: Mapping[str, Set
         dataname=write_memfile(paths["dataname"], dataname), names_path=paths["names"],
         sets=infos, image_size=image_size, dtype=dtype, normalization=NORMALIZATION[dtype])
     atomic_write_text(paths["names"], json.dumps(_names_document(summary), indent=1))
+    for name, (_, flags) in items.items():
+        with atomic_path(issame_list_path(out_path, name)) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(flags, dtype=bool))
     return summary
 
 

@@ -65,6 +65,8 @@ def test_hostile_bin_is_refused_and_nothing_runs(golden, tmp_path, monkeypatch):
     (pickle.dumps(([b"a", bytearray(b"b")], [True]), protocol=4), "builtins.bytearray"),
     (pickle.dumps(([b"", b"x"], [True]), protocol=2), "__builtin__.bytes"),
     (b"\x80\x02c__builtin__\neval\nX\x04\x00\x00\x001+1\x85R.", "__builtin__.eval"),
+    # protocol 0's INST names the callable inline: "(S'ls'\nisubprocess\nPopen\n."
+    (b"(S'ls'\nisubprocess\nPopen\n.", "subprocess.Popen"),
 ])
 def test_every_global_but_codecs_encode_is_refused(tmp_path, payload, forbidden):
     (tmp_path / "x.bin").write_bytes(payload)
