@@ -2,8 +2,9 @@
 
 The protocol (insightface `verification.py` / AdaFace `evaluate_utils.py`), kept exactly:
 
-1. every image is embedded twice, as it is and mirrored left-right; both embeddings are
-   L2-normalised, summed, and the sum normalised again (`fuse_with_flip`);
+1. every image is embedded twice, as it is and mirrored left-right; the two raw (un-normalised)
+   embeddings are summed and the sum L2-normalised (`fuse_with_flip`), as insightface's `test()`
+   and AdaFace's `fuse_features_with_norm` do: the view with the larger norm weighs more;
 2. a pair's distance is the SQUARED L2 distance between its two fused embeddings (0..4);
 3. the pairs are cut into `n_folds` (10) CONTIGUOUS folds, as sklearn's KFold without shuffling
    (the first n % 10 folds get one pair more): no shuffling, because verification sets are laid
@@ -113,9 +114,10 @@ def l2_normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 def fuse_with_flip(embed: Embed, images: torch.Tensor) -> torch.Tensor:
-    """normalize(normalize(embed(x)) + normalize(embed(mirrored x))), one row per image."""
-    plain = l2_normalize(embed(images))
-    mirrored = l2_normalize(embed(torch.flip(images, dims=[3])))
+    """normalize(embed(x) + embed(mirrored x)), one row per image: the raw embeddings are added
+    (insightface / AdaFace), not normalised first, so the views are weighted by their norms."""
+    plain = embed(images).float()
+    mirrored = embed(torch.flip(images, dims=[3])).float()
     return l2_normalize(plain + mirrored)
 
 
