@@ -158,4 +158,9 @@ def test_gpu_bench_runs_on_cpu_with_tiny_settings(tiny_faces, capsys):
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last == figures and last["device"] == "cpu"
     assert last["real_loader_ips"] > 0 and last["synthetic_ips"] > 0
-    assert last["ratio"] == pytest.approx(last["real_loader_ips"] / last["synthetic_ips"], rel=0.01)
+    # the ratio is computed from the unrounded rates and the rates are printed to 0.1 images/s,
+    # so at a few images/s (a loaded CI machine) the printed figures only bound it
+    real, synthetic = last["real_loader_ips"], last["synthetic_ips"]
+    low = max(real - 0.05, 0.0) / (synthetic + 0.05) - 0.0005
+    high = (real + 0.05) / max(synthetic - 0.05, 1e-9) + 0.0005
+    assert low <= last["ratio"] <= high
