@@ -1,5 +1,6 @@
-"""Shared fixtures. The golden reference files live in ../shared/golden beside the checkout
-(CI clones main with shared/ beside it); IMAGEDS_GOLDEN overrides the location."""
+"""Shared fixtures. The golden reference files are part of the project (tests/golden/, written
+by the real tools through `make golden`; its README names each tool and version), so `make
+test` needs nothing beside the checkout; IMAGEDS_GOLDEN points the tests at another copy."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
 def golden_root() -> Path:
     override = os.environ.get("IMAGEDS_GOLDEN")
-    root = Path(override) if override else REPO.parent / "shared" / "golden"
+    root = Path(override) if override else REPO / "tests" / "golden"
     if not (root / "README.md").exists():
         raise RuntimeError(
-            f"golden reference files not found at {root}: clone the project next to shared/ "
-            "or set IMAGEDS_GOLDEN to the golden folder"
+            f"golden reference files not found at {root}: they are part of the project "
+            "(tests/golden/); restore them from git, or set IMAGEDS_GOLDEN to a copy"
         )
     return root
 
