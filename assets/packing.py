@@ -14,7 +14,6 @@ import pandas as pd
 
 from assets.options import merged_options
 from assets.progress_observations import progress_factory_for
-from ml.checksums import files_sha256
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
 from ml.formats.handles import Handle
@@ -64,15 +63,13 @@ def build_packing_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
         paths = [p for s in h.shards.values() for p in s]
         return h, {"path": dg.MetadataValue.path(str(out / "tfrecords")), "shards": len(paths),
                    **{f"{s}_records": n for s, n in h.records.items()},
-                   "bytes": sum(_size(p) for p in paths),
-                   "sha256": files_sha256(paths)}
+                   "bytes": sum(_size(p) for p in paths), "sha256": h.sha256}
 
     def h5_store(context, splits, opts):
         path = out / "h5_store" / f"{spec.name}.h5"
         h = pack_h5_store(splits, path, progress_factory=progress_factory_for(context, spec.name))
         return h, {"path": dg.MetadataValue.path(str(path)), "images": h.num_images,
-                   "sequences": h.num_sequences, "bytes": _size(h.path),
-                   "sha256": files_sha256([h.path])}
+                   "sequences": h.num_sequences, "bytes": _size(h.path), "sha256": h.sha256}
 
     def validation_memfile(context, splits, opts):
         path = out / "memfiles" / "validation.dat"
@@ -83,7 +80,7 @@ def build_packing_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
                               progress_factory=progress_factory_for(context, spec.name))
         return h, {"path": dg.MetadataValue.path(str(path)), "pairs": h.num_pairs,
                    "shape": str(list(h.shape)), "dtype": h.dtype, "bytes": _size(h.path),
-                   "sha256": files_sha256([h.path])}
+                   "sha256": h.sha256}
 
     builders = {"recordio": (recordio, "The train split as MXNet RecordIO (insightface legacy layout + property)."),
                 "tfrecords": (tfrecords, "Every split as shuffled TFRecord shards with DALI-style indexes."),

@@ -49,7 +49,7 @@ TASK_INPUTS: dict[str, dict[str, str]] = {
     "unet": {"splits": "splits"},
 }
 TRAIN_DEFAULTS: dict[str, Any] = {"task": None, "config": "config/train.yaml", "processes": 1,
-                                  "set": {}}
+                                  "set": {}, "fresh": False}
 GPU_TAGS = {"imageds/gpu": "1"}
 GPU_POOL = "gpu"
 
@@ -66,13 +66,16 @@ class TrainRunConfig(dg.Config):
     processes: Optional[int] = Field(default=None, description="Processes; > 1 runs torchrun")
     epochs: Optional[int] = Field(default=None, description="Epochs to train (overrides the YAML)")
     device: Optional[str] = Field(default=None, description="auto, cpu or cuda")
+    fresh: Optional[bool] = Field(default=None, description="Start from scratch even when "
+                                  "checkpoints of the same inputs and config exist")
 
 
 def training_options(spec: DatasetSpec, run_config: TrainRunConfig | None = None) -> dict[str, Any]:
     opts = merged_options(TRAIN_DEFAULTS, spec.train, None, f"{spec.name}.train")
     if run_config is not None:
         opts.update({k: v for k, v in (("config", run_config.config),
-                                       ("processes", run_config.processes)) if v is not None})
+                                       ("processes", run_config.processes),
+                                       ("fresh", run_config.fresh)) if v is not None})
         opts["set"] = {**opts["set"], **{k: v for k, v in (("epochs", run_config.epochs),
                                                            ("device", run_config.device))
                                          if v is not None}}
@@ -149,14 +152,16 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         name="model", key_prefix=[spec.name], group_name=spec.name, ins=ins,
-        io_manager_key="handle_io_manager", kinds={"pytorch"},
+        io_manager_key="handle_io_manager", kinds={"pytorch"}, output_required=False,
         op_tags=training_op_tags(opts["processes"]), pool=GPU_POOL,
         tags={"imageds/stage": "train"},
         description=f"Trains the {task} model on {spec.name}'s packed data (ml.train.{task}, "
-                    "launched through Dagster Pipes); resumes from the newest checkpoint.",
+                    "launched through Dagster Pipes); resumes from the newest checkpoint when it "
+                    "was trained on the same inputs and config, else starts fresh. A run that "
+                    "trains nothing publishes no new model.",
     )
     def model(context: dg.AssetExecutionContext, config: TrainRunConfig,
-              trainer_launcher: TrainerLauncher, **inputs) -> dg.Output[CheckpointHandle]:
+              trainer_launcher: TrainerLauncher, **inputs):
         try:
             run_opts = training_options(spec, config)
         except ConfigError as exc:
@@ -167,7 +172,14 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
         args = ["--config", str(cfg), "--out", str(out_dir),
                 *stage_inputs(inputs, out_dir / "inputs"),
                 *[a for k, v in run_opts["set"].items() for a in ("--set", f"{k}={v}")],
+                *(["--fresh"] if run_opts["fresh"] else []),
                 "--events", str(out_dir / "events.jsonl")]
+        from ml.train.cli import nothing_to_train    # torch is imported at run time only
+        idle = nothing_to_train([task, *args])
+        if idle is not None:
+            context.log.info(f"{spec.name}: nothing to train ({idle}); no new model is "
+                             "published. Set fresh: true to train again from scratch")
+            return
         command = trainer_command(task, run_opts["processes"], args)
         context.log.info("launching: " + " ".join(command))
         env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
@@ -185,7 +197,7 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
         meta.update({"task": task, "processes": run_opts["processes"],
                      "config": dg.MetadataValue.path(str(cfg)),
                      "events": dg.MetadataValue.path(str(out_dir / "events.jsonl"))})
-        return dg.Output(handle, metadata=meta)
+        yield dg.Output(handle, metadata=meta)
 
     @dg.asset(
         name="model_card", key_prefix=[spec.name], group_name=spec.name,

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ml.checksums import files_sha256
 from ml.errors import DatasetError
 from ml.file_bytes import read_file_bytes
 from ml.formats.example_proto import make_image_example_parts
@@ -100,8 +101,8 @@ def pack_tfrecords(frame: pd.DataFrame, out_dir: Path, *, target_shard_bytes: in
                    seed: int | None = 0,
                    progress_factory: ProgressFactory | None = None) -> TFRecordShardsHandle:
     """Every split as shuffled TFRecord shards of tf.train.Example with the standard image keys.
-    No per-shard sha256 is computed: the handle does not carry one (the packing asset records
-    one checksum over all shards)."""
+    No per-shard sha256 is computed while writing; the handle carries one checksum over all
+    shards (what training's resume fingerprint and the asset's metadata use)."""
     _require(frame, "tfrecords")
     paths: dict[str, list[Path]] = {}
     records: dict[str, int] = {}
@@ -116,7 +117,8 @@ def pack_tfrecords(frame: pd.DataFrame, out_dir: Path, *, target_shard_bytes: in
             records[str(split)] = summary.total_records
     shards = {split: tuple(str(build.rebase(p)) for p in ps) for split, ps in paths.items()}
     return TFRecordShardsHandle(out_dir=str(build.published), shards=shards, records=records,
-                                num_classes=int(frame["label_index"].nunique()))
+                                num_classes=int(frame["label_index"].nunique()),
+                                sha256=files_sha256([p for ps in shards.values() for p in ps]))
 
 
 def pack_h5_store(frame: pd.DataFrame, path: Path, *,
@@ -135,8 +137,10 @@ def pack_h5_store(frame: pd.DataFrame, path: Path, *,
     with publish_dir(path.parent, keep_previous=True) as build:
         summary = write_h5_store(build.path / path.name, items(), total=len(seq),
                                  progress_factory=progress_factory)
-    return H5StoreHandle(path=str(build.published / path.name), num_images=summary.items,
-                         num_sequences=summary.sequences, num_classes=summary.classes)
+    store = build.published / path.name
+    return H5StoreHandle(path=str(store), num_images=summary.items,
+                         num_sequences=summary.sequences, num_classes=summary.classes,
+                         sha256=files_sha256([str(store)]))
 
 
 def build_val_memfile(val: pd.DataFrame, path: Path, *, set_name: str, n_pairs: int, seed: int,
@@ -153,6 +157,8 @@ def build_val_memfile(val: pd.DataFrame, path: Path, *, set_name: str, n_pairs: 
         summary = build_validation_memfile(
             build.path / path.name, {set_name: (FileBytes(order), pairs.issame.tolist())},
             image_size=image_size, dtype=dtype, progress_factory=progress_factory)
-    return MemfileHandle(path=str(build.published / path.name), shape=tuple(summary.images.shape),
+    images = build.published / path.name
+    return MemfileHandle(path=str(images), sha256=files_sha256([str(images)]),
+                         shape=tuple(summary.images.shape),
                          dtype=summary.dtype, num_pairs=len(pairs),
                          sets={s.name: s.code for s in summary.sets})

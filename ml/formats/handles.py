@@ -67,6 +67,7 @@ class TFRecordShardsHandle(Handle):
     shards: dict[str, tuple[str, ...]]        # split -> shard paths in order
     records: dict[str, int]                   # split -> records
     num_classes: int
+    sha256: str = ""                          # of every shard's bytes, in split and shard order
 
     def shard_paths(self, split: str) -> list[Path]:
         return [Path(p) for p in self.shards.get(split, ())]
@@ -81,6 +82,7 @@ class H5StoreHandle(Handle):
     num_images: int
     num_sequences: int
     num_classes: int
+    sha256: str = ""                          # of the store's bytes
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class MemfileHandle(Handle):
     dtype: str
     num_pairs: int
     sets: dict[str, int]                      # dataname -> code
+    sha256: str = ""                          # of the images file's bytes
 
     def open(self) -> np.memmap:
         """The images, memory-mapped read-only."""

@@ -18,7 +18,11 @@ from typing import Any
 from ml.atomic import atomic_write_text
 from ml.errors import ConfigError, DatasetError
 from ml.train.config import build_config, load_section, parse_overrides
+from ml.train.checkpoint import list_checkpoints
 from ml.train.distributed import DistEnv
+from ml.train.fingerprint import (PREVIOUS_SUFFIX, prepare_checkpoints, run_fingerprint,
+                                  stored_fingerprint, why_not_resume)
+from ml.train.loop import CHECKPOINTS
 from ml.train.report import Reporter, Sink
 
 # task name -> module with `Config` (a dataclass) and `train(cfg, inputs, out, reporter, env) -> dict`
@@ -50,28 +54,72 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one option of the task's config (repeatable)")
     p.add_argument("--events", help="also append every event as JSON lines to this file")
+    p.add_argument("--fresh", action="store_true",
+                   help="start from scratch even if checkpoints of the same inputs and config exist")
     return p
 
 
-def main(argv: list[str] | None = None, sinks: list[Sink] | None = None) -> dict[str, Any]:
+def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, Any, Any]:
     args = parser().parse_args(argv)
     module = importlib.import_module(TASKS[args.task])
     where = f"{args.config or '(defaults)'}: {args.task}"
     values = {**load_section(args.config, args.task), **parse_overrides(args.set)}
-    cfg = build_config(module.Config, values, where)
+    return args, module, build_config(module.Config, values, where)
+
+
+def nothing_to_train(argv: list[str]) -> str | None:
+    """Why the run `argv` would train nothing (its checkpoints, of the same inputs and config,
+    already cover every epoch), or None when it has work to do. Changes nothing."""
+    args, _, cfg = _parse(argv)
+    folder = Path(args.out) / CHECKPOINTS
+    newest = _newest_epoch(folder)
+    if args.fresh or newest == 0 or newest < cfg.epochs:
+        return None
+    if why_not_resume(stored_fingerprint(folder), run_fingerprint(cfg, parse_inputs(args.input))):
+        return None
+    return (f"the checkpoint of epoch {newest} already covers the {cfg.epochs} epochs of this "
+            "config and these inputs")
+
+
+def main(argv: list[str] | None = None, sinks: list[Sink] | None = None) -> dict[str, Any]:
+    args, module, cfg = _parse(argv)
     env = DistEnv.from_environment(getattr(cfg, "device", "auto"))
     out = Path(args.out)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
     reporter = Reporter(sinks, enabled=env.is_main, jsonl_path=args.events)
+    inputs = parse_inputs(args.input)
     env.setup()
     try:
-        summary = module.train(cfg, parse_inputs(args.input), out, reporter, env)
+        folder = out / CHECKPOINTS
         if env.is_main:
+            reason = prepare_checkpoints(folder, run_fingerprint(cfg, inputs), fresh=args.fresh,
+                                         has_checkpoints=bool(list_checkpoints(folder)))
+            if reason is not None:
+                reporter.log(f"starting fresh, not resuming: {reason} (the old checkpoints are "
+                             f"in {folder.name}{PREVIOUS_SUFFIX}/)")
+        env.barrier()
+        start = _newest_epoch(folder)
+        summary = module.train(cfg, inputs, out, reporter, env)
+        trained = _newest_epoch(folder) - start
+        if trained == 0 and (out / "summary.json").is_file():
+            # resumed from the final checkpoint: nothing was trained, so the figures of the run
+            # that trained it stand (a re-evaluation would overwrite them with partial values)
+            summary = json.loads((out / "summary.json").read_text())
+            reporter.log("nothing to train: the checkpoints already cover every epoch of this "
+                         "config and these inputs; the model is unchanged")
+        elif env.is_main:
             atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+        summary = {**summary, "trained_epochs": trained}
+        reporter.finish(**summary)       # the final word: what the launching asset records
         return summary
     finally:
         env.teardown()
+
+
+def _newest_epoch(folder: Path) -> int:
+    found = list_checkpoints(folder)
+    return int(found[-1].stem.split("_")[1]) if found else 0
 
 
 def run() -> None:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ml.train.fingerprint import stored_fingerprint
 from ml.train.checkpoint import (checkpoint_path, latest_checkpoint, load_checkpoint,
                                  save_checkpoint, unwrap)
 from ml.train.curves import plot_curves
@@ -107,7 +108,8 @@ def save_epoch(out: Path, epoch: int, step: int, modules: dict[str, Any], report
     folder = out / CHECKPOINTS
     if env.is_main:
         save_checkpoint(folder, epoch, step, modules,
-                        extra={**(extra or {}), "history": reporter.history})
+                        extra={**(extra or {}), "history": reporter.history,
+                               "fingerprint": stored_fingerprint(folder)})
         reporter.artifact("checkpoint", checkpoint_path(folder, epoch))
     env.barrier()
     return checkpoint_path(folder, epoch)

@@ -50,6 +50,16 @@ def test_training_runs_through_pipes_and_the_checkpoint_reaches_the_next_asset(t
     assert card_meta["parameters"] > 1000 and card_meta["epoch"] == 1
     assert "knn_accuracy" in Path(card_meta["path"]).read_text()
 
+    # the same data and config again: nothing to train, so no new model is recorded as fresh
+    instance = dg.DagsterInstance.ephemeral()
+    again = materialize_all(definitions_for(tmp_path, [sequences_dataset(golden)]),
+                            instance=instance, selection=["seq/model", "seq/model_card"])
+    assert again.success
+    assert not again.asset_materializations_for_node("seq__model")
+    assert not again.asset_materializations_for_node("seq__model_card")
+    assert any("nothing to train" in m for m in run_logs(instance, again))
+    assert Handle.from_json((tmp_path / "outputs/seq/model.handle.json").read_text()) == stored
+
 
 @pytest.mark.slow
 def test_two_processes_run_under_torchrun(tmp_path, golden):
