@@ -54,10 +54,11 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
 
 
 def load_checkpoint(path: str | Path, modules: dict[str, Any] | None = None,
-                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint; restore the state_dicts of `modules` by name. Returns the whole dict."""
+                    map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint; restore the state_dicts of `modules` by name. Returns the whole dict.
+    `mmap` maps the tensors instead of reading them (to look at `extra` cheaply)."""
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, ValueError) as exc:
         raise FormatError(str(path), None, f"not a readable checkpoint ({exc}); delete it to "
                           "resume from the previous one or start over") from None

@@ -224,7 +224,7 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
         "train_records": int(counts.sum()),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    return reporter.finish(**summary)
+    return summary
 
 
 def accuracy_summary(scores: ClassAccuracy, majority: ClassAccuracy,

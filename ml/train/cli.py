@@ -21,11 +21,11 @@ from ml.train.config import build_config, load_section, parse_overrides
 from ml.train.checkpoint import list_checkpoints
 from ml.train.distributed import DistEnv
 from ml.train.fingerprint import (PREVIOUS_SUFFIX, prepare_checkpoints, run_fingerprint,
-                                  stored_fingerprint, why_not_resume)
+                                  recorded_fingerprint, why_not_resume)
 from ml.train.loop import CHECKPOINTS
 from ml.train.report import Reporter, Sink
 
-# task name -> module with `Config` (a dataclass) and `train(cfg, inputs, out, reporter, env) -> dict`
+# task name -> module with `Config` (a dataclass) and `train(cfg, inputs, out, reporter, env) -> dict` (the summary, which main reports)
 TASKS = {
     "face": "ml.train.face",
     "contrastive": "ml.train.contrastive",
@@ -75,7 +75,7 @@ def nothing_to_train(argv: list[str]) -> str | None:
     newest = _newest_epoch(folder)
     if args.fresh or newest == 0 or newest < cfg.epochs:
         return None
-    if why_not_resume(stored_fingerprint(folder), run_fingerprint(cfg, parse_inputs(args.input))):
+    if why_not_resume(recorded_fingerprint(folder), run_fingerprint(cfg, parse_inputs(args.input))):
         return None
     return (f"the checkpoint of epoch {newest} already covers the {cfg.epochs} epochs of this "
             "config and these inputs")
@@ -105,13 +105,14 @@ def main(argv: list[str] | None = None, sinks: list[Sink] | None = None) -> dict
         if trained == 0 and (out / "summary.json").is_file():
             # resumed from the final checkpoint: nothing was trained, so the figures of the run
             # that trained it stand (a re-evaluation would overwrite them with partial values)
-            summary = json.loads((out / "summary.json").read_text())
+            summary = {**json.loads((out / "summary.json").read_text()), "trained_epochs": 0}
             reporter.log("nothing to train: the checkpoints already cover every epoch of this "
                          "config and these inputs; the model is unchanged")
-        elif env.is_main:
-            atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
-        summary = {**summary, "trained_epochs": trained}
-        reporter.finish(**summary)       # the final word: what the launching asset records
+        else:
+            summary = {**summary, "trained_epochs": trained}
+            if env.is_main:
+                atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+        reporter.finish(**summary)       # the one summary event: what the launching asset records
         return summary
     finally:
         env.teardown()

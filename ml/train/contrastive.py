@@ -248,4 +248,4 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
         "frames_without_partner": int(pairs.fallback_count),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    return reporter.finish(**summary)
+    return summary

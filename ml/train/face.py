@@ -332,4 +332,4 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
     }
     reporter.log(f"face: val_accuracy {summary['val_accuracy']:.4f} (raw pixels "
                  f"{summary['raw_pixel_accuracy']:.4f}) after {step} steps")
-    return reporter.finish(**summary)
+    return summary

@@ -3,7 +3,8 @@
 Resuming is only right when the checkpoints come from the same data and the same options: a
 re-packed .rec with one image fewer, or another learning rate, is a different training run. So
 the checkpoints folder records the fingerprint of the run that writes it
-(`checkpoints/fingerprint.json`, and each checkpoint's `extra`), and before training
+(`checkpoints/fingerprint.json`, and each checkpoint's `extra`, which is what counts when
+present), and before training
 `prepare_checkpoints` compares it with this run's: on any difference, or when `fresh` is asked,
 the old checkpoints are moved aside to `checkpoints.previous/` (the one before that is removed)
 and training starts from scratch, with the reason logged.
@@ -26,6 +27,7 @@ from typing import Any
 
 from ml.atomic import atomic_write_text
 from ml.checksums import files_sha256
+from ml.errors import FormatError
 from ml.formats.handles import Handle
 
 FINGERPRINT_NAME = "fingerprint.json"
@@ -84,7 +86,7 @@ def prepare_checkpoints(folder: str | os.PathLike, fingerprint: dict[str, Any], 
     stored_path = folder / FINGERPRINT_NAME
     reason = None
     if has_checkpoints:
-        stored = json.loads(stored_path.read_text()) if stored_path.is_file() else None
+        stored = recorded_fingerprint(folder)
         reason = "fresh: true was asked" if fresh else why_not_resume(stored, fingerprint)
         if reason is not None:
             previous = folder.with_name(folder.name + PREVIOUS_SUFFIX)
@@ -97,5 +99,22 @@ def prepare_checkpoints(folder: str | os.PathLike, fingerprint: dict[str, Any], 
 
 
 def stored_fingerprint(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The fingerprint of the run writing `folder` (its fingerprint.json)."""
     path = Path(folder) / FINGERPRINT_NAME
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def recorded_fingerprint(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """What the newest checkpoint in `folder` was trained on: the fingerprint it carries (a
+    checkpoint copied alone still knows), else the folder's fingerprint.json, else None."""
+    from ml.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    newest = latest_checkpoint(folder)
+    if newest is not None:
+        try:
+            extra = load_checkpoint(newest, mmap=True).get("extra", {})
+        except FormatError:       # unreadable: resuming will say so, naming the file
+            extra = {}
+        if extra.get("fingerprint") is not None:
+            return extra["fingerprint"]
+    return stored_fingerprint(folder)

@@ -51,7 +51,7 @@ def test_two_process_torchrun_on_cpu_trains_and_reports_once(tmp_path):
     assert summary["world_size"] == 2 and summary["steps"] == 2
     epoch = [e for e in events if e["event"] == "metric" and "epoch_loss" in e][0]
     assert epoch["images"] == 2 * 2 * 8                          # 2 ranks x 2 steps x 8 images
-    assert [p.name for p in (out / "checkpoints").iterdir()] == ["epoch_0001.pt"]
+    assert [p.name for p in (out / "checkpoints").glob("*.pt")] == ["epoch_0001.pt"]
     assert Path(summary["checkpoint"]) == out / "checkpoints" / "epoch_0001.pt"
     assert json.loads((out / "summary.json").read_text()) == {
         k: v for k, v in summary.items() if k not in ("event", "time")}

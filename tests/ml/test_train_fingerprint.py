@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ml.formats.handles import RecordIOHandle
-from ml.train.checkpoint import list_checkpoints, load_checkpoint
+from ml.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from ml.train.cli import main
 from ml.train.fingerprint import input_fingerprint, prepare_checkpoints, run_fingerprint
 from tests.ml.test_train_unet import write_pairs
@@ -78,8 +78,7 @@ def test_changed_inputs_or_config_start_fresh_and_unchanged_ones_resume(pairs, t
 
 def test_checkpoints_from_before_fingerprints_are_not_resumed(tmp_path):
     folder = tmp_path / "checkpoints"
-    folder.mkdir()
-    (folder / "epoch_0003.pt").write_bytes(b"old")
+    save_checkpoint(folder, 3, 30, {"model": torch.nn.Linear(2, 2)})    # as written before
     reason = prepare_checkpoints(folder, {"inputs": {}, "config": {}}, has_checkpoints=True)
     assert "no fingerprint" in reason
     assert not list(folder.glob("*.pt")) and (tmp_path / "checkpoints.previous" / "epoch_0003.pt").exists()
