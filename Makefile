@@ -11,7 +11,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export DAGSTER_DISABLE_TELEMETRY := 1
 export IMAGEDS_ROOT := $(CURDIR)
 
-.PHONY: bootstrap home sample demo train test ui bench lock clean
+.PHONY: bootstrap home sample demo train test ui bench lock clean golden
 
 bootstrap: $(VENV)/.installed home
 
@@ -49,6 +49,24 @@ ui: bootstrap
 
 bench: bootstrap
 	for b in resize verify pack loader; do $(BIN)/python bench/$$b.py || exit 1; done
+
+# Rewrite the golden reference files (tests/golden/) with the real tools, each in a venv of its
+# own under .golden-venvs/ (never the runtime's): mxnet + insightface, TensorFlow, h5py + Pillow.
+# Not part of `make test`: the tests read the committed files. GOLDEN_OUT=DIR writes elsewhere.
+GOLDEN_VENVS := $(CURDIR)/.golden-venvs
+GOLDEN_OUT ?= $(CURDIR)/tests/golden
+golden:
+	for env in mxnet tensorflow h5py; do \
+	  test -x $(GOLDEN_VENVS)/$$env/bin/python || $(PYTHON) -m venv $(GOLDEN_VENVS)/$$env || exit 1; \
+	  $(GOLDEN_VENVS)/$$env/bin/pip install --quiet --disable-pip-version-check \
+	    -r tests/golden/requirements-$$env.txt 2>&1 | grep -v "is ignored: it is neither" || true; \
+	done
+	$(GOLDEN_VENVS)/mxnet/bin/pip install --quiet --disable-pip-version-check --no-deps insightface==2.1
+	$(GOLDEN_VENVS)/mxnet/bin/python tests/golden/make_golden.py recordio $(GOLDEN_OUT)
+	$(GOLDEN_VENVS)/tensorflow/bin/python tests/golden/make_golden.py tfrecord $(GOLDEN_OUT)
+	for part in hdf5 bin inat images; do \
+	  $(GOLDEN_VENVS)/h5py/bin/python tests/golden/make_golden.py $$part $(GOLDEN_OUT) || exit 1; \
+	done
 
 # Regenerate constraints.txt from the current environment after a deliberate upgrade.
 lock:
