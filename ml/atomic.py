@@ -48,6 +48,19 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _stale(match: re.Match) -> bool:
+    """A temporary of this host whose process is gone (another host's is never judged)."""
+    return match["host"] in (None, HOST_TAG) and not _process_alive(int(match["pid"]))
+
+
+def _remove_entry(entry: os.DirEntry) -> None:
+    if entry.is_dir(follow_symlinks=False):
+        shutil.rmtree(entry.path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(entry.path)
+
+
 def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     """Remove the temporary siblings of `path` left by killed processes of this host.
 
@@ -63,16 +76,30 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     removed = []
     for entry in entries:
         match = _TEMP_NAME.match(entry.name)
-        if not match or match["name"] != path.name:
+        if match and match["name"] == path.name and _stale(match):
+            _remove_entry(entry)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def remove_stale_temps_under(folder: str | os.PathLike) -> int:
+    """Remove every stale temporary (as `remove_stale_temps` judges them) anywhere below
+    `folder`, an asset's own output folder (resized images); one listing of the tree. Returns
+    how many were removed."""
+    removed, stack = 0, [os.fspath(folder)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        if match["host"] not in (None, HOST_TAG) or _process_alive(int(match["pid"])):
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
-        removed.append(Path(entry.path))
+        for entry in entries:
+            match = _TEMP_NAME.match(entry.name)
+            if match is not None:
+                if _stale(match):
+                    _remove_entry(entry)
+                    removed += 1
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
     return removed
 
 

@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING, Sequence
 
 from PIL import Image
 
-from ml.atomic import atomic_write_text, temp_sibling
+from ml.atomic import atomic_write_text, remove_stale_temps_under, temp_sibling
 from ml.containers import close_all as close_containers, read_member
 from ml.errors import ConfigError, DatasetError, ImageError, PathEscapeError
+from ml.safe_paths import is_inside, relative_name
 from ml.imageio import MISSING, NOT_AN_IMAGE, UNSUPPORTED, load_rgb, read_header
 from ml.process_pool import pool_context
 from ml.progress import Progress
@@ -366,14 +367,14 @@ def _output_size(path: Path) -> int:
 def _remove_output(out_dir: Path, rel: str) -> None:
     """Delete one of our outputs and the folders it leaves empty (never above out_dir)."""
     path = out_dir / rel
-    if not _inside(out_dir.resolve(), path.resolve()):
+    if not is_inside(out_dir.resolve(), path.resolve()):
         return
     try:
         path.unlink()
     except FileNotFoundError:
         return
     parent = path.parent
-    while parent != out_dir and _inside(out_dir, parent):
+    while parent != out_dir and is_inside(out_dir, parent):
         try:
             parent.rmdir()
         except OSError:
@@ -383,19 +384,8 @@ def _remove_output(out_dir: Path, rel: str) -> None:
 
 # ----------------------------------------------------------------------------- validation
 
-def _inside(root: Path, candidate: Path) -> bool:
-    """True when `candidate` is `root` or below it (both already resolved)."""
-    return candidate == root or root in candidate.parents
-
-
 def _output_rel(item: ResizeItem, extension: str) -> str:
-    name = item.output_name.replace("\\", "/")
-    parts = name.split("/")
-    if not name or name.startswith("/") or "\x00" in name or ":" in parts[0] \
-            or any(p in ("", ".", "..") for p in parts):
-        raise PathEscapeError(f"sample {item.sample_id!r}: output name {item.output_name!r} must be "
-                              "a relative path inside the output folder (no '..', no absolute path)")
-    return name + extension
+    return relative_name(item.output_name, what=f"sample {item.sample_id!r}: output name") + extension
 
 
 def _check_items(items: Sequence[ResizeItem], extension: str) -> list[str]:
@@ -423,11 +413,11 @@ def _refuse_source_overlap(items: Sequence[ResizeItem], out_dir: Path) -> None:
     folders = {os.path.dirname(os.path.abspath(i.path)) for i in items if i.path}
     for folder in sorted(folders):
         src = Path(folder).resolve()
-        if _inside(src, out):
+        if is_inside(src, out):
             where = "is" if out == src else "is inside"
             raise ConfigError(f"output folder {out_dir} {where} the source folder {folder}; "
                               "choose an output folder outside the sources (they are never written)")
-        if _inside(out, src):
+        if is_inside(out, src):
             raise ConfigError(f"output folder {out_dir} contains source images (in {folder}); "
                               "choose an output folder that holds no sources (outputs there are "
                               "replaced and deleted)")
@@ -439,7 +429,7 @@ def _refuse_escaping_folders(rels: list[str], out_dir: Path) -> None:
     out = out_dir.resolve()
     for folder in sorted({os.path.dirname(rel) for rel in rels} - {""}):
         path = out_dir / folder
-        if path.exists() and not _inside(out, path.resolve()):
+        if path.exists() and not is_inside(out, path.resolve()):
             raise PathEscapeError(f"{path} leads outside the output folder {out_dir} (a symlink); "
                                   "remove it so outputs stay inside the output folder")
 
@@ -554,6 +544,7 @@ def stage_resize(items: Sequence[ResizeItem], out_dir: Path, spec: ResizeSpec, *
     _refuse_source_overlap(items, out_dir)
     _refuse_escaping_folders(rels, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps_under(out_dir)          # what a killed run left (never a live run's)
 
     entries = _load_manifest(out_dir)
     run = _Run(items, rels, out_dir, spec, on_error, progress, entries,

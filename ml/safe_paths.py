@@ -90,6 +90,19 @@ def is_inside(root: Path, candidate: Path) -> bool:
     return candidate == root or root in candidate.parents
 
 
+def relative_name(name: str, what: str) -> str:
+    """A relative path made of data (a resized image's name mirroring its source), checked
+    component by component: no absolute path or drive, no '', '.' or '..' part, no NUL.
+    PathEscapeError naming `what` otherwise; returned with '/' separators."""
+    text = str(name).replace("\\", "/")
+    parts = text.split("/")
+    if not text or text.startswith("/") or "\x00" in text or ":" in parts[0] \
+            or any(p in ("", ".", "..") for p in parts):
+        raise PathEscapeError(f"{what} {name!r} must be a relative path inside the output folder "
+                              "(no '..', no absolute path)")
+    return text
+
+
 def contained(root: str | os.PathLike, *parts: str, what: str = "output") -> Path:
     """`root` joined with `parts`, refused (PathEscapeError) unless the result lies inside
     `root` both as written and with every symlink on the way resolved."""

@@ -143,3 +143,19 @@ def test_stale_temporaries_of_a_live_process_are_left_alone(tmp_path):
         assert mine.exists() and others.exists() and unrelated.exists() and not dead.exists()
     finally:
         live.kill()
+
+
+def test_a_resize_run_removes_what_a_killed_resize_left(tmp_path):
+    from ml.resize import ResizeItem, ResizeSpec, stage_resize
+
+    src = tmp_path / "src" / "a.jpg"
+    src.parent.mkdir()
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(src)
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    dead = out / "sub" / ".a.jpg.tmp-999999999-0123abcd"            # pre-host-tag name, dead pid
+    dead.write_bytes(b"half an image")
+    live = temp_sibling(out / "sub" / "b.jpg")                          # this live process's
+    live.write_bytes(b"being written")
+    stage_resize([ResizeItem("a", str(src), "a")], out, ResizeSpec(width=16, height=16), workers=1)
+    assert not dead.exists() and live.exists() and (out / "a.jpg").exists()
