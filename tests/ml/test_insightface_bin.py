@@ -214,6 +214,30 @@ def test_build_validation_memfile_from_bins_and_arrays(tmp_path, golden):
     assert messages and "28/28" in messages[-1]
 
 
+def adaface_get_val_pair_issame(path, name):
+    """AdaFace's evaluate_utils.get_val_pair reads a set's issame beside its memfile as
+    np.load('{}/{}_list.npy'.format(path, name))."""
+    return np.load("{}/{}_list.npy".format(path, name))
+
+
+def test_adaface_finds_each_sets_issame_beside_the_memfile_and_a_bin_path_is_a_set(tmp_path,
+                                                                                 golden):
+    lfw = load_insightface_bin(golden / "bin" / "pairs_protocol4.bin")
+    custom = ([jpeg((1, 2, 3))] * 4, [False, True])
+    # a .bin given by path (a ValueError from tuple unpacking before), beside loaded sets
+    build_validation_memfile(tmp_path / "concat_validation_memfile",
+                             {"lfw": golden / "bin" / "pairs_py2.bin", "agedb_30": lfw,
+                              "mine": custom})
+    for name, issame in (("lfw", lfw.issame), ("agedb_30", lfw.issame), ("mine", [False, True])):
+        loaded = adaface_get_val_pair_issame(tmp_path, name)
+        assert loaded.dtype == bool and loaded.tolist() == issame
+    val = open_validation_memfile(tmp_path / "concat_validation_memfile")
+    assert val.issame.tolist() == [s for s in lfw.issame + lfw.issame + [False, True]
+                                   for _ in (0, 1)]
+    with pytest.raises(DatasetError, match="'x': expected a .bin path"):
+        build_validation_memfile(tmp_path / "y.dat", {"x": 42})
+
+
 def test_float32_matches_torchvision_and_uint8_is_raw(tmp_path, golden):
     from torchvision import transforms
 
