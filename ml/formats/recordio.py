@@ -39,7 +39,7 @@ import numpy as np
 
 from ml.atomic import fsync_dir, temp_sibling
 from ml.errors import FormatError
-from ml.formats.file_access import OutputFile, PreadFile
+from ml.formats.file_access import OutputFile, PreadFile, write_error
 
 MAGIC = 0xCED7230A
 MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -642,7 +642,10 @@ class RecordIOWriter:
             for key, framed in zip(keys, framed_sizes):
                 lines.append(b"%d\t%d\n" % (key, offset))
                 offset += framed
-            self._idx_file.write(b"".join(lines))
+            try:
+                self._idx_file.write(b"".join(lines))
+            except OSError as exc:
+                raise write_error(self.idx_path, exc, "writing the index") from None
         self._out.write(buffers)
         self._position += sum(framed_sizes)
 
@@ -655,8 +658,11 @@ class RecordIOWriter:
             self._out.close()                 # hashed, fsynced and closed
             self.sha256 = self._out.sha256
             if self._idx_file is not None:
-                self._idx_file.flush()
-                os.fsync(self._idx_file.fileno())
+                try:
+                    self._idx_file.flush()
+                    os.fsync(self._idx_file.fileno())
+                except OSError as exc:
+                    raise write_error(self.idx_path, exc, "finishing the index") from None
                 self._idx_file.close()
                 if self.idx_path.exists():
                     self.idx_path.unlink()

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ml.errors import FormatError
+from ml.errors import DatasetError, FormatError
 from ml.formats.recordio import (
     MAGIC, MAGIC_BYTES, IRHeader, RecordIOReader, RecordIOWriter, frame_record, iter_records,
     pack_header, unpack_header)
@@ -377,3 +377,17 @@ def test_bad_idx_lines_name_their_offset(golden_copy, content, offset, problem):
 def test_missing_rec_is_format_error(tmp_path):
     with pytest.raises(FormatError, match="cannot open RecordIO file"):
         RecordIOReader(tmp_path / "nope.rec")
+
+
+def test_a_full_disk_while_packing_names_the_file_and_the_free_space(tmp_path, monkeypatch):
+    """A bare `OSError: [Errno 28]` before."""
+    def full_disk(fd, buffers):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("ml.formats.file_access.os.writev", full_disk)
+    with pytest.raises(DatasetError, match=r"train\.rec: writing after 0 bytes failed \(no space "
+                                           r"left on device\); \d+ bytes free on that filesystem"):
+        with RecordIOWriter(tmp_path / "train.rec", tmp_path / "train.idx") as writer:
+            for key in range(300):
+                writer.write(key, b"x" * 4000)
+    assert list(tmp_path.iterdir()) == []
