@@ -37,9 +37,9 @@ from PIL import Image
 from ml.atomic import atomic_write_text, remove_stale_temps_under, temp_sibling
 from ml.containers import close_all as close_containers, read_member
 from ml.errors import ConfigError, DatasetError, ImageError, PathEscapeError
-from ml.safe_paths import is_inside, relative_name
 from ml.imageio import MISSING, NOT_AN_IMAGE, UNSUPPORTED, load_rgb, read_header
 from ml.process_pool import pool_context
+from ml.safe_paths import is_inside, relative_name
 from ml.progress import Progress
 
 if TYPE_CHECKING:

@@ -4,7 +4,6 @@ config are refused unless plain, joined paths stay inside their folder, links ne
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
