@@ -48,7 +48,7 @@ ui: bootstrap
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 bench: bootstrap
-	for b in resize verify pack loader; do $(BIN)/python bench/$$b.py || exit 1; done
+	for b in resize verify pack loader stale_temps; do $(BIN)/python bench/$$b.py || exit 1; done
 
 # Rewrite the golden reference files (tests/golden/) with the real tools, each in a venv of its
 # own under .golden-venvs/ (never the runtime's): mxnet + insightface, TensorFlow, h5py + Pillow.

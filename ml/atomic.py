@@ -93,7 +93,7 @@ def remove_stale_temps_under(folder: str | os.PathLike) -> int:
         except (FileNotFoundError, NotADirectoryError):
             continue
         for entry in entries:
-            match = _TEMP_NAME.match(entry.name)
+            match = _TEMP_NAME.match(entry.name) if ".tmp-" in entry.name else None
             if match is not None:
                 if _stale(match):
                     _remove_entry(entry)
