@@ -190,7 +190,10 @@ class _Rows:
 
     @classmethod
     def of(cls, catalog: pd.DataFrame) -> "_Rows":
-        return cls(paths=pa.array(catalog["path"].fillna("").astype(str), pa.large_string()),
+        paths = pa.array(catalog["path"].fillna("").astype(str), pa.large_string())
+        if isinstance(paths, pa.ChunkedArray):   # pyarrow-backed strings read back from Parquet
+            paths = paths.combine_chunks()          # come in chunks past 131,072 rows
+        return cls(paths=paths,
                    members=catalog["member"].fillna("").astype(str).to_numpy(dtype=object),
                    source_keys=catalog["source_key"].astype(str).reset_index(drop=True),
                    used=catalog["used"].astype(bool).to_numpy(),

@@ -411,3 +411,20 @@ def test_log_missing_false_is_quiet(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="ml.verify"):
         run(files_catalog(root, ["a.jpg"]), root, log_missing=False)
     assert not caplog.records
+
+
+def test_a_catalog_read_back_from_parquet_past_131072_rows_is_verified(tmp_path):
+    """Parquet gives chunked columns past 131,072 rows: verification crashed with
+    "'ChunkedArray' object has no attribute 'indices'" (seed 000's 366,858-image dataset)."""
+    n = 140_000
+    root = tmp_path / "images"
+    for k in range(3):
+        jpeg(root / f"f{k % 2}" / f"{k:06d}.jpg")
+    keys = [f"f{k % 2}/{k:06d}.jpg" for k in range(n)]
+    frame = files_catalog(root, keys)
+    frame.to_parquet(tmp_path / "catalog.parquet")
+    frame = pd.read_parquet(tmp_path / "catalog.parquet")
+    result = run(frame, root, level="exists", max_missing_ratio=1.0, max_missing_count=n)
+    counts = result.per_sample["verify_status"].value_counts().to_dict()
+    assert counts == {"ok": 3, "missing": n - 3}
+    assert result.report["missing_identifiers"][:2] == ["f1/000003.jpg", "f0/000004.jpg"]
