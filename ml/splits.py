@@ -70,8 +70,16 @@ class SplitSpec:
 
 def unit_hash(seed: int, unit: str) -> float:
     """Uniform in [0, 1), from sha256 of seed and unit id: identical on every machine."""
-    digest = hashlib.sha256(f"{seed}\x00{unit}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+    return float(unit_hashes(seed, [unit])[0])
+
+
+def unit_hashes(seed: int, units) -> np.ndarray:
+    """`unit_hash` of many units at once: the first 8 bytes of each sha256, big-endian, as
+    float64 / 2**64 (the same values, one hashlib call per unit and no other Python per unit)."""
+    prefix = f"{seed}\x00".encode("utf-8")
+    digests = b"".join(hashlib.sha256(prefix + str(u).encode("utf-8")).digest()[:8]
+                       for u in units)
+    return np.frombuffer(digests, dtype=">u8").astype(np.float64) / 2.0 ** 64
 
 
 def split_units(frame: pd.DataFrame, spec: SplitSpec) -> pd.Series:
@@ -83,19 +91,13 @@ def split_units(frame: pd.DataFrame, spec: SplitSpec) -> pd.Series:
 
 
 def assign_splits(frame: pd.DataFrame, spec: SplitSpec) -> pd.Series:
-    """Split name per row (index aligned with `frame`)."""
-    units = split_units(frame, spec)
+    """Split name per row (index aligned with `frame`): each distinct unit hashed once, the
+    thresholds applied to the whole column."""
+    codes, uniques = pd.factorize(split_units(frame, spec))
     edges = np.cumsum(spec.ratios)[:-1]
-    cache: dict[str, str] = {}
-    names = np.array(spec.names)
-
-    def split_of(unit: str) -> str:
-        if unit not in cache:
-            cache[unit] = str(names[int(np.searchsorted(edges, unit_hash(spec.seed, unit),
-                                                        side="right"))])
-        return cache[unit]
-
-    return units.map(split_of).rename("split")
+    which = np.searchsorted(edges, unit_hashes(spec.seed, uniques), side="right")
+    names = np.array(spec.names, dtype=object)
+    return pd.Series(names[which][codes], index=frame.index, name="split", dtype=object)
 
 
 def split_counts(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
