@@ -24,7 +24,7 @@ from ml.errors import ImageError, PathEscapeError, SourceError
 from ml.file_bytes import read_file_bytes
 from ml.formats.recordio import IRHeader, RecordIOWriter
 from ml.progress import Progress
-from ml.sources.record import resolve_inside
+from ml.sources.record import InsideRoot
 
 LST_FORBIDDEN = ("\t", "\n", "\r")
 
@@ -91,8 +91,8 @@ def write_lst(path: str | os.PathLike, entries: Iterable[LstEntry]) -> int:
     return len(lines)
 
 
-def _image_path(image_root: Path, lst_path: Path, entry: LstEntry) -> str:
-    resolved, why = resolve_inside(image_root, entry.path)
+def _image_path(image_root: InsideRoot, lst_path: Path, entry: LstEntry) -> str:
+    resolved, why = image_root.resolve(entry.path)
     if not resolved:
         raise PathEscapeError(f"{lst_path}: entry {entry.index} path {entry.path!r} is refused: "
                               f"{why}")
@@ -107,12 +107,13 @@ def pack_lst(lst_path: str | os.PathLike, image_root: str | os.PathLike,
     Returns the number of records. The image files are read, never modified.
     """
     lst_path, image_root = Path(lst_path), Path(image_root)
+    inside = InsideRoot(image_root)
     entries = read_lst(lst_path)
     if progress is not None:
         progress.total = len(entries)
     with RecordIOWriter(rec_path, idx_path) as writer:
         for entry in entries:
-            image_path = _image_path(image_root, lst_path, entry)
+            image_path = _image_path(inside, lst_path, entry)
             try:
                 payload = read_file_bytes(image_path)
             except OSError as exc:

@@ -16,7 +16,7 @@ from typing import Iterator
 
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, SourceError
-from ml.sources.record import IMAGE_EXTENSIONS, SourceRecord, require_dir, resolve_inside
+from ml.sources.record import IMAGE_EXTENSIONS, InsideRoot, SourceRecord, require_dir
 
 
 def pair_stems(names: list[str], before: str, after: str) -> tuple[dict[str, dict[str, str]], list[str]]:
@@ -35,6 +35,7 @@ def pair_stems(names: list[str], before: str, after: str) -> tuple[dict[str, dic
 
 def read_before_after(spec: DatasetSpec) -> Iterator[SourceRecord]:
     root = require_dir(spec.source_path("root"), "source.root", spec.name)
+    inside = InsideRoot(root)          # folders' real paths resolved once
     before = spec.source.get("before_suffix", "_before")
     after = spec.source.get("after_suffix", "_after")
     on_unpaired = spec.source.get("on_unpaired", "skip")
@@ -53,7 +54,7 @@ def read_before_after(spec: DatasetSpec) -> Iterator[SourceRecord]:
     for stem in sorted(pairs):
         for role in ("before", "after"):
             name = pairs[stem][role]
-            path, why = resolve_inside(root, name)
+            path, why = inside.resolve(name)
             yield SourceRecord(source_key=name, path=path, label=role, group_id=stem,
                                group_kind="pair", role=role, index_in_source=index,
                                invalid_reason=why)

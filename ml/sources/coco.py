@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from ml.dataset_spec import DatasetSpec
 from ml.errors import SourceError
-from ml.sources.record import SourceRecord, require_dir, require_file, resolve_inside
+from ml.sources.record import InsideRoot, SourceRecord, require_dir, require_file
 
 
 def _load(path) -> dict[str, Any]:
@@ -32,6 +32,7 @@ def _load(path) -> dict[str, Any]:
 def read_coco(spec: DatasetSpec) -> Iterator[SourceRecord]:
     ann_path = require_file(spec.source_path("annotations"), "source.annotations", spec.name)
     root = require_dir(spec.source_path("images_dir"), "source.images_dir", spec.name)
+    inside = InsideRoot(root)          # folders' real paths resolved once
     doc = _load(ann_path)
     try:
         categories = {c["id"]: (str(c["name"]), str(c.get("supercategory", "")))
@@ -49,7 +50,7 @@ def read_coco(spec: DatasetSpec) -> Iterator[SourceRecord]:
     for index, (image_id, file_name) in enumerate(images):
         cat = category_of.get(image_id)
         name, supercategory = categories[cat] if cat is not None else ("", "")
-        path, why = resolve_inside(root, file_name)
+        path, why = inside.resolve(file_name)
         yield SourceRecord(source_key=file_name, path=path, label=name,
                            supercategory=supercategory, used=cat is not None,
                            index_in_source=index, invalid_reason=why)

@@ -20,7 +20,7 @@ import numpy as np
 from ml.dataset_spec import DatasetSpec
 from ml.errors import FormatError, SourceError
 from ml.sources.image_folder import labels_are
-from ml.sources.record import SourceRecord, require_dir, require_file, resolve_inside
+from ml.sources.record import InsideRoot, SourceRecord, require_dir, require_file
 
 
 def _dataset(h5: h5py.File, key: str, path, spec: DatasetSpec) -> np.ndarray:
@@ -46,6 +46,7 @@ def _label_name(value) -> str:
 def read_hybrid(spec: DatasetSpec) -> Iterator[SourceRecord]:
     labels_path = require_file(spec.source_path("labels_file"), "source.labels_file", spec.name)
     root = require_dir(spec.source_path("images_dir"), "source.images_dir", spec.name)
+    inside = InsideRoot(root)          # folders' real paths resolved once
     ext = str(spec.source.get("extension", ".jpg"))
     identity = labels_are(spec) == "identity"
     try:
@@ -72,7 +73,7 @@ def read_hybrid(spec: DatasetSpec) -> Iterator[SourceRecord]:
         key = image_id + ext
         label = _label_name(labels[i]) if labels is not None else ""
         used = all(not (np.issubdtype(a.dtype, np.floating) and np.isnan(a[i])) for _, a in required)
-        path, why = resolve_inside(root, key)
+        path, why = inside.resolve(key)
         yield SourceRecord(source_key=key, path=path, label=label,
                            group_id=label if identity and label else "",
                            group_kind="identity" if identity and label else "none",

@@ -14,7 +14,7 @@ from typing import Iterator
 
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, SourceError
-from ml.sources.record import IMAGE_EXTENSIONS, SourceRecord, require_dir, resolve_inside
+from ml.sources.record import IMAGE_EXTENSIONS, InsideRoot, SourceRecord, require_dir
 
 
 def labels_are(spec: DatasetSpec) -> str:
@@ -27,6 +27,7 @@ def labels_are(spec: DatasetSpec) -> str:
 
 def read_image_folder(spec: DatasetSpec) -> Iterator[SourceRecord]:
     root = require_dir(spec.source_path("root"), "source.root", spec.name)
+    inside = InsideRoot(root)          # folders' real paths resolved once
     exts = tuple(e.lower() for e in spec.source.get("extensions", IMAGE_EXTENSIONS))
     identity = labels_are(spec) == "identity"
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir(follow_symlinks=False)
@@ -41,7 +42,7 @@ def read_image_folder(spec: DatasetSpec) -> Iterator[SourceRecord]:
                        and (e.is_file() or e.is_symlink()))
         for fname in files:
             key = f"{label}/{fname}"
-            path, why = resolve_inside(root, key)
+            path, why = inside.resolve(key)
             yield SourceRecord(source_key=key, path=path, label=label,
                                group_id=label if identity else "",
                                group_kind="identity" if identity else "none",
