@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from assets.metadata import class_count_summary
 from assets.progress_observations import progress_for
 from ml.catalog import build_catalog, class_counts, summarize_sizes
 from ml.dataset_spec import DatasetSpec
@@ -25,7 +26,7 @@ def build_catalog_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         frame = result.frame
         counts = result.counts()
         meta: dict = {**counts, **summarize_sizes(frame), "source_kind": spec.kind,
-                      "classes": dg.MetadataValue.json(class_counts(frame))}
+                      "classes": dg.MetadataValue.json(class_count_summary(class_counts(frame)))}
         if result.invalid:
             context.log.warning(f"{len(result.invalid)} identifier(s) escape the images folder "
                                 f"and are skipped, e.g. {result.invalid[:3]}")

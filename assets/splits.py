@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from assets.metadata import png_markdown, save_png
+from assets.metadata import class_count_summary, png_markdown, save_png
 from assets.options import merged_options
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, DatasetError
@@ -68,7 +68,8 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "path": dg.MetadataValue.path(str(out_dir)),
             **{f"{name}_count": int((frame["split"] == name).sum()) for name in sspec.names},
             **{f"{name}_manifest": dg.MetadataValue.path(str(p)) for name, p in paths.items()},
-            "counts_per_split_and_class": dg.MetadataValue.json(counts),
+            "counts_per_split_and_class": dg.MetadataValue.json(
+                {split: class_count_summary(per) for split, per in counts.items()}),
             "groups": int(frame["group_id"].nunique()),
             "seed": sspec.seed, "ratios": str(list(sspec.ratios)),
         }
