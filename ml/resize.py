@@ -452,6 +452,10 @@ class _Run:
     signatures: list[list | None] = field(default_factory=list)
     bytes_written: int = 0
     last_save: float = field(default_factory=time.monotonic)
+    fingerprint: str = ""                             # of the spec, computed once per run
+
+    def __post_init__(self) -> None:
+        self.fingerprint = self.spec.fingerprint()
 
     def record(self, index: int, status: str, reason: str = "", detail: str = "",
                nbytes: int = 0) -> None:
@@ -462,7 +466,7 @@ class _Run:
             self.spec.height if ok else 0, status, reason)
         if status != UNCHANGED and self.signatures[index] is not None:
             self.entries[item.sample_id] = {
-                "source": self.signatures[index], "spec": self.spec.fingerprint(),
+                "source": self.signatures[index], "spec": self.fingerprint,
                 "output": rel if ok else "", "bytes": nbytes, "status": status,
                 "reason": reason, "detail": detail}
         if status == FAILED:
@@ -491,7 +495,7 @@ def _is_current(entry: dict | None, signature: list | None, fingerprint: str) ->
 
 def _plan(run: _Run) -> list[_Task]:
     """Settle what needs no image work (unchanged, remembered or obvious failures); the rest."""
-    fingerprint = run.spec.fingerprint()
+    fingerprint = run.fingerprint
     todo = []
     for index, (item, rel) in enumerate(zip(run.items, run.rels)):
         signature = run.signatures[index]
