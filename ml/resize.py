@@ -7,8 +7,9 @@ every core. Seed 004's `stage_resize.py` (stretch, full decode, one process, in 
 - Speed: a JPEG is decoded in the DCT domain at the smallest 1/1, 1/2, 1/4 or 1/8 scale that is
   still at least the size the geometry needs (Pillow's draft), then resampled with LANCZOS from
   the kept region; a ProcessPoolExecutor spreads chunks of items over every core.
-- Incremental: `out_dir/.resize_manifest.json` remembers, per sample, the source signature
-  (size, mtime_ns, HDF5 member) and the spec fingerprint; unchanged samples cost two stats.
+- Incremental: `out_dir/.resize_manifest.sqlite` (ml/resize_manifest.py) remembers, per sample,
+  the source signature (size, mtime_ns, HDF5 member) and the spec fingerprint; unchanged
+  samples cost two stats, and a checkpoint writes only what changed.
   Outputs that the current item list no longer produces are removed (they are our artifacts).
 - Safety: sources are only read (HDF5 containers opened read-only); an output folder that holds a
   source, or sits in or equals a source folder, is refused; every output is written atomically.
@@ -34,11 +35,12 @@ from typing import TYPE_CHECKING, Sequence
 
 from PIL import Image
 
-from ml.atomic import atomic_write_text, remove_stale_temps_under, temp_sibling
+from ml.atomic import remove_stale_temps_under, temp_sibling
 from ml.containers import close_all as close_containers, read_member
 from ml.errors import ConfigError, DatasetError, ImageError, PathEscapeError
 from ml.imageio import MISSING, NOT_AN_IMAGE, UNSUPPORTED, load_rgb, read_header
 from ml.process_pool import pool_context
+from ml.resize_manifest import MANIFEST_NAME, ResizeManifest  # noqa: F401 (named here too)
 from ml.safe_paths import is_inside, relative_name
 from ml.progress import Progress
 
@@ -49,7 +51,6 @@ if TYPE_CHECKING:
 ALGORITHM_VERSION = 1
 MODES = ("stretch", "letterbox", "shorter_side_crop")
 FORMATS = {"jpeg": ".jpg", "png": ".png"}
-MANIFEST_NAME = ".resize_manifest.json"
 ON_ERROR = ("skip", "error")
 RESAMPLE = Image.Resampling.LANCZOS
 # Integer pre-reduction (Image.reduce) only where the remaining factor is at least this large;
@@ -325,28 +326,6 @@ def _run_tasks(tasks: list[_Task], out_dir: Path, spec: ResizeSpec, workers: int
 
 # ----------------------------------------------------------------------------- manifest
 
-def _load_manifest(out_dir: Path) -> dict[str, dict]:
-    """Entries by sample id from an earlier run ({} when there is none or it is unreadable)."""
-    path = out_dir / MANIFEST_NAME
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        entries = data["entries"]
-        if data.get("version") != 1 or not isinstance(entries, dict):
-            raise ValueError("unknown layout")
-        return {k: v for k, v in entries.items()
-                if isinstance(v, dict) and isinstance(v.get("output", ""), str)}
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("ignoring unreadable resize manifest %s (%s): every image is redone", path, exc)
-        return {}
-
-
-def _save_manifest(out_dir: Path, entries: dict[str, dict]) -> None:
-    text = json.dumps({"version": 1, "entries": entries}, separators=(",", ":"), sort_keys=True)
-    atomic_write_text(out_dir / MANIFEST_NAME, text)
-
-
 def _signature(item: ResizeItem) -> list | None:
     """What identifies this version of the source: [path, member, size, mtime_ns] (no read);
     None when it cannot be stat'ed (the decode then says why: missing, unreadable)."""
@@ -446,7 +425,7 @@ class _Run:
     spec: ResizeSpec
     on_error: str
     progress: Progress | None
-    entries: dict[str, dict]
+    entries: ResizeManifest
     ours: set[str] = field(default_factory=set)      # outputs an earlier run recorded writing
     outcomes: list[ResizeOutcome | None] = field(default_factory=list)
     signatures: list[list | None] = field(default_factory=list)
@@ -465,10 +444,10 @@ class _Run:
             item.sample_id, str(self.out_dir / rel) if ok else "", self.spec.width if ok else 0,
             self.spec.height if ok else 0, status, reason)
         if status != UNCHANGED and self.signatures[index] is not None:
-            self.entries[item.sample_id] = {
+            self.entries.set(item.sample_id, {
                 "source": self.signatures[index], "spec": self.fingerprint,
                 "output": rel if ok else "", "bytes": nbytes, "status": status,
-                "reason": reason, "detail": detail}
+                "reason": reason, "detail": detail})
         if status == FAILED:
             if rel in self.ours:                          # an older version of this output
                 _remove_output(self.out_dir, rel)
@@ -484,7 +463,7 @@ class _Run:
         self.record(done.index, done.status, done.reason, done.detail, done.bytes_written)
 
     def save(self) -> None:
-        _save_manifest(self.out_dir, self.entries)
+        self.entries.save()
         self.last_save = time.monotonic()
 
 
@@ -517,14 +496,14 @@ def _remove_stale(run: _Run) -> None:
     """Delete outputs recorded earlier that no current item produces, and forget their entries."""
     current_ids = {item.sample_id for item in run.items}
     planned = set(run.rels)
-    for sample_id in list(run.entries):
-        rel = run.entries[sample_id].get("output", "")
+    for sample_id in run.entries.ids():
+        rel = run.entries.get(sample_id).get("output", "")
         if rel and rel not in planned:
             _remove_output(run.out_dir, rel)
         if sample_id not in current_ids:
-            del run.entries[sample_id]
+            run.entries.delete(sample_id)
         elif rel and rel not in planned:
-            run.entries[sample_id]["output"] = ""
+            run.entries.set(sample_id, {**run.entries.get(sample_id), "output": ""})
 
 
 def stage_resize(items: Sequence[ResizeItem], out_dir: Path, spec: ResizeSpec, *,
@@ -550,7 +529,7 @@ def stage_resize(items: Sequence[ResizeItem], out_dir: Path, spec: ResizeSpec, *
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps_under(out_dir)          # what a killed run left (never a live run's)
 
-    entries = _load_manifest(out_dir)
+    entries = ResizeManifest(out_dir)
     run = _Run(items, rels, out_dir, spec, on_error, progress, entries,
                ours={e.get("output", "") for e in entries.values()} - {""},
                outcomes=[None] * len(items), signatures=[_signature(i) for i in items])
