@@ -97,7 +97,8 @@ class ResizeManifest:
                 rows = db.execute("SELECT id, entry FROM entries").fetchall()
             finally:
                 db.close()
-            entries = {k: json.loads(v) for k, v in rows}
+            values = json.loads("[" + ",".join(v for _, v in rows) + "]")   # one parse, not N
+            entries = dict(zip((k for k, _ in rows), values))
             return {k: v for k, v in entries.items()
                     if isinstance(v, dict) and isinstance(v.get("output", ""), str)}
         except (sqlite3.DatabaseError, ValueError) as exc:
