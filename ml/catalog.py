@@ -87,6 +87,9 @@ def _headers(records: list[SourceRecord], workers: int, progress: Progress | Non
     for i, r in enumerate(records):
         if not r.member:
             continue
+        if r.width is not None and r.height is not None:   # the source knows (RecordIO property)
+            results[i] = ("ok", "", r.width, r.height, None)
+            continue
         try:
             data = read_member(r.path, r.member)
         except ImageError as exc:

@@ -25,6 +25,8 @@ class SourceRecord:
     index_in_source: int = 0     # position in the label file / listing (seed 000's missing_indices)
     invalid_reason: str = ""     # why the identifier is refused (escapes the root, absolute, ...)
     supercategory: str = ""      # COCO/iNaturalist supercategory
+    width: int | None = None     # known without reading the image (a RecordIO `property`):
+    height: int | None = None    #   the catalog then reads no header for this sample
 
 
 def require_dir(path: Path | None, what: str, dataset: str) -> Path:

@@ -1,6 +1,8 @@
 """RecordIO source: a user's existing insightface face dataset (MS1MV2, WebFace, ...) as
 train.rec + train.idx (+ property), legacy or RecBuilder layout. Labels come from the record
-headers; no image is decoded to build the catalog.
+headers; no image is decoded to build the catalog, and when `property` gives the image size
+(insightface writes every face at that size) no image header is read either: one record at a
+time in the main thread cost ~480 us per record, 45 minutes for MS1MV2's 5.8M faces.
 
 source:
   path: /data/faces_emore          # the folder holding train.rec, or the .rec file itself
@@ -27,10 +29,11 @@ def read_recordio(spec: DatasetSpec) -> Iterator[SourceRecord]:
         raise SourceError(f"dataset {spec.name!r}: cannot read {location} as an insightface "
                           f"RecordIO dataset ({exc})") from None
     rec_path = str(index.reader.rec_path)
+    height, width = index.image_size if index.image_size else (None, None)
     try:
         for i, (key, label) in enumerate(zip(index.image_keys.tolist(), index.labels.tolist())):
             yield SourceRecord(source_key=str(key), path=rec_path, member=str(key),
                                label=str(label), group_id=str(label), group_kind="identity",
-                               index_in_source=i)
+                               index_in_source=i, width=width, height=height)
     finally:
         index.close()
