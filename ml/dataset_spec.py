@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from ml.errors import ConfigError
+from ml.safe_paths import overlap
 from ml.shards import check_shard_count
 
 SOURCE_KINDS = ("image_folder", "before_after", "coco", "hybrid", "h5_store", "recordio")
@@ -145,11 +146,6 @@ def parse_datasets(doc: Any, path: Path, base_dir: Path | None = None) -> Datase
     return DatasetsFile(path=path, storage_root=storage, datasets=tuple(specs))
 
 
-def _overlap(a: Path, b: Path) -> bool:
-    a, b = Path(os.path.abspath(a)).resolve(), Path(os.path.abspath(b)).resolve()
-    return a == b or a in b.parents or b in a.parents
-
-
 def _check_output_folders(where: str, storage: Path, specs: list[DatasetSpec]) -> None:
     """Each dataset writes only into its own output folder: a folder that is a file, shared with
     another dataset, or overlapping the dataset's images would mix or overwrite files."""
@@ -161,12 +157,12 @@ def _check_output_folders(where: str, storage: Path, specs: list[DatasetSpec]) -
             raise ConfigError(f"{where}: dataset {spec.name!r}: output folder {spec.output_dir} "
                               "is a file; set output_dir to a folder")
         for other in specs[:i]:
-            if _overlap(spec.output_dir, other.output_dir):
+            if overlap(spec.output_dir, other.output_dir):
                 raise ConfigError(f"{where}: datasets {other.name!r} and {spec.name!r} share the "
                                   f"output folder {spec.output_dir} (or one holds the other); give "
                                   "each dataset its own output_dir")
         images = spec.images_location
-        if images is not None and _overlap(spec.output_dir, images):
+        if images is not None and overlap(spec.output_dir, images):
             raise ConfigError(f"{where}: dataset {spec.name!r}: output folder {spec.output_dir} and "
                               f"the images at {images} overlap; outputs never go among the source "
                               "images: choose an output_dir outside them")

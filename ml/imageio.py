@@ -15,7 +15,6 @@ import io
 import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Union
 
 import numpy as np
@@ -197,12 +196,3 @@ def load_rgb(source: Source, *, name: str | None = None, draft_size: tuple[int, 
         return to_rgb(img, fill)
     except (OSError, ValueError) as exc:
         raise ImageError(_name(source, name), UNSUPPORTED, str(exc)) from None
-
-
-def is_within(root: Path, candidate: Path) -> bool:
-    """True when `candidate`, with symlinks resolved, lies inside `root` (also resolved)."""
-    try:
-        candidate.resolve(strict=False).relative_to(root.resolve(strict=False))
-        return True
-    except ValueError:
-        return False

@@ -158,7 +158,7 @@ def build_val_memfile(val: pd.DataFrame, path: Path, *, set_name: str, n_pairs: 
             build.path / path.name, {set_name: (FileBytes(order), pairs.issame.tolist())},
             image_size=image_size, dtype=dtype, progress_factory=progress_factory)
     images = build.published / path.name
-    return MemfileHandle(path=str(images), sha256=files_sha256([str(images)]),
+    return MemfileHandle(path=str(images), sha256=summary.images.sha256,
                          shape=tuple(summary.images.shape),
                          dtype=summary.dtype, num_pairs=len(pairs),
                          sets={s.name: s.code for s in summary.sets})

@@ -22,7 +22,7 @@ import hashlib
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ml.errors import ConfigError, PathEscapeError
@@ -90,6 +90,16 @@ def is_inside(root: Path, candidate: Path) -> bool:
     return candidate == root or root in candidate.parents
 
 
+def is_within(root: str | os.PathLike, candidate: str | os.PathLike) -> bool:
+    """True when `candidate`, with symlinks resolved, is `root` or lies below it (resolved)."""
+    return is_inside(Path(os.path.abspath(root)).resolve(), Path(os.path.abspath(candidate)).resolve())
+
+
+def overlap(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when one of two folders is, or holds, the other (symlinks resolved)."""
+    return is_within(a, b) or is_within(b, a)
+
+
 def relative_name(name: str, what: str) -> str:
     """A relative path made of data (a resized image's name mirroring its source), checked
     component by component: no absolute path or drive, no '', '.' or '..' part, no NUL.
@@ -124,7 +134,7 @@ def contained(root: str | os.PathLike, *parts: str, what: str = "output") -> Pat
 
 def check_output_file(path: str | os.PathLike, *, output_dir: str | os.PathLike,
                       protected: Iterable[str | os.PathLike] = (), what: str,
-                      ours: "callable | None" = None) -> Path:
+                      ours: Callable[[Path], bool] | None = None) -> Path:
     """A configured output file (a report path): it must lie inside `output_dir`, outside every
     `protected` folder (the dataset's images), and, when something is already there, be a file
     that the project wrote (`ours(path)` says so). Returns the absolute path."""
@@ -134,9 +144,8 @@ def check_output_file(path: str | os.PathLike, *, output_dir: str | os.PathLike,
     except PathEscapeError:
         raise ConfigError(f"{what} {p} lies outside the dataset's output folder {output_dir}; "
                           "outputs are written only there: use a path under {output_dir}") from None
-    real = p.resolve(strict=False)
     for folder in protected:
-        if is_inside(Path(folder).resolve(), real):
+        if is_within(folder, p):
             raise ConfigError(f"{what} {p} lies inside the images folder {folder}; the project "
                               "never writes among source images: choose a path under the output folder")
     if os.path.lexists(p):
@@ -150,16 +159,15 @@ def link_or_copy_new(src: str | os.PathLike, dst: str | os.PathLike) -> str:
     """A hard link to `src` at `dst` ('link'), or a copy where links fail ('copy'). Never
     replaces anything at `dst`: an existing entry is a PathEscapeError."""
     try:
-        os.link(src, dst)
-        return "link"
+        try:
+            os.link(src, dst)
+            return "link"
+        except FileExistsError:
+            raise
+        except OSError:                                          # another filesystem: copy
+            with open(src, "rb") as fin, open(dst, "xb") as fout:   # 'x': fails if dst exists
+                shutil.copyfileobj(fin, fout, 1 << 20)
+            shutil.copystat(src, dst)
+            return "copy"
     except FileExistsError:
         raise PathEscapeError(f"{dst} already exists; a link or copy never replaces a file") from None
-    except OSError:
-        pass
-    try:
-        with open(src, "rb") as fin, open(dst, "xb") as fout:   # 'x': fails if dst exists
-            shutil.copyfileobj(fin, fout, 1 << 20)
-    except FileExistsError:
-        raise PathEscapeError(f"{dst} already exists; a link or copy never replaces a file") from None
-    shutil.copystat(src, dst)
-    return "copy"

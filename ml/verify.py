@@ -36,8 +36,9 @@ from ml.checksums import (ChecksumEntry, ChecksumRegistry, content_difference, n
                           sha256_hex, stat_difference)
 from ml.containers import is_recordio, member_keys, read_member
 from ml.errors import ConfigError, DatasetError, ImageError
-from ml.imageio import CHANGED, DEFAULT_MAX_PIXELS, MISSING, UNSUPPORTED, decode, is_within
+from ml.imageio import CHANGED, DEFAULT_MAX_PIXELS, MISSING, UNSUPPORTED, decode
 from ml.progress import Progress
+from ml.safe_paths import is_within
 
 LEVELS = ("exists", "decode")
 OK, MISSING_STATUS, CORRUPT, INVALID = "ok", "missing", "corrupt", "invalid"
@@ -506,7 +507,7 @@ def _open_registry(checksum_db: Path | ChecksumRegistry | None,
     """(registry, whether we opened it and must close it)."""
     if checksum_db is None or isinstance(checksum_db, ChecksumRegistry):
         return checksum_db, False
-    if is_within(Path(images_dir), Path(checksum_db)):
+    if is_within(images_dir, checksum_db):
         raise ConfigError(f"checksum_db {checksum_db} lies inside the images folder {images_dir}; "
                           "verification never writes there: keep the registry with the artifacts")
     return ChecksumRegistry(checksum_db), True

@@ -45,6 +45,15 @@ def golden_copy(tmp_path, golden):
     return copy
 
 
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Every write of the packed formats' writers fails as a full disk does (ENOSPC)."""
+    def no_space(fd, buffers):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("ml.formats.file_access.os.writev", no_space)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under IMAGEDS_REQUIRE_SERVICES=1 (set by .ci/run) a skipped `service` test is a failure."""

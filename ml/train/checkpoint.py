@@ -48,6 +48,12 @@ def list_checkpoints(folder: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def latest_epoch(folder: str | Path) -> int:
+    """The epoch of the newest checkpoint in `folder` (0 when there is none)."""
+    found = list_checkpoints(folder)
+    return int(_NAME.match(found[-1].name).group(1)) if found else 0
+
+
 def latest_checkpoint(folder: str | Path) -> Path | None:
     found = list_checkpoints(folder)
     return found[-1] if found else None

@@ -18,7 +18,7 @@ from typing import Any
 from ml.atomic import atomic_write_text
 from ml.errors import ConfigError, DatasetError
 from ml.train.config import build_config, load_section, parse_overrides
-from ml.train.checkpoint import list_checkpoints
+from ml.train.checkpoint import latest_epoch
 from ml.train.distributed import DistEnv
 from ml.train.fingerprint import (PREVIOUS_SUFFIX, prepare_checkpoints, run_fingerprint,
                                   recorded_fingerprint, why_not_resume)
@@ -72,7 +72,7 @@ def nothing_to_train(argv: list[str]) -> str | None:
     already cover every epoch), or None when it has work to do. Changes nothing."""
     args, _, cfg = _parse(argv)
     folder = Path(args.out) / CHECKPOINTS
-    newest = _newest_epoch(folder)
+    newest = latest_epoch(folder)
     if args.fresh or newest == 0 or newest < cfg.epochs:
         return None
     if why_not_resume(recorded_fingerprint(folder), run_fingerprint(cfg, parse_inputs(args.input))):
@@ -93,15 +93,14 @@ def main(argv: list[str] | None = None, sinks: list[Sink] | None = None) -> dict
     try:
         folder = out / CHECKPOINTS
         if env.is_main:
-            reason = prepare_checkpoints(folder, run_fingerprint(cfg, inputs), fresh=args.fresh,
-                                         has_checkpoints=bool(list_checkpoints(folder)))
+            reason = prepare_checkpoints(folder, run_fingerprint(cfg, inputs), fresh=args.fresh)
             if reason is not None:
                 reporter.log(f"starting fresh, not resuming: {reason} (the old checkpoints are "
                              f"in {folder.name}{PREVIOUS_SUFFIX}/)")
         env.barrier()
-        start = _newest_epoch(folder)
+        start = latest_epoch(folder)
         summary = module.train(cfg, inputs, out, reporter, env)
-        trained = _newest_epoch(folder) - start
+        trained = latest_epoch(folder) - start
         if trained == 0 and (out / "summary.json").is_file():
             # resumed from the final checkpoint: nothing was trained, so the figures of the run
             # that trained it stand (a re-evaluation would overwrite them with partial values)
@@ -118,9 +117,7 @@ def main(argv: list[str] | None = None, sinks: list[Sink] | None = None) -> dict
         env.teardown()
 
 
-def _newest_epoch(folder: Path) -> int:
-    found = list_checkpoints(folder)
-    return int(found[-1].stem.split("_")[1]) if found else 0
+
 
 
 def run() -> None:

@@ -79,11 +79,14 @@ def why_not_resume(stored: dict[str, Any] | None, current: dict[str, Any]) -> st
 
 
 def prepare_checkpoints(folder: str | os.PathLike, fingerprint: dict[str, Any], *,
-                        fresh: bool = False, has_checkpoints: bool) -> str | None:
+                        fresh: bool = False) -> str | None:
     """Make `folder` hold only checkpoints this run may resume from. Returns why training
     starts fresh although checkpoints existed (None when it may resume, or there were none)."""
+    from ml.train.checkpoint import list_checkpoints
+
     folder = Path(folder)
     stored_path = folder / FINGERPRINT_NAME
+    has_checkpoints = bool(list_checkpoints(folder))
     reason = None
     if has_checkpoints:
         stored = recorded_fingerprint(folder)

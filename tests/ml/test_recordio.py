@@ -379,12 +379,8 @@ def test_missing_rec_is_format_error(tmp_path):
         RecordIOReader(tmp_path / "nope.rec")
 
 
-def test_a_full_disk_while_packing_names_the_file_and_the_free_space(tmp_path, monkeypatch):
+def test_a_full_disk_while_packing_names_the_file_and_the_free_space(tmp_path, full_disk):
     """A bare `OSError: [Errno 28]` before."""
-    def full_disk(fd, buffers):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr("ml.formats.file_access.os.writev", full_disk)
     with pytest.raises(DatasetError, match=r"train\.rec: writing after 0 bytes failed \(no space "
                                            r"left on device\); \d+ bytes free on that filesystem"):
         with RecordIOWriter(tmp_path / "train.rec", tmp_path / "train.idx") as writer:

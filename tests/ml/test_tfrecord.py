@@ -439,12 +439,8 @@ def test_disk_error_surfaces_and_leaves_nothing_behind(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_full_disk_while_writing_names_the_file_and_the_free_space(tmp_path, monkeypatch):
+def test_full_disk_while_writing_names_the_file_and_the_free_space(tmp_path, full_disk):
     """A bare `OSError: [Errno 28]` before: now the shard, what failed and the space left."""
-    def full_disk(fd, buffers):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr("ml.formats.file_access.os.writev", full_disk)
     with pytest.raises(DatasetError, match=r"train-00000[-of0-9]*\.tfrecord: writing after 0 bytes "
                                            r"failed \(no space left on device\); \d+ bytes free"):
         write_shards(_payloads(30), bytes, tmp_path, "train", 800, seed=None)

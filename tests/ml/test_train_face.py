@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ml.errors import ConfigError, FormatError
+from ml.errors import ConfigError
 from ml.formats.handles import CheckpointHandle
 from ml.sample_face_inputs import FaceInputs, build_face_inputs
 from ml.train import face

@@ -79,7 +79,7 @@ def test_changed_inputs_or_config_start_fresh_and_unchanged_ones_resume(pairs, t
 def test_checkpoints_from_before_fingerprints_are_not_resumed(tmp_path):
     folder = tmp_path / "checkpoints"
     save_checkpoint(folder, 3, 30, {"model": torch.nn.Linear(2, 2)})    # as written before
-    reason = prepare_checkpoints(folder, {"inputs": {}, "config": {}}, has_checkpoints=True)
+    reason = prepare_checkpoints(folder, {"inputs": {}, "config": {}})
     assert "no fingerprint" in reason
     assert not list(folder.glob("*.pt")) and (tmp_path / "checkpoints.previous" / "epoch_0003.pt").exists()
 
