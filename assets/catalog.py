@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.metadata import class_count_summary
-from assets.progress_observations import progress_for
+from assets.progress_observations import progress_factory_for
 from ml.catalog import build_catalog, class_counts, summarize_sizes
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
@@ -18,9 +18,9 @@ def build_catalog_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                     "labels, groups, sizes and status (no pixels decoded).",
     )
     def catalog(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
-        progress = progress_for(context, 0, f"{spec.name} catalog headers")
         try:
-            result = build_catalog(spec, progress=progress)
+            result = build_catalog(spec, progress_factory=progress_factory_for(
+                context, f"{spec.name} catalog"))
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
         frame = result.frame

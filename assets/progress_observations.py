@@ -26,7 +26,9 @@ def progress_observer(context: dg.AssetExecutionContext, what: str):
             "percent": dg.MetadataValue.float(round(100.0 * done / total, 2) if total else 100.0),
             "rate_per_s": dg.MetadataValue.float(round(float(rate), 2)),
         }
-        if rate > 0:
+        if total <= 0:               # total not known yet: no percent or ETA to plot
+            del metadata["percent"]
+        elif rate > 0:
             metadata["eta_s"] = dg.MetadataValue.float(round(left / rate, 1))
         context.log_event(dg.AssetObservation(
             asset_key=key, partition=partition, metadata=metadata,

@@ -10,8 +10,6 @@ root; such files are never opened). Verification, not the catalog, decides what 
 from __future__ import annotations
 
 import hashlib
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,8 +18,9 @@ import pandas as pd
 from ml.containers import read_member
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ImageError, PathEscapeError, SourceError
+from ml.headers import read_headers
 from ml.imageio import MISSING, read_header
-from ml.progress import Progress
+from ml.progress import Progress, ProgressFactory
 from ml.sources import SOURCE_READERS, SourceRecord
 
 CATALOG_COLUMNS = [
@@ -33,7 +32,7 @@ CATALOG_COLUMNS = [
 
 def sample_id_for(source_key: str, member: str = "") -> str:
     """Stable id: depends only on the identifier, not on where the dataset lives."""
-    return hashlib.sha1(f"{source_key}\x00{member}".encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha1(f"{source_key}\x00{member}".encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -44,7 +43,7 @@ class CatalogResult:
     def counts(self) -> dict[str, int]:
         f = self.frame
         return {
-            "samples": int(len(f)),
+            "samples": len(f),
             "used": int(f["used"].sum()),
             "labels": int(f.loc[f["label"] != "", "label"].nunique()),
             "groups": int(f["group_id"].nunique()),
@@ -52,55 +51,56 @@ class CatalogResult:
         }
 
 
-def _label_indices(labels: pd.Series) -> pd.Series:
+def _label_indices(labels: pd.Series) -> np.ndarray:
     """Numeric label names keep their number; other names are indexed in sorted order."""
-    names = sorted({l for l in labels if l != ""})
-    if names and all(n.lstrip("-").isdigit() for n in names):
-        return labels.map(lambda l: int(l) if l != "" else -1).astype("int64")
-    index = {n: i for i, n in enumerate(names)}
-    return labels.map(lambda l: index.get(l, -1)).astype("int64")
+    names = labels[labels != ""].unique()
+    if len(names) and all(n.lstrip("-").isdigit() for n in names):
+        numbers = pd.to_numeric(labels.where(labels != "", "-1"))
+        return numbers.to_numpy(dtype="int64")
+    codes = pd.Categorical(labels, categories=sorted(names)).codes   # '' (unlabeled) -> -1
+    return codes.astype("int64")
 
 
-def _file_header(path: str) -> tuple[str, str, int | None, int | None, int | None]:
-    try:
-        size = os.stat(path).st_size
-    except FileNotFoundError:
-        return "missing", "no such file", None, None, None
-    try:
-        h = read_header(path)
-        return "ok", "", h.width, h.height, size
-    except ImageError as exc:
-        status = "missing" if exc.reason == MISSING else "unreadable"
-        return status, exc.reason, None, None, size
-
-
-def _headers(records: list[SourceRecord], workers: int, progress: Progress | None):
-    results: list[tuple] = [None] * len(records)  # type: ignore[list-item]
-    plain = [i for i, r in enumerate(records) if r.path and not r.member]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for n, (i, res) in enumerate(zip(plain, pool.map(_file_header,
-                                                         [records[i].path for i in plain],
-                                                         chunksize=64))):
-            results[i] = res
-            if progress and n % 64 == 63:
-                progress.advance(64)
-    for i, r in enumerate(records):
-        if not r.member:
-            continue
-        if r.width is not None and r.height is not None:   # the source knows (RecordIO property)
-            results[i] = ("ok", "", r.width, r.height, None)
+def _member_headers(records: list[SourceRecord]) -> list[tuple]:
+    """Headers of samples inside a container (HDF5 member, RecordIO record): from the source
+    when it knows the size (a RecordIO `property`), else from the member's bytes."""
+    results = []
+    for r in records:
+        if r.width is not None and r.height is not None:
+            results.append(("ok", "", r.width, r.height, None))
             continue
         try:
             data = read_member(r.path, r.member)
         except ImageError as exc:
-            results[i] = ("missing" if exc.reason == MISSING else "unreadable", exc.reason,
-                          None, None, None)
+            results.append(("missing" if exc.reason == MISSING else "unreadable", exc.reason,
+                            None, None, None))
             continue
         try:
             h = read_header(data, name=f"{r.path}:{r.member}")
-            results[i] = ("ok", "", h.width, h.height, len(data))
+            results.append(("ok", "", h.width, h.height, len(data)))
         except ImageError as exc:
-            results[i] = ("unreadable", exc.reason, None, None, len(data))
+            results.append(("unreadable", exc.reason, None, None, len(data)))
+    return results
+
+
+def _headers(records: list[SourceRecord], workers: int | None,
+             progress: Progress | None) -> list[tuple]:
+    """One header tuple per record: plain files across cores (ml/headers.py), container
+    members here; identifiers refused by the source are not opened."""
+    results: list[tuple] = [None] * len(records)  # type: ignore[list-item]
+    plain = [i for i, r in enumerate(records)
+             if r.path and not r.member and not r.invalid_reason]
+    for i, h in zip(plain, read_headers([records[i].path for i in plain], workers=workers,
+                                        progress=progress)):
+        results[i] = h
+    members = [i for i, r in enumerate(records) if r.member and not r.invalid_reason]
+    for i, h in zip(members, _member_headers([records[i] for i in members])):
+        results[i] = h
+    for i, r in enumerate(records):
+        if r.invalid_reason:
+            results[i] = ("invalid_path", r.invalid_reason, None, None, None)
+    if progress is not None:
+        progress.advance(len(records) - len(plain))
     return results
 
 
@@ -137,11 +137,32 @@ def _is_utf8(text: str) -> bool:
         return False
 
 
-def build_catalog(spec: DatasetSpec, *, workers: int = 8,
-                  progress: Progress | None = None) -> CatalogResult:
-    """Read the dataset's source and every image header; never decodes pixels or writes."""
+def _read_source(spec: DatasetSpec, progress: Progress | None) -> list[SourceRecord]:
     reader = SOURCE_READERS[spec.kind]
-    records = list(reader(spec))
+    if progress is None:
+        return list(reader(spec))
+    records = []
+    for n, record in enumerate(reader(spec), 1):
+        records.append(record)
+        if not n % 4096:
+            progress.advance(4096)
+    progress.advance(len(records) % 4096)
+    return records
+
+
+def build_catalog(spec: DatasetSpec, *, workers: int | None = None,
+                  progress: Progress | None = None,
+                  progress_factory: ProgressFactory | None = None) -> CatalogResult:
+    """Read the dataset's source and every image header; never decodes pixels or writes.
+
+    Progress: `progress_factory(total, what)` starts one Progress for reading the source (its
+    total unknown, 0) and one for the headers; `progress` (older callers) counts the headers.
+    """
+    reading = progress_factory(0, "reading source") if progress_factory else None
+    records = _read_source(spec, reading)
+    if reading is not None:
+        reading.total = reading.done
+        reading.finish()
     _refuse_undecodable_names(records)
     if not records:
         raise SourceError(f"dataset {spec.name!r} ({spec.kind}) declares no images; check "
@@ -152,29 +173,11 @@ def build_catalog(spec: DatasetSpec, *, workers: int = 8,
         raise PathEscapeError(f"dataset {spec.name!r}: {len(invalid)} identifier(s) point outside "
                               f"the images folder ({shown}). Fix the label file, or set "
                               "on_invalid_path: skip to report and exclude them")
+    if progress is None and progress_factory is not None:
+        progress = progress_factory(len(records), "headers")
     if progress is not None:
         progress.total = len(records)
-    headers = _headers([r for r in records], workers, progress)
-    rows = []
-    for r, h in zip(records, headers):
-        if r.invalid_reason:
-            status, reason, w, hgt, size = "invalid_path", r.invalid_reason, None, None, None
-        else:
-            status, reason, w, hgt, size = h
-        rows.append({
-            "sample_id": sample_id_for(r.source_key, r.member), "source_key": r.source_key,
-            "path": r.path, "member": r.member, "label": r.label, "supercategory": r.supercategory,
-            "group_id": r.group_id or sample_id_for(r.source_key, r.member),
-            "group_kind": r.group_kind, "frame_index": r.frame_index, "role": r.role,
-            "width": w, "height": hgt, "bytes": size, "status": status, "reason": reason,
-            "used": bool(r.used), "index_in_source": r.index_in_source,
-        })
-    frame = pd.DataFrame(rows)
-    frame["label_index"] = _label_indices(frame["label"])
-    for col in ("width", "height", "bytes"):
-        frame[col] = frame[col].astype("Int64")
-    frame["frame_index"] = frame["frame_index"].astype("int64")
-    frame["index_in_source"] = frame["index_in_source"].astype("int64")
+    frame = _frame_of(records, _headers(records, workers, progress))
     dupes = frame["sample_id"].duplicated()
     if dupes.any():
         raise SourceError(f"dataset {spec.name!r}: identifiers declared twice: "
@@ -182,7 +185,32 @@ def build_catalog(spec: DatasetSpec, *, workers: int = 8,
     if progress is not None:
         progress.done = len(frame)
         progress.finish()
-    return CatalogResult(frame=frame[CATALOG_COLUMNS], invalid=invalid)
+    return CatalogResult(frame=frame, invalid=invalid)
+
+
+def _frame_of(records: list[SourceRecord], headers: list[tuple]) -> pd.DataFrame:
+    """The catalog's columns, built column by column (no per-row dict)."""
+    keys = [r.source_key for r in records]
+    members = [r.member for r in records]
+    ids = [sample_id_for(k, m) for k, m in zip(keys, members)]
+    status, reason, width, height, size = (list(c) for c in zip(*headers))
+    columns = {
+        "sample_id": ids, "source_key": keys, "path": [r.path for r in records],
+        "member": members, "label": [r.label for r in records],
+        "supercategory": [r.supercategory for r in records],
+        "group_id": [r.group_id or i for r, i in zip(records, ids)],
+        "group_kind": [r.group_kind for r in records],
+        "frame_index": np.fromiter((r.frame_index for r in records), "int64", len(records)),
+        "role": [r.role for r in records],
+        "width": pd.array(width, dtype="Int64"), "height": pd.array(height, dtype="Int64"),
+        "bytes": pd.array(size, dtype="Int64"), "status": status, "reason": reason,
+        "used": np.fromiter((bool(r.used) for r in records), bool, len(records)),
+        "index_in_source": np.fromiter((r.index_in_source for r in records), "int64",
+                                       len(records)),
+    }
+    frame = pd.DataFrame(columns)
+    frame["label_index"] = _label_indices(frame["label"])
+    return frame[CATALOG_COLUMNS]
 
 
 def usable(frame: pd.DataFrame, exclude: set[str] | frozenset[str] = frozenset()) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Union
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ml.errors import ImageError
@@ -36,6 +37,29 @@ REASONS = (MISSING, EMPTY, NOT_AN_IMAGE, TRUNCATED, BOMB, UNSUPPORTED, CHANGED)
 DEFAULT_MAX_PIXELS = 100_000_000
 
 Source = Union[str, os.PathLike, bytes]
+
+# A plain JPEG: no EXIF block (which may carry an orientation), YCbCr or grayscale. Its size
+# and pixels come from simplejpeg (libjpeg-turbo, the decoder Pillow uses) without Pillow's
+# Python-level header parsing; anything else goes through Pillow.
+JPEG_SOI = b"\xff\xd8"
+EXIF_MARK = b"Exif\x00\x00"          # an APP1 EXIF block may carry an orientation
+EXIF_SEARCH_BYTES = 1 << 16          # APP segments come first and are at most 64 KiB each
+SIMPLE_COLORSPACES = ("YCbCr", "Gray")
+
+
+def plain_jpeg_size(data: bytes | bytearray | memoryview) -> tuple[int, int] | None:
+    """(width, height) of a plain JPEG within the pixel limit, from its first bytes (the
+    header, not the whole file, is enough); None when Pillow must decide (not a JPEG, an EXIF
+    block, another colour space, a header simplejpeg refuses or longer than `data`)."""
+    if data[:2] != JPEG_SOI or bytes(data[:EXIF_SEARCH_BYTES]).find(EXIF_MARK) >= 0:
+        return None
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    if colorspace not in SIMPLE_COLORSPACES or not 0 < width * height <= DEFAULT_MAX_PIXELS:
+        return None
+    return width, height
 
 
 @dataclass(frozen=True)

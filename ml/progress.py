@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def start_progress(total: int, what: str, emit: Callable[[str], None] | None = None,
@@ -57,6 +57,8 @@ class Progress:
 
     def message(self) -> str:
         rate = self.rate
+        if self.total <= 0:          # not known yet (a source still being read)
+            return f"{self.what}: {self.done} so far, {rate:.1f}/s"
         left = self.eta_seconds()
         eta = format_duration(left) if left is not None else "?"
         pct = 100.0 * self.done / self.total if self.total else 100.0
@@ -72,6 +74,8 @@ class Progress:
     def eta_seconds(self) -> float | None:
         """Seconds left at the current rate; None before anything is done."""
         rate = self.rate
+        if self.total <= 0:
+            return None
         return max(0, self.total - self.done) / rate if rate > 0 else None
 
     def _report(self) -> None:

@@ -13,9 +13,10 @@ RGB->BGR swap (for backbones trained on OpenCV/BGR input) -> Augmenter -> transf
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import simplejpeg
@@ -23,12 +24,7 @@ from PIL import Image
 
 from ml.augmenter import Augmenter
 from ml.errors import ConfigError
-from ml.imageio import DEFAULT_MAX_PIXELS, load_rgb
-
-JPEG_SOI = b"\xff\xd8"
-EXIF_MARK = b"Exif\x00\x00"          # an APP1 EXIF block may carry an orientation
-EXIF_SEARCH_BYTES = 1 << 16          # APP segments come first and are at most 64 KiB each
-SIMPLE_COLORSPACES = ("YCbCr", "Gray")
+from ml.imageio import load_rgb, plain_jpeg_size
 
 Transform = Callable[[Any], Any]
 
@@ -56,12 +52,11 @@ def decode_bytes(data: bytes | bytearray | memoryview | np.ndarray, name: str) -
 
 def decode_plain_jpeg(data: bytes | bytearray | memoryview) -> Image.Image | None:
     """The RGB image of a plain JPEG through simplejpeg; None when load_rgb must decide."""
-    if data[:2] != JPEG_SOI or bytes(data[:EXIF_SEARCH_BYTES]).find(EXIF_MARK) >= 0:
+    size = plain_jpeg_size(data)
+    if size is None:
         return None
+    width, height = size
     try:
-        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-        if colorspace not in SIMPLE_COLORSPACES or width * height > DEFAULT_MAX_PIXELS:
-            return None
         pixels = simplejpeg.decode_jpeg(data, colorspace="RGB")
     except ValueError:
         return None

@@ -9,8 +9,7 @@ source:
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, SourceError
@@ -37,12 +36,15 @@ def read_image_folder(spec: DatasetSpec) -> Iterator[SourceRecord]:
                           "folder source needs root/<label>/<image> (one subfolder per class)")
     index = 0
     for label in classes:
-        files = sorted(e.name for e in os.scandir(root / label)
-                       if not e.name.startswith(".") and e.name.lower().endswith(exts)
-                       and (e.is_file() or e.is_symlink()))
-        for fname in files:
+        folder = os.path.join(inside.root, label)     # a real folder (symlinked ones are skipped)
+        entries = sorted((e.name, e.is_symlink()) for e in os.scandir(folder)
+                         if not e.name.startswith(".") and e.name.lower().endswith(exts)
+                         and (e.is_file() or e.is_symlink()))
+        for fname, is_link in entries:
             key = f"{label}/{fname}"
-            path, why = inside.resolve(key)
+            # a listed name is one plain component inside a real folder under the root: only a
+            # symlinked file can lead elsewhere, and only it is resolved
+            path, why = inside.resolve(key) if is_link else (folder + os.sep + fname, "")
             yield SourceRecord(source_key=key, path=path, label=label,
                                group_id=label if identity else "",
                                group_kind="identity" if identity else "none",

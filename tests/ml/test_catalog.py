@@ -119,9 +119,9 @@ def _hybrid_with_ids(tmp_path, ids):
 def test_identifiers_escaping_the_root_are_skipped_and_never_opened(tmp_path, monkeypatch):
     src = _hybrid_with_ids(tmp_path, ["ok", "../secret/x", str(tmp_path / "secret" / "x"), "link"])
     opened = []
-    import ml.catalog as catalog_mod
-    real = catalog_mod._file_header
-    monkeypatch.setattr(catalog_mod, "_file_header", lambda p: opened.append(p) or real(p))
+    import ml.headers as headers_mod
+    real = headers_mod.file_header
+    monkeypatch.setattr(headers_mod, "file_header", lambda p: opened.append(p) or real(p))
     result = build_catalog(spec_for(tmp_path, "hybrid", src))
     frame = result.frame.set_index("source_key")
     assert frame.loc["ok.jpg", "status"] == "ok"
@@ -207,3 +207,45 @@ def test_a_recordio_source_takes_sizes_from_property_without_reading_a_record(go
     frame = build_catalog(spec_for(Path("/"), "recordio", {"path": str(root)})).frame
     assert len(frame) == 10 and (frame["status"] == "ok").all()
     assert set(frame["width"]) == {112} and set(frame["height"]) == {112}
+
+
+def test_image_folder_symlinked_file_leading_out_is_invalid_and_never_opened(tmp_path,
+                                                                             monkeypatch):
+    jpeg(tmp_path / "root" / "cat" / "a.jpg")
+    jpeg(tmp_path / "root" / "cat" / "b.jpg")
+    secret = jpeg(tmp_path / "secret.jpg")
+    os.symlink(secret, tmp_path / "root" / "cat" / "leak.jpg")
+    os.symlink(tmp_path / "root" / "cat" / "a.jpg", tmp_path / "root" / "cat" / "alias.jpg")
+    opened = []
+    import ml.headers as headers_mod
+    real = headers_mod.file_header
+    monkeypatch.setattr(headers_mod, "file_header", lambda p: opened.append(p) or real(p))
+    frame = build_catalog(spec_for(tmp_path, "image_folder", {"root": "root"})).frame
+    status = dict(zip(frame["source_key"], frame["status"]))
+    assert status == {"cat/a.jpg": "ok", "cat/alias.jpg": "ok", "cat/b.jpg": "ok",
+                      "cat/leak.jpg": "invalid_path"}
+    assert not any(p.endswith("leak.jpg") or "secret" in p for p in opened)
+    assert frame.loc[frame["source_key"] == "cat/b.jpg", "path"].item() == \
+        str(tmp_path / "root" / "cat" / "b.jpg")
+
+
+def test_progress_is_reported_while_the_source_is_read(tmp_path):
+    for i in range(9000):
+        (tmp_path / "root" / f"c{i % 3}").mkdir(parents=True, exist_ok=True)
+    jpeg(tmp_path / "root" / "c0" / "x.jpg")
+    for i in range(9000):
+        os.link(tmp_path / "root" / "c0" / "x.jpg", tmp_path / "root" / f"c{i % 3}" / f"{i}.jpg")
+    from ml.progress import Progress
+    started: list[Progress] = []
+    messages: list[str] = []
+
+    def factory(total, what):
+        p = Progress(total, what, interval=0.0, emit=messages.append)
+        started.append(p)
+        return p
+
+    build_catalog(spec_for(tmp_path, "image_folder", {"root": "root"}), progress_factory=factory)
+    assert [p.what for p in started] == ["reading source", "headers"]
+    assert any(m.startswith("reading source: 4096 so far") for m in messages)
+    assert started[1].total == 9001 and started[1].done == 9001
+    assert any(m.startswith("headers: 9001/9001") for m in messages)
