@@ -9,8 +9,12 @@ import os
 import h5py
 import numpy as np
 
-from tests.assets.helpers import definitions_for, materialization_metadata, materialize_all, \
-    write_jpeg
+from tests.assets.helpers import (
+    definitions_for,
+    materialization_metadata,
+    materialize_all,
+    write_jpeg,
+)
 
 N, MISSING, IDENTITIES = 200_000, 300, 20_000
 
