@@ -21,7 +21,7 @@ our verification step. The largest materialization's metadata is measured on see
 identities).
 
 Run from the repo root: .venv/bin/python bench/scale.py [--sizes 100000,1000000]
-(about 15 minutes at the default sizes on a 2-core VM; the first run also builds the data).
+(so far run at 20,000 only; the first run also builds the data, cached under /tmp).
 The last line printed is one JSON object: catalog_us_per_sample, recordio_catalog_us_per_record,
 verify_exists_us_per_sample, verify_vs_seed000, splits_us_per_sample,
 resize_noop_us_per_sample, pack_us_per_sample, peak_rss_bytes_per_sample, metadata_max_bytes,
@@ -220,7 +220,7 @@ def measure_folder(n: int, log) -> dict:
         log(f"  {n:>9,} {label:<24} {r['seconds']:8.2f} s {r['us_per_sample']:8.2f} us/sample "
             f"peak RSS {r['peak_rss'] / 2**20:7.0f} MB  metadata {r['metadata_bytes']:,} B")
 
-    verify_ops = lambda level: {"ops": {f"{name}__verification_report": {  # noqa: E731
+    verify_ops = lambda level: {"ops": {f"{name}__verification_report": {
         "config": {"level": level}}}}
     step("catalog", "catalog")
     step("verify_exists", "verification_report", verify_ops("exists"))
@@ -299,7 +299,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1000000")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    log = lambda m: print(m, flush=True)  # noqa: E731
+    log = lambda m: print(m, flush=True)
     log(f"bench/scale.py: sizes {sizes}, data under {CACHE}")
     folder = {n: measure_folder(n, log) for n in sizes}
     rec = {n: measure_recordio(n, log) for n in sizes}
