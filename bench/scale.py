@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +48,6 @@ sys.path.insert(0, str(REPO))
 CACHE = Path(tempfile.gettempdir()) / "imageds-scale"
 PER_CLASS = 1000
 SEED000_IDS, SEED000_MISSING, SEED000_IDENTITIES = 366_858, 1_000, 85_000
-SEED000_WORKERS, SEED000_CHUNK = 8, 1000
 RSS_FIXED = 400 * 2 ** 20            # the issue's budget: 400 MB + 500 bytes per sample
 
 TARGETS = {   # per sample at the largest size, on this machine (issue 12)
@@ -185,14 +183,11 @@ def run_step(datasets: Path, asset: str, run_config: dict | None = None) -> dict
 # ---------------------------------------------------------------- baselines
 
 def seed000_exists(paths: list[str]) -> tuple[float, int]:
-    """Seed 000's design: a ThreadPoolExecutor of 8 over chunks of 1,000, os.path.exists each."""
-    def chunk(part: list[str]) -> list[bool]:
-        return [os.path.exists(p) for p in part]
+    """Seed 000's design (bench/verify.py): seconds, and how many files it found missing."""
+    from bench.verify import seed000_missing
     start = time.perf_counter()
-    with ThreadPoolExecutor(SEED000_WORKERS) as pool:
-        found = sum(sum(r) for r in pool.map(chunk, [paths[i:i + SEED000_CHUNK] for i in
-                                                      range(0, len(paths), SEED000_CHUNK)]))
-    return time.perf_counter() - start, len(paths) - found
+    missing = seed000_missing(paths)
+    return time.perf_counter() - start, len(missing)
 
 
 def read_all_bytes(paths: list[str]) -> float:

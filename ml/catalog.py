@@ -18,8 +18,8 @@ import pandas as pd
 from ml.containers import read_member
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ImageError, PathEscapeError, SourceError
-from ml.headers import read_headers
-from ml.imageio import MISSING, read_header
+from ml.headers import read_headers, status_of
+from ml.imageio import read_header
 from ml.progress import Progress, ProgressFactory
 from ml.sources import SOURCE_READERS, SourceRecord
 
@@ -72,8 +72,7 @@ def _member_headers(records: list[SourceRecord]) -> list[tuple]:
         try:
             data = read_member(r.path, r.member)
         except ImageError as exc:
-            results.append(("missing" if exc.reason == MISSING else "unreadable", exc.reason,
-                            None, None, None))
+            results.append((status_of(exc), exc.reason, None, None, None))
             continue
         try:
             h = read_header(data, name=f"{r.path}:{r.member}")
@@ -151,12 +150,11 @@ def _read_source(spec: DatasetSpec, progress: Progress | None) -> list[SourceRec
 
 
 def build_catalog(spec: DatasetSpec, *, workers: int | None = None,
-                  progress: Progress | None = None,
                   progress_factory: ProgressFactory | None = None) -> CatalogResult:
     """Read the dataset's source and every image header; never decodes pixels or writes.
 
     Progress: `progress_factory(total, what)` starts one Progress for reading the source (its
-    total unknown, 0) and one for the headers; `progress` (older callers) counts the headers.
+    total unknown, 0) and one for the headers.
     """
     reading = progress_factory(0, "reading source") if progress_factory else None
     records = _read_source(spec, reading)
@@ -173,10 +171,7 @@ def build_catalog(spec: DatasetSpec, *, workers: int | None = None,
         raise PathEscapeError(f"dataset {spec.name!r}: {len(invalid)} identifier(s) point outside "
                               f"the images folder ({shown}). Fix the label file, or set "
                               "on_invalid_path: skip to report and exclude them")
-    if progress is None and progress_factory is not None:
-        progress = progress_factory(len(records), "headers")
-    if progress is not None:
-        progress.total = len(records)
+    progress = progress_factory(len(records), "headers") if progress_factory else None
     frame = _frame_of(records, _headers(records, workers, progress))
     dupes = frame["sample_id"].duplicated()
     if dupes.any():

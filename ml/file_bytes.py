@@ -35,6 +35,16 @@ def read_file_bytes(path: str | os.PathLike) -> bytes:
         os.close(fd)
 
 
+def read_file_head(path: str | os.PathLike, limit: int) -> tuple[bytes, int]:
+    """The first `limit` bytes of a file (fewer if it is shorter) and its size, in one open.
+    Raises OSError as read_file_bytes does."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        return os.read(fd, limit), os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
 def _reread_whole(fd: int, first: bytes) -> bytes:
     """A large file read again from the start into one buffer sized by fstat, which is faster
     than joining pieces; `first` as it is when the file cannot seek (a pipe)."""

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
 from ml.errors import ImageError
+from ml.file_bytes import read_file_head
 from ml.imageio import EXIF_SEARCH_BYTES, MISSING, plain_jpeg_size, read_header
 from ml.process_pool import pool_context
 from ml.progress import Progress
@@ -25,29 +26,26 @@ Header = tuple[str, str, "int | None", "int | None", "int | None"]   # status, r
 
 CHUNK = 2048                 # files per task handed to a worker
 PARALLEL_FROM = 20_000       # fewer files are read in this process (a pool costs ~0.1 s to start)
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
 def file_header(path: str) -> Header:
     """('ok', '', width, height, bytes), or ('missing' | 'unreadable', reason, None, None,
     bytes or None). EXIF orientation is applied to the size."""
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        head, size = read_file_head(path, EXIF_SEARCH_BYTES)
     except FileNotFoundError:
         return "missing", "no such file", None, None, None
-    except OSError:
-        return _pillow_header(path)
-    try:
-        size = os.fstat(fd).st_size
-        head = os.read(fd, EXIF_SEARCH_BYTES)
     except OSError:                     # a folder named like an image, an I/O error
         return _pillow_header(path)
-    finally:
-        os.close(fd)
     wh = plain_jpeg_size(head)
     if wh is not None:
         return "ok", "", wh[0], wh[1], size
     return _pillow_header(path)
+
+
+def status_of(error: ImageError) -> str:
+    """The catalog status of an image that cannot be read: 'missing' or 'unreadable'."""
+    return "missing" if error.reason == MISSING else "unreadable"
 
 
 def _pillow_header(path: str) -> Header:
@@ -61,8 +59,7 @@ def _pillow_header(path: str) -> Header:
         h = read_header(path)
         return "ok", "", h.width, h.height, size
     except ImageError as exc:
-        status = "missing" if exc.reason == MISSING else "unreadable"
-        return status, exc.reason, None, None, size
+        return status_of(exc), exc.reason, None, None, size
 
 
 def headers_of(paths: Sequence[str]) -> list[Header]:

@@ -36,15 +36,12 @@ def read_image_folder(spec: DatasetSpec) -> Iterator[SourceRecord]:
                           "folder source needs root/<label>/<image> (one subfolder per class)")
     index = 0
     for label in classes:
-        folder = os.path.join(inside.root, label)     # a real folder (symlinked ones are skipped)
-        entries = sorted((e.name, e.is_symlink()) for e in os.scandir(folder)
+        entries = sorted((e.name, e.is_symlink()) for e in os.scandir(root / label)
                          if not e.name.startswith(".") and e.name.lower().endswith(exts)
                          and (e.is_file() or e.is_symlink()))
         for fname, is_link in entries:
             key = f"{label}/{fname}"
-            # a listed name is one plain component inside a real folder under the root: only a
-            # symlinked file can lead elsewhere, and only it is resolved
-            path, why = inside.resolve(key) if is_link else (folder + os.sep + fname, "")
+            path, why = inside.listed(label, fname, is_link)
             yield SourceRecord(source_key=key, path=path, label=label,
                                group_id=label if identity else "",
                                group_kind="identity" if identity else "none",

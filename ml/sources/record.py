@@ -68,6 +68,14 @@ class InsideRoot:
     def _inside_real_root(self, real: str) -> bool:
         return real == self.real_root or real.startswith(self.real_root.rstrip(os.sep) + os.sep)
 
+    def listed(self, folder: str, name: str, is_symlink: bool) -> tuple[str, str]:
+        """A file found by listing `folder` (a path relative to the root, itself no symlink:
+        image-folder sources skip symlinked class folders), as `resolve` would say: a listed
+        name is one plain component, so only a symlinked file is resolved."""
+        if is_symlink:
+            return self.resolve(f"{folder}/{name}")
+        return os.path.join(self.root, folder, name), ""
+
     def resolve(self, identifier: str) -> tuple[str, str]:
         if not identifier or "\x00" in identifier:
             return "", "empty identifier" if not identifier else "NUL byte in identifier"
