@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from ml.errors import ConfigError
 
 _SCHEMA = """
@@ -28,6 +32,8 @@ CREATE TABLE IF NOT EXISTS checksums (
 )
 """
 _BATCH = 900  # stay under SQLite's limit on host parameters per statement
+NO_MTIME = np.iinfo(np.int64).min   # mtime_ns of a container member (SQL NULL) in a column
+SCAN_FROM = 0.5  # look up by scanning the table when the keys are at least half its rows
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,30 @@ def sha256_hex(data: bytes) -> str:
 def now_text() -> str:
     """Local time as 'YYYY-MM-DD HH:MM:SS' (the verification report's timestamp format)."""
     return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The registry's entries for a column of keys, aligned with it: `known` says which keys
+    have one; size, mtime_ns (NO_MTIME where the record has none) and sha256 are theirs."""
+
+    known: np.ndarray      # bool
+    size: np.ndarray       # int64
+    mtime_ns: np.ndarray   # int64
+    sha256: np.ndarray     # object (str, '' where unknown)
+
+    @classmethod
+    def none(cls, n: int) -> "Recorded":
+        return cls(np.zeros(n, bool), np.full(n, -1, np.int64), np.full(n, NO_MTIME, np.int64),
+                   np.full(n, "", dtype=object))
+
+
+def stat_changed(recorded_size: np.ndarray, recorded_mtime: np.ndarray, size: np.ndarray,
+                 mtime_ns: np.ndarray) -> np.ndarray:
+    """Elementwise: size differs, or both mtimes are known and differ (members have none)."""
+    mtime_differs = ((recorded_mtime != NO_MTIME) & (mtime_ns != NO_MTIME)
+                     & (recorded_mtime != mtime_ns))
+    return (recorded_size != size) | mtime_differs
 
 
 def stat_difference(recorded: ChecksumEntry, size: int, mtime_ns: int | None) -> str:
@@ -117,6 +147,38 @@ class ChecksumRegistry:
                 f"WHERE identifier IN ({marks})", batch)
             found.update((r[0], ChecksumEntry(*r)) for r in rows)
         return found
+
+    def lookup(self, keys: np.ndarray | list[str]) -> Recorded:
+        """The entries of a column of (distinct) keys, as columns aligned with it. One scan of
+        the table when the keys cover much of it, else one IN query per batch; either way the
+        rows are joined on the key by Arrow's hash join, never a Python object per entry."""
+        keys = pa.array(np.asarray(keys, dtype=object), pa.string())
+        recorded = Recorded.none(len(keys))
+        rows_in_table = len(self) if len(keys) else 0
+        if rows_in_table == 0:
+            return recorded
+        columns = "identifier, size, mtime_ns, sha256"
+        if len(keys) >= SCAN_FROM * rows_in_table:
+            rows = self._db.execute(f"SELECT {columns} FROM checksums").fetchall()
+        else:
+            rows = []
+            wanted = keys.to_pylist()
+            for batch in _batches(wanted):
+                marks = ",".join("?" * len(batch))
+                rows += self._db.execute(f"SELECT {columns} FROM checksums "
+                                         f"WHERE identifier IN ({marks})", batch).fetchall()
+        if not rows:
+            return recorded
+        identifier, size, mtime_ns, sha256 = zip(*rows)
+        at = pc.index_in(pa.array(identifier, pa.string()), value_set=keys)
+        hit = at.is_valid().to_numpy(zero_copy_only=False)     # a row of a key not asked for
+        where = at.fill_null(-1).to_numpy(zero_copy_only=False)[hit].astype(np.int64)
+        recorded.known[where] = True
+        recorded.size[where] = np.asarray(size, np.int64)[hit]
+        recorded.mtime_ns[where] = pa.array(mtime_ns, pa.int64()).fill_null(NO_MTIME).to_numpy(
+            zero_copy_only=False)[hit]
+        recorded.sha256[where] = np.asarray(sha256, dtype=object)[hit]
+        return recorded
 
     def record(self, entries: Iterable[ChecksumEntry]) -> None:
         """Insert or replace whole entries (first sightings, accepted changes) in one transaction."""

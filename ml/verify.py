@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -32,8 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ml.atomic import atomic_write_text, remove_stale_temps
-from ml.checksums import (ChecksumEntry, ChecksumRegistry, content_difference, now_text,
-                          sha256_hex, stat_difference)
+from ml.checksums import (NO_MTIME, ChecksumEntry, ChecksumRegistry, Recorded, content_difference,
+                          now_text, sha256_hex, stat_changed, stat_difference)
 from ml.containers import is_recordio, member_keys, read_member
 from ml.errors import ConfigError, DatasetError, ImageError
 from ml.imageio import CHANGED, DEFAULT_MAX_PIXELS, MISSING, UNSUPPORTED, decode
@@ -161,8 +162,8 @@ class _Findings:
         self.reason = np.full(n, "", dtype=object)
         self.detail = np.full(n, "", dtype=object)
         self.sha256 = np.full(n, "", dtype=object)
-        self.size: dict[int, int] = {}
-        self.mtime_ns: dict[int, int | None] = {}
+        self.size = np.full(n, -1, np.int64)              # -1: not looked at
+        self.mtime_ns = np.full(n, NO_MTIME, np.int64)    # NO_MTIME: none (container members)
 
     def mark(self, pos: Any, status: str, reason: str, detail: Any) -> None:
         self.code[pos] = STATUSES.index(status)
@@ -173,7 +174,8 @@ class _Findings:
         self.mark(pos, outcome.status, outcome.reason, outcome.detail)
         self.sha256[pos] = outcome.sha256
         if outcome.size is not None:
-            self.size[pos], self.mtime_ns[pos] = outcome.size, outcome.mtime_ns
+            self.size[pos] = outcome.size
+            self.mtime_ns[pos] = NO_MTIME if outcome.mtime_ns is None else outcome.mtime_ns
 
     def status(self, pos: int) -> str:
         return STATUSES[self.code[pos]]
@@ -328,7 +330,7 @@ def _check_members_exist(positions: np.ndarray, rows: _Rows, found: _Findings,
             elif member not in keys:
                 found.mark(pos, MISSING_STATUS, MISSING, why or f"no key {member!r} in {container}")
             else:
-                found.size[pos], found.mtime_ns[pos] = keys[member], None
+                found.size[pos] = keys[member]
         if progress is not None:
             progress.advance(len(items))
 
@@ -430,76 +432,102 @@ def _decode_all(positions: np.ndarray, rows: _Rows, found: _Findings, config: Ve
 
 # ----------------------------------------------------------------------------- registry
 
-def _compare_with_registry(registry: ChecksumRegistry, positions: np.ndarray, rows: _Rows,
-                           found: _Findings, level: str, accept_changes: bool) -> None:
+def _compare_with_registry(registry: ChecksumRegistry, recorded: Recorded, positions: np.ndarray,
+                           rows: _Rows, found: _Findings, level: str, accept_changes: bool) -> None:
     """Mark rows whose bytes (decode) or size/mtime (exists) changed since first seen; at decode
-    level record first sightings of good files, and re-baseline when `accept_changes`."""
-    keys = dict(zip(np.asarray(positions, np.int64).tolist(),
-                    rows.registry_keys[positions].tolist()))
-    recorded = registry.get_many(keys.values())
-    first_seen, refreshed = [], []
-    for pos, key in keys.items():
-        before, size, mtime_ns = recorded.get(key), found.size.get(pos), found.mtime_ns.get(pos)
-        if size is None or found.status(pos) != OK:
-            continue
-        if before is None:
-            if level == "decode":
-                first_seen.append(ChecksumEntry(key, size, mtime_ns, found.sha256[pos], now_text()))
-            continue
-        if level == "exists":
-            found.sha256[pos] = before.sha256
-            why = stat_difference(before, size, mtime_ns)
-            if why:
-                found.mark(pos, CORRUPT, CHANGED,
-                           f"{why}; run a decode-level check to compare contents")
-            continue
-        why = content_difference(before, found.sha256[pos])
-        if why and accept_changes:
-            first_seen.append(ChecksumEntry(key, size, mtime_ns, found.sha256[pos], now_text()))
-        elif why:
-            found.mark(pos, CORRUPT, CHANGED, why)
-        elif stat_difference(before, size, mtime_ns):
-            refreshed.append((key, size, mtime_ns))
-    registry.record(first_seen)
-    registry.refresh_stats(refreshed)
+    level record first sightings of good files, and re-baseline when `accept_changes`. Columnar:
+    Python runs per row only for the rows that changed or are seen for the first time."""
+    pos = np.asarray(positions, np.int64)
+    pos = pos[(found.code[pos] == 0) & (found.size[pos] >= 0)]
+    known = recorded.known[pos]
+    new, old = pos[~known], pos[known]
+    stats_differ = stat_changed(recorded.size[old], recorded.mtime_ns[old], found.size[old],
+                                found.mtime_ns[old])
+    if level == "exists":
+        found.sha256[old] = recorded.sha256[old]
+        for p in old[stats_differ]:
+            why = stat_difference(_entry(recorded, rows, p), int(found.size[p]),
+                                  _mtime(found.mtime_ns[p]))
+            found.mark(p, CORRUPT, CHANGED, f"{why}; run a decode-level check to compare contents")
+        return
+    content_differs = found.sha256[old] != recorded.sha256[old]
+    changed = old[content_differs]
+    first_seen = new if not accept_changes else np.concatenate([new, changed])
+    if not accept_changes:
+        entries = registry.get_many(rows.registry_keys[changed].tolist())
+        for p in changed:
+            found.mark(p, CORRUPT, CHANGED,
+                       content_difference(entries[rows.registry_keys[p]], found.sha256[p]))
+    stamp = now_text()
+    registry.record(ChecksumEntry(key, size, _mtime(mtime), sha, stamp) for key, size, mtime, sha
+                    in zip(rows.registry_keys[first_seen].tolist(),
+                           found.size[first_seen].tolist(), found.mtime_ns[first_seen].tolist(),
+                           found.sha256[first_seen].tolist()))
+    touched = old[~content_differs & stats_differ]      # same bytes, copied or touched
+    registry.refresh_stats(zip(rows.registry_keys[touched].tolist(),
+                               found.size[touched].tolist(),
+                               [_mtime(m) for m in found.mtime_ns[touched].tolist()]))
 
 
-def _stat_recorded(registry: ChecksumRegistry, positions: np.ndarray, rows: _Rows,
-                   found: _Findings) -> None:
-    """Exists level: stat only the plain files the registry knows (members got sizes already)."""
-    positions = np.asarray(positions, np.int64)
-    plain = positions[rows.members[positions] == ""]
-    keys = rows.registry_keys[plain]
-    known = registry.get_many(keys.tolist())
-    todo = plain[np.fromiter((k in known for k in keys), bool, len(keys))]
-    for pos, st in zip(todo.tolist(), _stat_all(rows.paths_at(todo))):
-        if st is None:
-            found.mark(pos, MISSING_STATUS, MISSING, "vanished during verification")
-        else:
-            found.size[pos], found.mtime_ns[pos] = st.st_size, st.st_mtime_ns
+def _mtime(value: int) -> int | None:
+    return None if value == NO_MTIME else int(value)
 
 
-STAT_THREADS = 8          # stat() waits on the disk (a network filesystem above all), not the CPU
-STAT_CHUNK = 4096         # paths per task: a future per file costs ~30 us, ten times a local stat
+def _entry(recorded: Recorded, rows: _Rows, pos: int) -> ChecksumEntry:
+    return ChecksumEntry(rows.registry_keys[pos], int(recorded.size[pos]),
+                         _mtime(recorded.mtime_ns[pos]), recorded.sha256[pos], "")
 
 
-def _stat_all(paths: list[str]) -> list[os.stat_result | None]:
-    """os.stat of every path (None when it is gone), on a few threads when there are many."""
-    def one(path: str) -> os.stat_result | None:
+def _stat_files(positions: np.ndarray, rows: _Rows, found: _Findings) -> None:
+    """Exists level: size and mtime of the plain files at `positions` (those the registry
+    knows); a file gone since the listing is missing."""
+    if len(positions) == 0:
+        return
+    size, mtime = _stat_all(rows.paths_at(positions))
+    found.size[positions], found.mtime_ns[positions] = size, mtime
+    gone = positions[size < 0]
+    if len(gone):
+        found.mark(gone, MISSING_STATUS, MISSING, "vanished during verification")
+
+
+STAT_CHUNK = 4096         # paths per task when stats go to threads
+STAT_THREADS = 8          # a slow stat waits on a disk or a network filesystem, not the CPU
+SLOW_STAT_S = 20e-6       # a stat of a cached inode takes 1-3 us here; slower means waiting
+
+
+def _stat_chunk(paths: list[str]) -> tuple[list[int], list[int]]:
+    sizes, mtimes = [], []
+    for path in paths:
         try:
-            return os.stat(path)
+            st = os.stat(path)
         except FileNotFoundError:
-            return None
+            sizes.append(-1)
+            mtimes.append(NO_MTIME)
+            continue
+        sizes.append(st.st_size)
+        mtimes.append(st.st_mtime_ns)
+    return sizes, mtimes
 
-    def chunk(part: list[str]) -> list[os.stat_result | None]:
-        return [one(p) for p in part]
 
-    size = STAT_CHUNK
-    if len(paths) <= size:
-        return chunk(paths)
-    with ThreadPoolExecutor(STAT_THREADS) as pool:     # chunks, not a future per file
-        parts = pool.map(chunk, [paths[i:i + size] for i in range(0, len(paths), size)])
-        return [st for part in parts for st in part]
+def _stat_all(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(size, mtime_ns) of every path, size -1 where it is gone. Stats of cached inodes are
+    fastest in one thread (threads only contend for the GIL: 2.2 s against 1.0 s for 366,858
+    files here); when the first chunk shows stats waiting on storage, the rest go to threads."""
+    start = time.perf_counter()
+    sizes, mtimes = _stat_chunk(paths[:STAT_CHUNK])
+    rest = paths[STAT_CHUNK:]
+    slow = (time.perf_counter() - start) / max(1, min(len(paths), STAT_CHUNK)) > SLOW_STAT_S
+    if rest and not slow:
+        more_sizes, more_mtimes = _stat_chunk(rest)
+        sizes += more_sizes
+        mtimes += more_mtimes
+    elif rest:
+        with ThreadPoolExecutor(STAT_THREADS) as pool:     # chunks, not a future per file
+            for part_sizes, part_mtimes in pool.map(
+                    _stat_chunk, [rest[i:i + STAT_CHUNK] for i in range(0, len(rest), STAT_CHUNK)]):
+                sizes += part_sizes
+                mtimes += part_mtimes
+    return np.asarray(sizes, np.int64), np.asarray(mtimes, np.int64)
 
 
 def _open_registry(checksum_db: Path | ChecksumRegistry | None,
@@ -680,6 +708,8 @@ def _run_checks(checked: np.ndarray, rows: _Rows, found: _Findings, config: Veri
         progress.total = len(checked)
     listing_progress = progress if config.level == "exists" else None
     try:
+        recorded = (registry.lookup(rows.registry_keys) if registry is not None
+                    else Recorded.none(len(rows.registry_keys)))
         in_container = rows.members[checked] != ""
         _check_files_exist(checked[~in_container], rows, found, _root_prefix(images_dir),
                            listing_progress)
@@ -689,10 +719,12 @@ def _run_checks(checked: np.ndarray, rows: _Rows, found: _Findings, config: Veri
             if progress is not None:
                 progress.advance(len(checked) - len(present))
             _decode_all(present, rows, found, config, progress)
-        elif registry is not None:
-            _stat_recorded(registry, present, rows, found)
+        else:
+            _stat_files(present[recorded.known[present] & (rows.members[present] == "")], rows,
+                        found)
         if registry is not None:
-            _compare_with_registry(registry, present, rows, found, config.level, accept_changes)
+            _compare_with_registry(registry, recorded, present, rows, found, config.level,
+                                   accept_changes)
     finally:
         if owned and registry is not None:
             registry.close()

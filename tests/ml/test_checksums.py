@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from ml.checksums import (ChecksumEntry, ChecksumRegistry, content_difference, sha256_hex,
+from ml.checksums import (NO_MTIME, ChecksumEntry, ChecksumRegistry, content_difference, sha256_hex,
                           stat_difference)
 from ml.errors import ConfigError
 
@@ -72,3 +72,27 @@ def test_differences_say_what_changed():
     assert content_difference(recorded, sha256_hex(b"x")) == ""
     assert "differs from" in content_difference(recorded, sha256_hex(b"z"))
     assert sha256_hex(b"abc") == hashlib.sha256(b"abc").hexdigest()
+
+
+@pytest.mark.parametrize("asked", [30, 2400])     # IN queries for a few keys, one scan for many
+def test_lookup_aligns_entries_with_the_keys_asked(tmp_path, asked):
+    with ChecksumRegistry(tmp_path / "c.sqlite") as registry:
+        registry.record(entry(f"{i}.jpg", size=i, mtime_ns=None if i % 7 == 0 else 1000 + i,
+                              data=str(i).encode()) for i in range(0, 2500))
+        keys = [f"{i}.jpg" for i in range(2500 - asked, 2500 + asked, 2)][::-1]  # half unknown
+        recorded = registry.lookup(keys)
+    for k, key in enumerate(keys):
+        i = int(key.split(".")[0])
+        assert recorded.known[k] == (i < 2500)
+        if i < 2500:
+            assert recorded.size[k] == i
+            assert recorded.mtime_ns[k] == (NO_MTIME if i % 7 == 0 else 1000 + i)
+            assert recorded.sha256[k] == sha256_hex(str(i).encode())
+        else:
+            assert recorded.sha256[k] == "" and recorded.size[k] == -1
+
+
+def test_lookup_in_an_empty_registry_knows_nothing(tmp_path):
+    with ChecksumRegistry(tmp_path / "c.sqlite") as registry:
+        recorded = registry.lookup(["a.jpg", "b.jpg"])
+    assert not recorded.known.any() and len(recorded.sha256) == 2

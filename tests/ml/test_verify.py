@@ -428,3 +428,26 @@ def test_a_catalog_read_back_from_parquet_past_131072_rows_is_verified(tmp_path)
     counts = result.per_sample["verify_status"].value_counts().to_dict()
     assert counts == {"ok": 3, "missing": n - 3}
     assert result.report["missing_identifiers"][:2] == ["f1/000003.jpg", "f0/000004.jpg"]
+
+
+@pytest.mark.parametrize("slow_storage", [False, True])
+def test_exists_level_with_a_filled_registry_finds_the_changed_file(tmp_path, monkeypatch,
+                                                                     slow_storage):
+    """Stats run in this thread on fast storage and on threads when the first chunk shows them
+    waiting (forced here): both find the one file whose size changed, and only that one."""
+    images = tmp_path / "images"
+    keys = [f"c{i % 3}/{i:03d}.jpg" for i in range(40)]
+    for i, key in enumerate(keys):
+        jpeg(images / key, size=(16 + i, 16))
+    frame = files_catalog(images, keys)
+    db = tmp_path / "checksums.sqlite"
+    assert run(frame, images, db).passed                       # decode level fills the registry
+    jpeg(images / keys[17], size=(300, 200))
+    monkeypatch.setattr(verify_mod, "STAT_CHUNK", 4)
+    if slow_storage:
+        monkeypatch.setattr(verify_mod, "SLOW_STAT_S", -1.0)
+    result = run(frame, images, db, level="exists")
+    bad = {k: v for k, v in statuses(result, frame).items() if v[0] != "ok"}
+    assert bad == {keys[17]: ("corrupt", CHANGED)}
+    assert "size" in result.report["corrupt"][0]["detail"]
+    assert (result.per_sample["sha256"] != "").all()           # taken from the registry
