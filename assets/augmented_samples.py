@@ -11,7 +11,7 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
-from assets.metadata import png_markdown, save_png
+from assets.metadata import image_markdown, save_png
 from assets.options import merged_options
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
@@ -61,7 +61,7 @@ def build_augmented_samples_assets(spec: DatasetSpec) -> list[dg.AssetsDefinitio
             "preview": dg.MetadataValue.md(
                 f"### {spec.name}: augmented training samples\n\nEach cell: the sample as "
                 "training sees it, then its occlusion mask (white visible, black occluded).\n\n"
-                f"{png_markdown(grid.png, 'augmented samples')}"),
+                f"{image_markdown(grid.png, 'augmented samples')}"),
         })
 
     return [augmented_samples]

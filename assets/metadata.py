@@ -3,17 +3,43 @@
 from __future__ import annotations
 
 import base64
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
+from PIL import Image
 
 from ml.atomic import atomic_write_bytes
 
 
-def png_markdown(png: bytes, alt: str) -> str:
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+INLINE_IMAGE_BYTES = 16_000   # per picture in a markdown value (before base64): 3 fit in 64 KB
+
+
+def image_markdown(png: bytes, alt: str, budget: int = INLINE_IMAGE_BYTES) -> str:
+    """A picture inlined in markdown in at most `budget` bytes (before base64's 4/3): the PNG
+    itself when it is small enough, else in 64 colours (charts), else a JPEG of it (photos),
+    its quality and then its size stepped down until it fits. Every materialization keeps its metadata, so a thumbnail grid of
+    photos (75 KB as PNG) must not ride along whole; the full PNG is saved beside the asset."""
+    if len(png) <= budget:
+        return _data_uri_markdown(png, "png", alt)
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    buf = io.BytesIO()
+    img.quantize(colors=64).save(buf, format="PNG", optimize=True)   # charts: few colours
+    if buf.tell() <= budget:
+        return _data_uri_markdown(buf.getvalue(), "png", alt)
+    while True:
+        for quality in (85, 70, 50):
+            buf = io.BytesIO()
+            img.save(buf, format="JPEG", quality=quality, optimize=True)
+            if buf.tell() <= budget or min(img.size) <= 32:
+                return _data_uri_markdown(buf.getvalue(), "jpeg", alt)
+        img = img.resize((max(1, img.width // 2), max(1, img.height // 2)), Image.LANCZOS)
+
+
+def _data_uri_markdown(data: bytes, kind: str, alt: str) -> str:
+    return f"![{alt}](data:image/{kind};base64,{base64.b64encode(data).decode('ascii')})"
 
 
 def save_png(png: bytes, path: Path) -> dg.MetadataValue:

@@ -7,12 +7,13 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from assets.metadata import class_count_summary, png_markdown, save_png
+from assets.metadata import class_count_summary, image_markdown, save_png
 from assets.options import merged_options
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, DatasetError
 from ml.splits import (SplitSpec, assign_splits, build_link_tree, class_balance_png,
-                       split_counts, thumbnail_grid, write_manifests)
+                       split_counts, thumbnail_grid, write_class_counts,
+                       write_manifests)
 
 SPLIT_DEFAULTS = {"ratios": [0.80, 0.12, 0.08], "names": ["train", "val", "test"], "seed": 0,
                   "group_identities": False, "link_tree": False}
@@ -70,6 +71,7 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             **{f"{name}_manifest": dg.MetadataValue.path(str(p)) for name, p in paths.items()},
             "counts_per_split_and_class": dg.MetadataValue.json(
                 {split: class_count_summary(per) for split, per in counts.items()}),
+            "class_counts_table": dg.MetadataValue.path(str(write_class_counts(frame, out_dir))),
             "groups": int(frame["group_id"].nunique()),
             "seed": sspec.seed, "ratios": str(list(sspec.ratios)),
         }
@@ -85,8 +87,8 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                               [f"{s}:{l}" for s, l in zip(sample["split"], sample["label"])])
         meta["thumbnails_png"] = save_png(grid, out_dir / "thumbnails.png")
         meta["preview"] = dg.MetadataValue.md(
-            f"### {spec.name} splits\n\n{png_markdown(hist, 'class balance')}\n\n"
-            f"{png_markdown(grid, 'sample thumbnails')}")
+            f"### {spec.name} splits\n\n{image_markdown(hist, 'class balance')}\n\n"
+            f"{image_markdown(grid, 'sample thumbnails')}")
         return dg.Output(frame, metadata=meta)
 
     return splits

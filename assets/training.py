@@ -32,7 +32,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from assets.metadata import png_markdown
+from assets.metadata import image_markdown
 from assets.options import merged_options
 from ml.atomic import atomic_path, atomic_write_text
 from ml.checksums import files_sha256
@@ -137,7 +137,7 @@ def summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
             and Path(v).is_file()]
     if pngs:
         meta["curves"] = dg.MetadataValue.md("\n\n".join(
-            png_markdown(Path(p).read_bytes(), Path(p).stem) for p in pngs))
+            image_markdown(Path(p).read_bytes(), Path(p).stem) for p in pngs))
     return meta
 
 

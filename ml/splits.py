@@ -26,6 +26,8 @@ from ml.publish import publish_dir
 from ml.safe_paths import check_name, contained, link_or_copy_new, safe_component, safe_components
 
 ALWAYS_GROUPED = ("pair", "sequence")
+CLASS_COUNTS_STEM = "class_counts"           # its table lies beside the manifests <split>.parquet
+CLASS_COUNTS_NAME = f"{CLASS_COUNTS_STEM}.parquet"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class SplitSpec:
                               f"{list(self.names)}; give one ratio per split")
         if any(r < 0 for r in self.ratios) or abs(sum(self.ratios) - 1.0) > 1e-6:
             raise ConfigError(f"splits: ratios {list(self.ratios)} must be >= 0 and sum to 1")
+        if CLASS_COUNTS_STEM in self.names:
+            raise ConfigError(f"splits: the name {CLASS_COUNTS_STEM!r} is taken "
+                              f"by the per-class table {CLASS_COUNTS_NAME}; name the split "
+                              "otherwise")
         if len(set(self.names)) != len(self.names):
             raise ConfigError(f"splits: names {list(self.names)} must be distinct")
 
@@ -107,6 +113,18 @@ def split_counts(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
     for (split, label), n in table.items():
         out.setdefault(str(split), {})[str(label)] = int(n)
     return out
+
+
+def write_class_counts(frame: pd.DataFrame, out_dir: Path) -> Path:
+    """Samples per (split, label) as a Parquet table (split, label, samples), written atomically:
+    the whole per-class picture at any number of classes, which metadata only summarises."""
+    table = (frame.groupby(["split", "label"], observed=True).size()
+             .rename("samples").reset_index())
+    table["split"], table["label"] = table["split"].astype(str), table["label"].astype(str)
+    path = contained(out_dir, CLASS_COUNTS_NAME, what="class counts table")
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
+    return path
 
 
 def write_manifests(frame: pd.DataFrame, out_dir: Path, spec: SplitSpec) -> dict[str, Path]:

@@ -40,7 +40,7 @@ def test_training_runs_through_pipes_and_the_checkpoint_reaches_the_next_asset(t
         assert 0.0 <= meta[key] <= 1.0
     checkpoint = Path(meta["checkpoint"])
     assert checkpoint.is_file() and checkpoint.parent.name == "checkpoints"
-    assert "data:image/png;base64," in meta["curves"], "training curves are shown inline"
+    assert "](data:image/png;base64," in meta["curves"], "training curves are shown inline"
     stored = Handle.from_json((tmp_path / "outputs/seq/model.handle.json").read_text())
     assert isinstance(stored, CheckpointHandle) and stored.checkpoint == str(checkpoint)
     events = [json.loads(x) for x in Path(meta["events"]).read_text().splitlines()]

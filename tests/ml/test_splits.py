@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from ml.errors import ConfigError
-from ml.splits import SplitSpec, assign_splits, build_link_tree, split_counts, write_manifests
+from ml.splits import (SplitSpec, assign_splits, build_link_tree, split_counts, write_class_counts,
+                       write_manifests)
 
 
 def frame_of(n_labels=10, per_label=100, group_kind="none", group_size=1):
@@ -67,7 +68,8 @@ def test_identities_grouped_only_when_asked():
 
 
 @pytest.mark.parametrize("opts", [{"ratios": [0.5, 0.6, 0.1]}, {"ratios": [0.5, 0.5]},
-                                  {"ratios": [-0.1, 1.0, 0.1]}, {"shuffle": True}])
+                                  {"ratios": [-0.1, 1.0, 0.1]}, {"shuffle": True},
+                                  {"names": ["train", "class_counts"], "ratios": [0.5, 0.5]}])
 def test_bad_split_options(opts):
     with pytest.raises(ConfigError):
         SplitSpec.from_options(opts)
@@ -93,6 +95,10 @@ def test_manifests_and_link_tree(tmp_path):
     target = tmp_path / "splits" / "tree" / one["split"] / one["label"] / "0.jpg"
     assert os.path.samefile(target, one["file"])            # a hard link, not a copy
     assert split_counts(f)["train"]["c0"] == int(((f["split"] == "train") & (f["label"] == "c0")).sum())
+    table = pd.read_parquet(write_class_counts(f, tmp_path / "splits"))
+    assert table["samples"].sum() == 20 and list(table.columns) == ["split", "label", "samples"]
+    assert table.set_index(["split", "label"])["samples"].to_dict() == \
+        f.groupby(["split", "label"]).size().to_dict()
 
 
 def test_the_column_at_once_assigns_exactly_what_the_per_unit_rule_does():

@@ -148,7 +148,7 @@ def test_user_materializes_from_the_asset_graph_and_reads_metadata(browser, dags
             metadata_row(page, "preview").get_by_text("[Show Markdown]").click()
             dialog = page.get_by_role("dialog")
             dialog.get_by_text(f"{name} splits").wait_for()
-            pictures = dialog.locator("img[src^='data:image/png']")
+            pictures = dialog.locator("img[src^='data:image/']")
             pictures.first.wait_for()
             page.wait_for_function(DECODED, arg=pictures.element_handles())
             sizes = pictures.evaluate_all("imgs => imgs.map(img => img.naturalWidth)")
