@@ -1,6 +1,5 @@
 """The `resized` asset (stage_resize) and its check `safe_dimensions` (seed 004's rule)."""
 
-import os
 from typing import Optional
 
 import dagster as dg
@@ -13,7 +12,7 @@ from assets.shards import current_shard, rows_of_current_shard, shard_folder, sh
 from ml.catalog import usable
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
-from ml.resize import ResizeItem, ResizeSpec, check_safe_dimensions, round_to_safe, stage_resize
+from ml.resize import ResizeSpec, output_names, check_safe_dimensions, round_to_safe, stage_resize
 
 CHECK_NAME = "safe_dimensions"
 RESIZE_DEFAULTS = {"width": 224, "height": 224, "mode": "letterbox", "fill": [0, 0, 0],
@@ -42,9 +41,15 @@ def resize_options(spec: DatasetSpec, run_config: ResizeRunConfig | None = None)
     return opts
 
 
-def output_name(row) -> str:
-    """Where a sample's resized file goes, relative to the resized folder, without extension."""
-    return os.path.splitext(row.member or row.source_key)[0]
+def resize_items(rows: pd.DataFrame) -> pd.DataFrame:
+    """The catalog rows as stage_resize's item columns. A sample's output goes to its member
+    (HDF5) or source key, relative to the resized folder, without the extension."""
+    member = rows["member"].fillna("").astype(str)
+    names = member.where(member != "", rows["source_key"].astype(str))
+    return pd.DataFrame({"sample_id": rows["sample_id"].astype(str).to_numpy(),
+                         "path": rows["path"].fillna("").astype(str).to_numpy(),
+                         "member": member.to_numpy(),
+                         "output_name": output_names(names)})
 
 
 def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
@@ -73,8 +78,7 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         catalog = rows_of_current_shard(context, spec, catalog)
         rows = usable(catalog, exclude=bad)
         dropped = int(catalog["used"].sum()) - len(rows)
-        items = [ResizeItem(sample_id=r.sample_id, path=r.path, member=r.member,
-                            output_name=output_name(r)) for r in rows.itertuples(index=False)]
+        items = resize_items(rows)
         rspec = ResizeSpec(width=int(opts["width"]), height=int(opts["height"]), mode=opts["mode"],
                            fill=tuple(opts["fill"]), format=opts["format"],
                            quality=int(opts["quality"]))

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ml.errors import ConfigError
+from ml.file_stats import NO_MTIME
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS checksums (
@@ -32,7 +33,6 @@ CREATE TABLE IF NOT EXISTS checksums (
 )
 """
 _BATCH = 900  # stay under SQLite's limit on host parameters per statement
-NO_MTIME = np.iinfo(np.int64).min   # mtime_ns of a container member (SQL NULL) in a column
 SCAN_FROM = 0.5  # look up by scanning the table when the keys are at least half its rows
 
 

@@ -8,8 +8,9 @@ every core. Seed 004's `stage_resize.py` (stretch, full decode, one process, in 
   still at least the size the geometry needs (Pillow's draft), then resampled with LANCZOS from
   the kept region; a ProcessPoolExecutor spreads chunks of items over every core.
 - Incremental: `out_dir/.resize_manifest.sqlite` (ml/resize_manifest.py) remembers, per sample,
-  the source signature (size, mtime_ns, HDF5 member) and the spec fingerprint; unchanged
-  samples cost two stats, and a checkpoint writes only what changed.
+  the source signature (size, mtime_ns, HDF5 member) and the spec fingerprint; the plan is
+  made as columns, so unchanged samples cost two stats and no Python of their own, and a
+  checkpoint writes only what changed.
   Outputs that the current item list no longer produces are removed (they are our artifacts).
 - Safety: sources are only read (HDF5 containers opened read-only); an output folder that holds a
   source, or sits in or equals a source folder, is refused; every output is written atomically.
@@ -31,8 +32,12 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from PIL import Image
 
 from ml.atomic import remove_stale_temps_under, temp_sibling
@@ -40,12 +45,10 @@ from ml.containers import close_all as close_containers, read_member
 from ml.errors import ConfigError, DatasetError, ImageError, PathEscapeError
 from ml.imageio import MISSING, NOT_AN_IMAGE, UNSUPPORTED, load_rgb, read_header
 from ml.process_pool import pool_context
+from ml.file_stats import stat_files
 from ml.resize_manifest import MANIFEST_NAME, ResizeManifest  # noqa: F401 (named here too)
-from ml.safe_paths import is_inside, relative_name
+from ml.safe_paths import is_inside, relative_names
 from ml.progress import Progress
-
-if TYPE_CHECKING:
-    import pandas
 
 # Bump when a change to the pixels produced for the same spec should redo every output.
 ALGORITHM_VERSION = 1
@@ -123,6 +126,9 @@ class ResizeItem:
         return f"{self.path}:{self.member}" if self.member else self.path
 
 
+OUTCOME_COLUMNS = ("sample_id", "output", "width", "height", "status", "reason")
+
+
 @dataclass
 class ResizeOutcome:
     """What happened to one item; `output` is the absolute output path ('' when failed)."""
@@ -137,20 +143,36 @@ class ResizeOutcome:
 
 @dataclass
 class ResizeResult:
-    """Every item's outcome (in input order) and the run's totals."""
+    """Every item's outcome (in input order, as a frame with OUTCOME_COLUMNS) and the totals."""
 
-    outcomes: list[ResizeOutcome]
+    frame: "pd.DataFrame"
     processed: int               # resized in this run
     unchanged: int               # up to date from an earlier run: no image work
     failed: int
     seconds: float
     bytes_written: int
 
-    def to_frame(self) -> "pandas.DataFrame":
-        import pandas as pd
+    @classmethod
+    def of(cls, sample_ids: "pd.Series", status: np.ndarray, reason: np.ndarray, out_dir: Path,
+           rels: np.ndarray, spec: ResizeSpec, seconds: float, bytes_written: int) -> "ResizeResult":
+        ok = status != FAILED
+        prefix = os.path.join(str(out_dir), "")
+        frame = pd.DataFrame({
+            "sample_id": sample_ids.to_numpy(dtype=object),
+            "output": np.where(ok, prefix + rels.astype(object), ""),
+            "width": np.where(ok, spec.width, 0), "height": np.where(ok, spec.height, 0),
+            "status": status, "reason": reason}, columns=list(OUTCOME_COLUMNS))
+        counts = {s: int(np.count_nonzero(status == s)) for s in (RESIZED, UNCHANGED, FAILED)}
+        return cls(frame, counts[RESIZED], counts[UNCHANGED], counts[FAILED], seconds,
+                   bytes_written)
 
-        columns = [f.name for f in ResizeOutcome.__dataclass_fields__.values()]
-        return pd.DataFrame([asdict(o) for o in self.outcomes], columns=columns)
+    def to_frame(self) -> "pd.DataFrame":
+        return self.frame
+
+    @property
+    def outcomes(self) -> list[ResizeOutcome]:
+        """The outcomes one object per item (for a few items; the frame is the columnar form)."""
+        return [ResizeOutcome(*row) for row in self.frame.itertuples(index=False, name=None)]
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -324,23 +346,42 @@ def _run_tasks(tasks: list[_Task], out_dir: Path, spec: ResizeSpec, workers: int
             raise
 
 
-# ----------------------------------------------------------------------------- manifest
+# ----------------------------------------------------------------------------- items
 
-def _signature(item: ResizeItem) -> list | None:
-    """What identifies this version of the source: [path, member, size, mtime_ns] (no read);
-    None when it cannot be stat'ed (the decode then says why: missing, unreadable)."""
-    try:
-        st = os.stat(item.path)
-    except OSError:
-        return None
-    return [item.path, item.member, st.st_size, st.st_mtime_ns]
+ITEM_COLUMNS = ("sample_id", "path", "member", "output_name")
 
 
-def _output_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return -1
+# A name's extension as os.path.splitext sees it (the last '.' of the last component, unless
+# only dots come before it there), matched so that the name without it is \1\2.
+_EXTENSION = r"(?s)^(.*/)?(\.*[^./][^/]*)\.[^./]*$"
+
+
+def output_names(names: Sequence[str]) -> np.ndarray:
+    """Output names mirroring source names (relative, without the extension the output format
+    replaces): os.path.splitext(name)[0] of a whole column at once."""
+    text = pa.array(np.asarray(names, dtype=object), pa.string())
+    return pc.replace_substring_regex(text, _EXTENSION, r"\1\2").to_numpy(zero_copy_only=False)
+
+
+def items_frame(items: Sequence[ResizeItem] | pd.DataFrame) -> pd.DataFrame:
+    """The items as columns (ITEM_COLUMNS, strings, positions 0..n-1): a frame as it is, or a
+    list of ResizeItem."""
+    if isinstance(items, pd.DataFrame):
+        frame = items.loc[:, list(ITEM_COLUMNS)].reset_index(drop=True)
+    else:
+        frame = pd.DataFrame([(i.sample_id, i.path, i.member, i.output_name) for i in items],
+                             columns=list(ITEM_COLUMNS))
+    return frame.fillna("").astype(str).astype(object)
+
+
+def _item(frame: pd.DataFrame, index: int) -> ResizeItem:
+    row = frame.iloc[index]
+    return ResizeItem(sample_id=row["sample_id"], path=row["path"], output_name=row["output_name"],
+                      member=row["member"])
+
+
+def _label(frame: pd.DataFrame, index: int) -> str:
+    return _item(frame, index).label
 
 
 def _remove_output(out_dir: Path, rel: str) -> None:
@@ -363,33 +404,36 @@ def _remove_output(out_dir: Path, rel: str) -> None:
 
 # ----------------------------------------------------------------------------- validation
 
-def _output_rel(item: ResizeItem, extension: str) -> str:
-    return relative_name(item.output_name, what=f"sample {item.sample_id!r}: output name") + extension
-
-
-def _check_items(items: Sequence[ResizeItem], extension: str) -> list[str]:
-    """Relative output paths, one per item; refuse duplicate ids and names that collide."""
-    seen_ids: set[str] = set()
-    owner: dict[str, ResizeItem] = {}
-    rels = []
-    for item in items:
-        if item.sample_id in seen_ids:
-            raise ConfigError(f"sample id {item.sample_id!r} appears twice in the resize items")
-        seen_ids.add(item.sample_id)
-        rel = _output_rel(item, extension)
-        if rel in owner:
-            raise ConfigError(f"{owner[rel].label} and {item.label} would both be resized to "
-                              f"{rel} (their names differ only in the extension, which the "
-                              f"output format {extension} replaces); rename one of the files")
-        owner[rel] = item
-        rels.append(rel)
+def _output_rels(frame: pd.DataFrame, extension: str) -> np.ndarray:
+    """Relative output paths, one per item, checked as a column; refuse duplicate ids, names
+    that leave the output folder and names that collide."""
+    dup_ids = frame["sample_id"].duplicated()
+    if dup_ids.any():
+        raise ConfigError(f"sample id {frame['sample_id'][dup_ids].iloc[0]!r} appears twice in "
+                          "the resize items")
+    rels = relative_names(frame["output_name"].to_numpy(), "output name") + extension
+    collide = pd.Series(rels).duplicated(keep=False).to_numpy()
+    if collide.any():
+        first = np.flatnonzero(collide)
+        second = first[1:][rels[first[1:]] == rels[first[0]]][0]
+        raise ConfigError(f"{_label(frame, first[0])} and {_label(frame, second)} would both be "
+                          f"resized to {rels[first[0]]} (their names differ only in the "
+                          f"extension, which the output format {extension} replaces); rename "
+                          "one of the files")
     return rels
 
 
-def _refuse_source_overlap(items: Sequence[ResizeItem], out_dir: Path) -> None:
+def _folders(paths: np.ndarray) -> list[str]:
+    """The distinct folders (with a trailing '/', '' for a bare name) of a column of paths."""
+    text = pc.replace_substring_regex(pa.array(paths, pa.string()), "[^/]*$", "")
+    return pc.unique(text).to_pylist()
+
+
+def _refuse_source_overlap(paths: np.ndarray, out_dir: Path) -> None:
     """ConfigError when out_dir equals or sits inside a source folder, or contains a source."""
     out = out_dir.resolve()
-    folders = {os.path.dirname(os.path.abspath(i.path)) for i in items if i.path}
+    sources = paths[paths != ""]
+    folders = {os.path.abspath(folder or ".") for folder in _folders(sources)}
     for folder in sorted(folders):
         src = Path(folder).resolve()
         if is_inside(src, out):
@@ -402,11 +446,11 @@ def _refuse_source_overlap(items: Sequence[ResizeItem], out_dir: Path) -> None:
                               "replaced and deleted)")
 
 
-def _refuse_escaping_folders(rels: list[str], out_dir: Path) -> None:
+def _refuse_escaping_folders(rels: np.ndarray, out_dir: Path) -> None:
     """PathEscapeError when a folder under out_dir that outputs go to is a symlink leading out
     of it (writing there could overwrite someone's files, sources included)."""
     out = out_dir.resolve()
-    for folder in sorted({os.path.dirname(rel) for rel in rels} - {""}):
+    for folder in sorted(set(_folders(rels)) - {""}):
         path = out_dir / folder
         if path.exists() and not is_inside(out, path.resolve()):
             raise PathEscapeError(f"{path} leads outside the output folder {out_dir} (a symlink); "
@@ -415,106 +459,135 @@ def _refuse_escaping_folders(rels: list[str], out_dir: Path) -> None:
 
 # ----------------------------------------------------------------------------- stage_resize
 
+def _aligned(column: pd.Series, at: np.ndarray, missing) -> np.ndarray:
+    """`column`'s values at positions `at` (-1: `missing`)."""
+    values = column.to_numpy()
+    out = np.full(len(at), missing, dtype=values.dtype if len(values) else object)
+    out[at >= 0] = values[at[at >= 0]]
+    return out
+
+
 @dataclass
 class _Run:
-    """Book-keeping of one stage_resize call."""
+    """Book-keeping of one stage_resize call, as columns over the items (positions 0..n-1)."""
 
-    items: Sequence[ResizeItem]
-    rels: list[str]
+    frame: pd.DataFrame
+    rels: np.ndarray
     out_dir: Path
     spec: ResizeSpec
     on_error: str
     progress: Progress | None
-    entries: ResizeManifest
-    ours: set[str] = field(default_factory=set)      # outputs an earlier run recorded writing
-    outcomes: list[ResizeOutcome | None] = field(default_factory=list)
-    signatures: list[list | None] = field(default_factory=list)
+    manifest: ResizeManifest
+    src_size: np.ndarray                 # -1: the source cannot be stat'ed (no signature)
+    src_mtime: np.ndarray
+    ours: set[str]                       # outputs an earlier run recorded writing
+    fingerprint: str = ""                # of the spec, computed once per run
+    status: np.ndarray = field(init=False)
+    reason: np.ndarray = field(init=False)
     bytes_written: int = 0
     last_save: float = field(default_factory=time.monotonic)
-    fingerprint: str = ""                             # of the spec, computed once per run
 
     def __post_init__(self) -> None:
         self.fingerprint = self.spec.fingerprint()
+        self.status = np.full(len(self.frame), "", dtype=object)
+        self.reason = np.full(len(self.frame), "", dtype=object)
 
-    def record(self, index: int, status: str, reason: str = "", detail: str = "",
-               nbytes: int = 0) -> None:
-        item, rel = self.items[index], self.rels[index]
-        ok = status != FAILED
-        self.outcomes[index] = ResizeOutcome(
-            item.sample_id, str(self.out_dir / rel) if ok else "", self.spec.width if ok else 0,
-            self.spec.height if ok else 0, status, reason)
-        if status != UNCHANGED and self.signatures[index] is not None:
-            self.entries.set(item.sample_id, {
-                "source": self.signatures[index], "spec": self.fingerprint,
-                "output": rel if ok else "", "bytes": nbytes, "status": status,
-                "reason": reason, "detail": detail})
-        if status == FAILED:
+    def settle(self, where: np.ndarray, status: str, reason: np.ndarray | str = "") -> None:
+        """Outcomes that need no image work, set for a whole mask at once."""
+        self.status[where] = status
+        self.reason[where] = reason
+        if self.progress is not None:
+            self.progress.advance(int(np.count_nonzero(where)))
+
+    def fail_settled(self, where: np.ndarray, detail: np.ndarray | str) -> None:
+        """Failures known before any image work: older outputs removed, on_error applied."""
+        for index in np.flatnonzero(where):
+            if self.rels[index] in self.ours:
+                _remove_output(self.out_dir, self.rels[index])
+        if self.on_error == "error" and where.any():
+            index = int(np.flatnonzero(where)[0])
+            raise ImageError(_label(self.frame, index), self.reason[index],
+                             detail if isinstance(detail, str) else detail[index])
+
+    def on_done(self, done: _Done) -> None:
+        """One item the pool resized (or failed on): recorded, checkpointed now and then."""
+        index, rel = done.index, self.rels[done.index]
+        ok = done.status != FAILED
+        self.status[index], self.reason[index] = done.status, done.reason
+        if self.src_size[index] >= 0:
+            row = self.frame.iloc[index]
+            self.manifest.put([(row["sample_id"], row["path"], row["member"],
+                                int(self.src_size[index]), int(self.src_mtime[index]),
+                                self.fingerprint, rel if ok else "", done.bytes_written,
+                                done.status, done.reason, done.detail)])
+        if not ok:
             if rel in self.ours:                          # an older version of this output
                 _remove_output(self.out_dir, rel)
             if self.on_error == "error":
-                raise ImageError(item.label, reason, detail)
-        self.bytes_written += nbytes
+                raise ImageError(_label(self.frame, index), done.reason, done.detail)
+        self.bytes_written += done.bytes_written
         if self.progress is not None:
             self.progress.advance()
         if time.monotonic() - self.last_save >= CHECKPOINT_SECONDS:
             self.save()
 
-    def on_done(self, done: _Done) -> None:
-        self.record(done.index, done.status, done.reason, done.detail, done.bytes_written)
-
     def save(self) -> None:
-        self.entries.save()
+        self.manifest.save()
         self.last_save = time.monotonic()
 
 
-def _is_current(entry: dict | None, signature: list | None, fingerprint: str) -> bool:
-    return (entry is not None and signature is not None and entry.get("source") == signature
-            and entry.get("spec") == fingerprint)
+def _remove_stale(run: _Run) -> pd.DataFrame:
+    """Delete outputs recorded earlier that no current item produces, forget the entries of
+    samples no longer asked for; returns the manifest as the plan should see it."""
+    recorded = run.manifest.frame
+    stale = (recorded["output"] != "") & ~recorded["output"].isin(run.rels)
+    for rel in recorded.loc[stale, "output"]:
+        _remove_output(run.out_dir, rel)
+    gone = ~recorded["id"].isin(run.frame["sample_id"])
+    run.manifest.delete(recorded.loc[gone, "id"])
+    kept = recorded.loc[stale & ~gone].assign(output="")
+    run.manifest.put(kept.itertuples(index=False, name=None))
+    return recorded.assign(output=recorded["output"].where(~stale, ""))
 
 
-def _plan(run: _Run) -> list[_Task]:
-    """Settle what needs no image work (unchanged, remembered or obvious failures); the rest."""
-    fingerprint = run.fingerprint
-    todo = []
-    for index, (item, rel) in enumerate(zip(run.items, run.rels)):
-        signature = run.signatures[index]
-        entry = run.entries.get(item.sample_id)
-        if not item.path:
-            run.record(index, FAILED, MISSING, "no source path")
-        elif not _is_current(entry, signature, fingerprint):
-            todo.append(_Task(index, item, rel))
-        elif entry.get("status") == FAILED:
-            run.record(index, FAILED, entry.get("reason", UNSUPPORTED), entry.get("detail", ""))
-        elif entry.get("output") == rel and _output_size(run.out_dir / rel) == entry.get("bytes"):
-            run.record(index, UNCHANGED)
-        else:
-            todo.append(_Task(index, item, rel))
-    return todo
+def _plan(run: _Run, recorded: pd.DataFrame) -> np.ndarray:
+    """Settle what needs no image work (unchanged, remembered or obvious failures), as columns;
+    returns the positions that need resizing."""
+    at = pd.Index(recorded["id"]).get_indexer(run.frame["sample_id"])
+    frame = run.frame
+    no_path = (frame["path"] == "").to_numpy()
+    current = ((at >= 0) & (run.src_size >= 0)
+               & (_aligned(recorded["src_path"], at, "") == frame["path"].to_numpy())
+               & (_aligned(recorded["member"], at, "") == frame["member"].to_numpy())
+               & (_aligned(recorded["src_size"], at, -1) == run.src_size)
+               & (_aligned(recorded["src_mtime_ns"], at, -1) == run.src_mtime)
+               & (_aligned(recorded["spec"], at, "") == run.fingerprint) & ~no_path)
+    failed_before = current & (_aligned(recorded["status"], at, "") == FAILED)
+    may_be_unchanged = current & ~failed_before & (_aligned(recorded["output"], at, "") == run.rels)
+    candidates = np.flatnonzero(may_be_unchanged)
+    out_size, _ = stat_files((os.path.join(str(run.out_dir), "") + run.rels[candidates]).tolist())
+    unchanged = np.zeros(len(frame), bool)
+    unchanged[candidates] = out_size == _aligned(recorded["bytes"], at, -1)[candidates]
+    run.settle(unchanged, UNCHANGED)
+    recorded_reason = _aligned(recorded["reason"], at, "")
+    recorded_reason[failed_before & (recorded_reason == "")] = UNSUPPORTED
+    run.settle(no_path, FAILED, MISSING)
+    run.fail_settled(no_path, "no source path")
+    run.settle(failed_before, FAILED, recorded_reason[failed_before])
+    run.fail_settled(failed_before, _aligned(recorded["detail"], at, ""))
+    return np.flatnonzero(~(no_path | failed_before | unchanged))
 
 
-def _remove_stale(run: _Run) -> None:
-    """Delete outputs recorded earlier that no current item produces, and forget their entries."""
-    current_ids = {item.sample_id for item in run.items}
-    planned = set(run.rels)
-    for sample_id in run.entries.ids():
-        rel = run.entries.get(sample_id).get("output", "")
-        if rel and rel not in planned:
-            _remove_output(run.out_dir, rel)
-        if sample_id not in current_ids:
-            run.entries.delete(sample_id)
-        elif rel and rel not in planned:
-            run.entries.set(sample_id, {**run.entries.get(sample_id), "output": ""})
-
-
-def stage_resize(items: Sequence[ResizeItem], out_dir: Path, spec: ResizeSpec, *,
+def stage_resize(items: Sequence[ResizeItem] | pd.DataFrame, out_dir: Path, spec: ResizeSpec, *,
                  workers: int | None = None, on_error: str = "skip",
                  progress: Progress | None = None) -> ResizeResult:
     """Resize every item into out_dir/<output_name>.<jpg|png>, redoing only what changed.
 
-    on_error="skip" turns a bad image into a failed outcome with ImageError's reason;
-    on_error="error" raises that ImageError (work finished so far is kept and remembered).
-    Raises ConfigError for a bad option, an output folder that overlaps the sources, or
-    colliding output names; PathEscapeError for an output name that leaves out_dir.
+    `items` is a list of ResizeItem or a frame with their ITEM_COLUMNS (the columnar form a
+    million samples arrive in). on_error="skip" turns a bad image into a failed outcome with
+    ImageError's reason; on_error="error" raises that ImageError (work finished so far is kept
+    and remembered). Raises ConfigError for a bad option, an output folder that overlaps the
+    sources, or colliding output names; PathEscapeError for an output name that leaves out_dir.
     """
     started = time.perf_counter()
     if on_error not in ON_ERROR:
@@ -523,26 +596,25 @@ def stage_resize(items: Sequence[ResizeItem], out_dir: Path, spec: ResizeSpec, *
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers {workers!r} must be a whole number >= 1 (or None for every core)")
     out_dir = Path(out_dir).absolute()
-    rels = _check_items(items, spec.extension)
-    _refuse_source_overlap(items, out_dir)
+    frame = items_frame(items)
+    rels = _output_rels(frame, spec.extension)
+    _refuse_source_overlap(frame["path"].to_numpy(), out_dir)
     _refuse_escaping_folders(rels, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps_under(out_dir)          # what a killed run left (never a live run's)
 
-    entries = ResizeManifest(out_dir)
-    run = _Run(items, rels, out_dir, spec, on_error, progress, entries,
-               ours={e.get("output", "") for e in entries.values()} - {""},
-               outcomes=[None] * len(items), signatures=[_signature(i) for i in items])
+    manifest = ResizeManifest(out_dir)
+    src_size, src_mtime = stat_files(frame["path"].tolist())
+    run = _Run(frame, rels, out_dir, spec, on_error, progress, manifest, src_size, src_mtime,
+               ours=set(manifest.frame["output"]) - {""})
     try:
-        _remove_stale(run)
-        todo = _plan(run)
-        _run_tasks(todo, out_dir, spec, workers, run.on_done)
+        todo = _plan(run, _remove_stale(run))
+        tasks = [_Task(int(i), _item(frame, int(i)), rels[i]) for i in todo]
+        _run_tasks(tasks, out_dir, spec, workers, run.on_done)
     finally:
         run.save()
-    outcomes = [o for o in run.outcomes if o is not None]
-    counts = {s: sum(o.status == s for o in outcomes) for s in (RESIZED, UNCHANGED, FAILED)}
-    return ResizeResult(outcomes, counts[RESIZED], counts[UNCHANGED], counts[FAILED],
-                        time.perf_counter() - started, run.bytes_written)
+    return ResizeResult.of(run.frame["sample_id"], run.status, run.reason, out_dir, rels, spec,
+                           time.perf_counter() - started, run.bytes_written)
 
 
 # ----------------------------------------------------------------------------- safe dimensions

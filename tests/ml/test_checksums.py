@@ -6,9 +6,10 @@ import hashlib
 
 import pytest
 
-from ml.checksums import (NO_MTIME, ChecksumEntry, ChecksumRegistry, content_difference, sha256_hex,
+from ml.checksums import (ChecksumEntry, ChecksumRegistry, content_difference, sha256_hex,
                           stat_difference)
 from ml.errors import ConfigError
+from ml.file_stats import NO_MTIME
 
 
 def entry(identifier: str, size: int = 10, mtime_ns: int | None = 5, data: bytes = b"x",

@@ -13,6 +13,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageFilter
 
 import ml.resize as resize_mod
@@ -534,3 +536,20 @@ def test_a_crashing_worker_is_reported_and_finished_work_kept(tmp_path, sources,
     with pytest.raises(DatasetError, match="worker process died"):
         stage_resize(items, tmp_path / "out", ResizeSpec(16, 16), workers=2)
     assert (tmp_path / "out" / MANIFEST_NAME).exists()
+
+
+AWKWARD_NAMES = ["a.b.c", "..b.c", ".b", "a.", "dir.x/file", "a/b.jpg", "a", "a/.b", "a/..b.c",
+                 "...", "a/b.", "x/y/z.tar.gz", "é/ü.JPG", "a b/c d.png", "id_1/03.jpeg",
+                 "c:\\x.jpg", "new\nline.png"]
+
+
+def test_output_names_of_a_column_are_splitext_of_each():
+    from ml.resize import output_names
+    assert output_names(AWKWARD_NAMES).tolist() == [os.path.splitext(n)[0] for n in AWKWARD_NAMES]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab./\\ \n", max_size=12))
+def test_output_names_agree_with_splitext_on_any_text(name):
+    from ml.resize import output_names
+    assert output_names([name]).tolist() == [os.path.splitext(name)[0]]

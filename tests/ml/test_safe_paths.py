@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from ml.errors import ConfigError, PathEscapeError
 from ml.safe_paths import (check_name, check_output_file, contained, link_or_copy_new,
-                           safe_component, safe_components)
+                           relative_name, relative_names, safe_component, safe_components)
 
 
 @pytest.mark.parametrize("value", [
@@ -95,3 +95,22 @@ def test_a_configured_output_file_must_be_ours_and_inside_the_output_folder(tmp_
     with pytest.raises(ConfigError, match="not written by this project"):
         check_output_file(nested / "x.jpg", output_dir=out, what="report", ours=lambda p: False)
     assert check_output_file(out / "r.json", output_dir=out, what="report") == out / "r.json"
+
+
+@pytest.mark.parametrize("name", ["a", "a/b", "a\\b", "", "/a", "a//b", "a/", ".", "..", "a/../b",
+                                  "a/./b", "...", "a/...", "c:x", "a/c:x", "a\x00b", ".hidden",
+                                  "a/.b", "..b", "b..", "\\\\server\\share", "a\\..\\b"])
+def test_relative_names_of_a_column_refuse_exactly_what_relative_name_refuses(name):
+    try:
+        expected = relative_name(name, "output name")
+    except PathEscapeError:
+        with pytest.raises(PathEscapeError):
+            relative_names([name, "fine"], "output name")
+        return
+    assert relative_names(["fine", name], "output name").tolist() == ["fine", expected]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab./\\:\x00 \n", max_size=12))
+def test_relative_names_agree_with_relative_name_on_any_text(name):
+    test_relative_names_of_a_column_refuse_exactly_what_relative_name_refuses(name)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
+import ml.file_stats as file_stats
 import ml.verify as verify_mod
 from ml.checksums import ChecksumRegistry
 from ml.errors import ConfigError
@@ -443,9 +444,9 @@ def test_exists_level_with_a_filled_registry_finds_the_changed_file(tmp_path, mo
     db = tmp_path / "checksums.sqlite"
     assert run(frame, images, db).passed                       # decode level fills the registry
     jpeg(images / keys[17], size=(300, 200))
-    monkeypatch.setattr(verify_mod, "STAT_CHUNK", 4)
+    monkeypatch.setattr(file_stats, "STAT_CHUNK", 4)
     if slow_storage:
-        monkeypatch.setattr(verify_mod, "SLOW_STAT_S", -1.0)
+        monkeypatch.setattr(file_stats, "SLOW_STAT_S", -1.0)
     result = run(frame, images, db, level="exists")
     bad = {k: v for k, v in statuses(result, frame).items() if v[0] != "ok"}
     assert bad == {keys[17]: ("corrupt", CHANGED)}
