@@ -8,11 +8,12 @@ from pydantic import Field
 
 from assets.options import merged_options
 from assets.progress_observations import progress_for
-from assets.shards import current_shard, rows_of_current_shard, shard_folder, shard_partitions
+from assets.shards import current_shard, shard_folder, shard_partitions
 from ml.catalog import usable
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
-from ml.resize import ResizeSpec, output_names, check_safe_dimensions, round_to_safe, stage_resize
+from ml.resize import (ResizeSpec, check_safe_dimensions, output_names, round_to_safe,
+                       stage_resize)
 
 CHECK_NAME = "safe_dimensions"
 RESIZE_DEFAULTS = {"width": 224, "height": 224, "mode": "letterbox", "fill": [0, 0, 0],
@@ -75,7 +76,6 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         shard = current_shard(context)
         out_dir = shard_folder(spec.output_dir / "resized", shard)
         bad = set(verification.loc[verification["verify_status"] != "ok", "sample_id"])
-        catalog = rows_of_current_shard(context, spec, catalog)
         rows = usable(catalog, exclude=bad)
         dropped = int(catalog["used"].sum()) - len(rows)
         items = resize_items(rows)

@@ -1,20 +1,22 @@
 """Shard partitions: a dataset declared with `shards: N` (config/datasets.yaml) gets its heavy
-assets, verification_report and resized, partitioned into N shards (ml/shards.py assigns each
-sample to one by its stable id). A backfill over the shards runs one independent run per shard,
-and the Parquet IO manager hands an unpartitioned downstream asset (splits) every shard's rows
-concatenated, so everything after resize sees the whole dataset. Unsharded datasets (the
+assets, catalog, verification_report and resized, partitioned into N shards (ml/shards.py
+assigns each sample to one by its stable id). A shard's catalog keeps only its own samples, and
+verification and resize of that shard read that catalog partition (the same partitions, so
+Dagster maps shard to shard), so no step of a shard holds the whole dataset. A backfill over
+the shards runs one independent run per shard, and the Parquet IO manager hands an
+unpartitioned downstream asset (splits) every shard's rows concatenated, so everything after
+resize sees the whole dataset. Unsharded datasets (the
 default, `shards: 1`) have no partitions and behave as before.
 """
 
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
 from ml.dataset_spec import DatasetSpec
-from ml.shards import rows_in_shard, shard_keys
+from ml.shards import shard_keys
 
-SHARDED_ASSETS = ("verification_report", "resized")
+SHARDED_ASSETS = ("catalog", "verification_report", "resized")
 
 
 def shard_partitions(spec: DatasetSpec) -> dg.StaticPartitionsDefinition | None:
@@ -29,13 +31,6 @@ def sharded_asset_keys(spec: DatasetSpec) -> list[dg.AssetKey]:
 
 def current_shard(context: dg.AssetExecutionContext) -> str | None:
     return context.partition_key if context.has_partition_key else None
-
-
-def rows_of_current_shard(context: dg.AssetExecutionContext, spec: DatasetSpec,
-                          frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows this run works on: the current shard's, or every row when unsharded."""
-    shard = current_shard(context)
-    return frame if shard is None else rows_in_shard(frame, shard, spec.shards)
 
 
 def shard_path(path: Path, shard: str | None) -> Path:

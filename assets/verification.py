@@ -18,7 +18,7 @@ from pydantic import Field
 
 from assets.options import merged_options
 from assets.progress_observations import progress_for
-from assets.shards import current_shard, rows_of_current_shard, shard_partitions, shard_path
+from assets.shards import current_shard, shard_partitions, shard_path
 from ml.dataset_spec import IMAGES_OPTION, DatasetSpec
 from ml.errors import ConfigError, DatasetError
 from ml.safe_paths import check_output_file
@@ -107,7 +107,6 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
         images_dir = spec.source_path(IMAGES_OPTION[spec.kind])
-        catalog = rows_of_current_shard(context, spec, catalog)
         progress = progress_for(context, len(catalog), f"{spec.name} verify")
         try:
             result = verify_catalog(catalog, images_dir=str(images_dir), config=vconf,

@@ -1,7 +1,7 @@
 """The jobs: `prepare` (everything up to the packed formats), `reverify_images` (re-checks the
 images against the current disk without rematerializing upstream assets) and its schedule, and
-for a dataset declared with `shards: N` its `<dataset>_shards` job (verification and resize,
-one run per shard, so a backfill fans out) and `<dataset>_combine` job (splits and packed
+for a dataset declared with `shards: N` its `<dataset>_shards` job (catalog, verification and
+resize, one run per shard, so a backfill fans out) and `<dataset>_combine` job (splits and packed
 formats over every shard's output).
 
 `prepare` runs on the multiprocess executor: independent steps (the datasets, the packed
@@ -82,15 +82,16 @@ def prepare_job(datasets: DatasetsFile, executor_def: dg.ExecutorDefinition | No
 
 def shard_jobs(datasets: DatasetsFile, executor_def: dg.ExecutorDefinition | None = None
                ) -> list[dg.UnresolvedAssetJobDefinition]:
-    """For each sharded dataset: `<name>_shards` (partitioned: verify + resize one shard per
-    run) and `<name>_combine` (splits and packed formats over every shard)."""
+    """For each sharded dataset: `<name>_shards` (partitioned: catalog, verify and resize one
+    shard per run) and `<name>_combine` (splits and packed formats over every shard)."""
     jobs = []
     for spec in sharded(datasets):
         stage = _shard_stage(spec)
         jobs.append(dg.define_asset_job(
             f"{spec.name}_shards", selection=stage, executor_def=executor_def,
-            description=f"Verify and resize one shard of {spec.name} ({spec.shards} shards); "
-                        "backfill it over every shard to fan the work out, one run per shard."))
+            description=f"Catalog, verify and resize one shard of {spec.name} ({spec.shards} "
+                        "shards); backfill it over every shard to fan the work out, one run "
+                        "per shard."))
         jobs.append(dg.define_asset_job(
             f"{spec.name}_combine",
             selection=stage.downstream(include_self=False) - TRAINING_STAGE,

@@ -91,7 +91,9 @@ def has_new_images(previous: list | None, current: tuple[int, str]) -> bool:
 def new_images_sensor(datasets: DatasetsFile, job, assets) -> dg.SensorDefinition:
     """Starts `job` (prepare) over the assets of each dataset whose stage folder got new images."""
     prepare = prepare_selection(datasets)
-    watched = watched_folders(datasets)
+    # a sharded dataset's catalog is partitioned: new images reach it through a backfill of
+    # <name>_shards, not through prepare (which holds none of its assets)
+    watched = watched_folders(datasets, unsharded_only=True)
     keys = {name: sorted((prepare & dg.AssetSelection.groups(name)).resolve(assets))
             for name in watched}
 

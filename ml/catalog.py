@@ -21,6 +21,7 @@ from ml.errors import ImageError, PathEscapeError, SourceError
 from ml.headers import read_headers, status_of
 from ml.imageio import read_header
 from ml.progress import Progress, ProgressFactory
+from ml.shards import shard_index, shard_of
 from ml.sources import SOURCE_READERS, SourceRecord
 
 CATALOG_COLUMNS = [
@@ -51,13 +52,14 @@ class CatalogResult:
         }
 
 
-def _label_indices(labels: pd.Series) -> np.ndarray:
-    """Numeric label names keep their number; other names are indexed in sorted order."""
-    names = labels[labels != ""].unique()
+def _label_indices(labels: pd.Series, names: set[str] | None = None) -> np.ndarray:
+    """Numeric label names keep their number; other names are indexed in sorted order, among
+    `names` (every label of the dataset, for a shard that holds only some) or `labels`' own."""
+    names = sorted(set(labels[labels != ""].unique()) if names is None else names - {""})
     if len(names) and all(n.lstrip("-").isdigit() for n in names):
         numbers = pd.to_numeric(labels.where(labels != "", "-1"))
         return numbers.to_numpy(dtype="int64")
-    codes = pd.Categorical(labels, categories=sorted(names)).codes   # '' (unlabeled) -> -1
+    codes = pd.Categorical(labels, categories=names).codes   # '' (unlabeled) -> -1
     return codes.astype("int64")
 
 
@@ -111,21 +113,19 @@ def _escaped(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _refuse_undecodable_names(records: list[SourceRecord]) -> None:
+def _refuse_undecodable_name(r: SourceRecord) -> SourceRecord:
     """A file or folder name (or label-file id) that is not valid UTF-8 cannot be stored or
     hashed as text: such a sample becomes invalid, with its bytes shown escaped, and the rest of
     the dataset goes on."""
-    for r in records:
-        bad = [f for f in _TEXT_FIELDS if not getattr(r, f).isascii()
-               and not _is_utf8(getattr(r, f))]
-        if not bad:
-            continue
+    bad = [f for f in _TEXT_FIELDS if not getattr(r, f).isascii() and not _is_utf8(getattr(r, f))]
+    if bad:
         shown = _escaped(r.source_key if "source_key" in bad else getattr(r, bad[0]))
         for f in bad:
             setattr(r, f, _escaped(getattr(r, f)))
         r.path = ""
         r.invalid_reason = (f"name is not valid UTF-8 (its bytes, escaped: {shown!r}); rename "
                             "the file or folder to UTF-8")
+    return r
 
 
 def _is_utf8(text: str) -> bool:
@@ -136,33 +136,51 @@ def _is_utf8(text: str) -> bool:
         return False
 
 
-def _read_source(spec: DatasetSpec, progress: Progress | None) -> list[SourceRecord]:
-    reader = SOURCE_READERS[spec.kind]
-    if progress is None:
-        return list(reader(spec))
-    records = []
-    for n, record in enumerate(reader(spec), 1):
-        records.append(record)
-        if not n % 4096:
+@dataclass
+class _SourceRead:
+    records: list[SourceRecord]     # the ones this catalog keeps (its shard's, or all)
+    declared: int                   # how many the source declares in all
+    labels: set[str]                # every label name the source declares
+
+
+def _read_source(spec: DatasetSpec, progress: Progress | None,
+                 shard: str | None = None) -> _SourceRead:
+    """Stream the source's records, keeping only `shard`'s (by sample id, ml/shards.py) when
+    one is given, so a shard holds its own records and the set of label names, never the
+    whole dataset."""
+    index = None if shard is None else shard_index(shard, spec.shards)
+    kept, labels, declared = [], set(), 0
+    for record in SOURCE_READERS[spec.kind](spec):
+        record = _refuse_undecodable_name(record)
+        declared += 1
+        labels.add(record.label)
+        if index is None or shard_of(sample_id_for(record.source_key, record.member),
+                                     spec.shards) == index:
+            kept.append(record)
+        if progress is not None and not declared % 4096:
             progress.advance(4096)
-    progress.advance(len(records) % 4096)
-    return records
+    if progress is not None:
+        progress.advance(declared % 4096)
+    return _SourceRead(kept, declared, labels)
 
 
 def build_catalog(spec: DatasetSpec, *, workers: int | None = None,
-                  progress_factory: ProgressFactory | None = None) -> CatalogResult:
+                  progress_factory: ProgressFactory | None = None,
+                  shard: str | None = None) -> CatalogResult:
     """Read the dataset's source and every image header; never decodes pixels or writes.
 
-    Progress: `progress_factory(total, what)` starts one Progress for reading the source (its
-    total unknown, 0) and one for the headers.
+    With `shard` (a key of ml/shards.py's shard_keys(spec.shards)) only that shard's samples
+    are kept and opened; label indices still count every label of the dataset, so shards
+    agree on them. Progress: `progress_factory(total, what)` starts one Progress for reading
+    the source (its total unknown, 0) and one for the headers.
     """
     reading = progress_factory(0, "reading source") if progress_factory else None
-    records = _read_source(spec, reading)
+    source = _read_source(spec, reading, shard)
+    records = source.records
     if reading is not None:
         reading.total = reading.done
         reading.finish()
-    _refuse_undecodable_names(records)
-    if not records:
+    if not source.declared:
         raise SourceError(f"dataset {spec.name!r} ({spec.kind}) declares no images; check "
                           "its source paths in config/datasets.yaml")
     invalid = [(r.source_key, r.invalid_reason) for r in records if r.invalid_reason]
@@ -172,7 +190,7 @@ def build_catalog(spec: DatasetSpec, *, workers: int | None = None,
                               f"the images folder ({shown}). Fix the label file, or set "
                               "on_invalid_path: skip to report and exclude them")
     progress = progress_factory(len(records), "headers") if progress_factory else None
-    frame = _frame_of(records, _headers(records, workers, progress))
+    frame = _frame_of(records, _headers(records, workers, progress), source.labels)
     dupes = frame["sample_id"].duplicated()
     if dupes.any():
         raise SourceError(f"dataset {spec.name!r}: identifiers declared twice: "
@@ -183,12 +201,14 @@ def build_catalog(spec: DatasetSpec, *, workers: int | None = None,
     return CatalogResult(frame=frame, invalid=invalid)
 
 
-def _frame_of(records: list[SourceRecord], headers: list[tuple]) -> pd.DataFrame:
+def _frame_of(records: list[SourceRecord], headers: list[tuple],
+              label_names: set[str]) -> pd.DataFrame:
     """The catalog's columns, built column by column (no per-row dict)."""
     keys = [r.source_key for r in records]
     members = [r.member for r in records]
     ids = [sample_id_for(k, m) for k, m in zip(keys, members)]
-    status, reason, width, height, size = (list(c) for c in zip(*headers))
+    status, reason, width, height, size = ((list(c) for c in zip(*headers)) if headers
+                                           else ([] for _ in range(5)))
     columns = {
         "sample_id": ids, "source_key": keys, "path": [r.path for r in records],
         "member": members, "label": [r.label for r in records],
@@ -204,7 +224,7 @@ def _frame_of(records: list[SourceRecord], headers: list[tuple]) -> pd.DataFrame
                                        len(records)),
     }
     frame = pd.DataFrame(columns)
-    frame["label_index"] = _label_indices(frame["label"])
+    frame["label_index"] = _label_indices(frame["label"].astype(object), label_names)
     return frame[CATALOG_COLUMNS]
 
 

@@ -154,7 +154,8 @@ class ResizeResult:
 
     @classmethod
     def of(cls, sample_ids: "pd.Series", status: np.ndarray, reason: np.ndarray, out_dir: Path,
-           rels: np.ndarray, spec: ResizeSpec, seconds: float, bytes_written: int) -> "ResizeResult":
+           rels: np.ndarray, spec: ResizeSpec, seconds: float,
+           bytes_written: int) -> "ResizeResult":
         ok = status != FAILED
         prefix = os.path.join(str(out_dir), "")
         frame = pd.DataFrame({
@@ -374,14 +375,20 @@ def items_frame(items: Sequence[ResizeItem] | pd.DataFrame) -> pd.DataFrame:
     return frame.fillna("").astype(str).astype(object)
 
 
-def _item(frame: pd.DataFrame, index: int) -> ResizeItem:
-    row = frame.iloc[index]
-    return ResizeItem(sample_id=row["sample_id"], path=row["path"], output_name=row["output_name"],
-                      member=row["member"])
+Columns = dict[str, np.ndarray]    # ITEM_COLUMNS as object arrays: a row costs no pandas
 
 
-def _label(frame: pd.DataFrame, index: int) -> str:
-    return _item(frame, index).label
+def _columns(frame: pd.DataFrame) -> Columns:
+    return {name: frame[name].to_numpy(dtype=object) for name in ITEM_COLUMNS}
+
+
+def _item(columns: Columns, index: int) -> ResizeItem:
+    return ResizeItem(sample_id=columns["sample_id"][index], path=columns["path"][index],
+                      output_name=columns["output_name"][index], member=columns["member"][index])
+
+
+def _label(columns: Columns, index: int) -> str:
+    return _item(columns, index).label
 
 
 def _remove_output(out_dir: Path, rel: str) -> None:
@@ -404,7 +411,7 @@ def _remove_output(out_dir: Path, rel: str) -> None:
 
 # ----------------------------------------------------------------------------- validation
 
-def _output_rels(frame: pd.DataFrame, extension: str) -> np.ndarray:
+def _output_rels(frame: pd.DataFrame, columns: Columns, extension: str) -> np.ndarray:
     """Relative output paths, one per item, checked as a column; refuse duplicate ids, names
     that leave the output folder and names that collide."""
     dup_ids = frame["sample_id"].duplicated()
@@ -416,8 +423,8 @@ def _output_rels(frame: pd.DataFrame, extension: str) -> np.ndarray:
     if collide.any():
         first = np.flatnonzero(collide)
         second = first[1:][rels[first[1:]] == rels[first[0]]][0]
-        raise ConfigError(f"{_label(frame, first[0])} and {_label(frame, second)} would both be "
-                          f"resized to {rels[first[0]]} (their names differ only in the "
+        raise ConfigError(f"{_label(columns, first[0])} and {_label(columns, second)} would "
+                          f"both be resized to {rels[first[0]]} (their names differ only in the "
                           f"extension, which the output format {extension} replaces); rename "
                           "one of the files")
     return rels
@@ -472,6 +479,7 @@ class _Run:
     """Book-keeping of one stage_resize call, as columns over the items (positions 0..n-1)."""
 
     frame: pd.DataFrame
+    columns: Columns
     rels: np.ndarray
     out_dir: Path
     spec: ResizeSpec
@@ -506,7 +514,7 @@ class _Run:
                 _remove_output(self.out_dir, self.rels[index])
         if self.on_error == "error" and where.any():
             index = int(np.flatnonzero(where)[0])
-            raise ImageError(_label(self.frame, index), self.reason[index],
+            raise ImageError(_label(self.columns, index), self.reason[index],
                              detail if isinstance(detail, str) else detail[index])
 
     def on_done(self, done: _Done) -> None:
@@ -515,8 +523,8 @@ class _Run:
         ok = done.status != FAILED
         self.status[index], self.reason[index] = done.status, done.reason
         if self.src_size[index] >= 0:
-            row = self.frame.iloc[index]
-            self.manifest.put([(row["sample_id"], row["path"], row["member"],
+            item = _item(self.columns, index)
+            self.manifest.put([(item.sample_id, item.path, item.member,
                                 int(self.src_size[index]), int(self.src_mtime[index]),
                                 self.fingerprint, rel if ok else "", done.bytes_written,
                                 done.status, done.reason, done.detail)])
@@ -524,7 +532,7 @@ class _Run:
             if rel in self.ours:                          # an older version of this output
                 _remove_output(self.out_dir, rel)
             if self.on_error == "error":
-                raise ImageError(_label(self.frame, index), done.reason, done.detail)
+                raise ImageError(_label(self.columns, index), done.reason, done.detail)
         self.bytes_written += done.bytes_written
         if self.progress is not None:
             self.progress.advance()
@@ -597,7 +605,8 @@ def stage_resize(items: Sequence[ResizeItem] | pd.DataFrame, out_dir: Path, spec
         raise ConfigError(f"workers {workers!r} must be a whole number >= 1 (or None for every core)")
     out_dir = Path(out_dir).absolute()
     frame = items_frame(items)
-    rels = _output_rels(frame, spec.extension)
+    columns = _columns(frame)
+    rels = _output_rels(frame, columns, spec.extension)
     _refuse_source_overlap(frame["path"].to_numpy(), out_dir)
     _refuse_escaping_folders(rels, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -605,11 +614,11 @@ def stage_resize(items: Sequence[ResizeItem] | pd.DataFrame, out_dir: Path, spec
 
     manifest = ResizeManifest(out_dir)
     src_size, src_mtime = stat_files(frame["path"].tolist())
-    run = _Run(frame, rels, out_dir, spec, on_error, progress, manifest, src_size, src_mtime,
-               ours=set(manifest.frame["output"]) - {""})
+    run = _Run(frame, columns, rels, out_dir, spec, on_error, progress, manifest, src_size,
+               src_mtime, ours=set(manifest.frame["output"]) - {""})
     try:
         todo = _plan(run, _remove_stale(run))
-        tasks = [_Task(int(i), _item(frame, int(i)), rels[i]) for i in todo]
+        tasks = [_Task(int(i), _item(columns, int(i)), rels[i]) for i in todo]
         _run_tasks(tasks, out_dir, spec, workers, run.on_done)
     finally:
         run.save()

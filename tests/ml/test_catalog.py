@@ -8,12 +8,15 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
+import ml.catalog as catalog_mod
 from ml.catalog import build_catalog, sample_id_for, usable
 from ml.dataset_spec import load_datasets, parse_datasets
 from ml.errors import ConfigError, PathEscapeError, SourceError
+from ml.shards import shard_codes, shard_keys
 
 
 def spec_for(tmp_path, kind, source, **extra):
@@ -249,3 +252,33 @@ def test_progress_is_reported_while_the_source_is_read(tmp_path):
     assert any(m.startswith("reading source: 4096 so far") for m in messages)
     assert started[1].total == 9001 and started[1].done == 9001
     assert any(m.startswith("headers: 9001/9001") for m in messages)
+
+
+def test_a_shard_keeps_and_opens_only_its_samples_and_agrees_on_label_indices(tmp_path,
+                                                                              monkeypatch):
+    """shards: 4 — each shard's catalog holds only the ids that hash to it, reads only their
+    headers, and numbers labels against every label of the dataset; together the shards are
+    the unsharded catalog, row for row."""
+    for c, cls in enumerate(("ant", "bee", "cat", "dog", "eel")):
+        for i in range(2 + 3 * c):                  # 'ant' has 2 images: absent from most shards
+            jpeg(tmp_path / "root" / cls / f"{i}.jpg", size=(30 + i, 20))
+    whole = build_catalog(spec_for(tmp_path, "image_folder", {"root": "root"})).frame
+    spec = spec_for(tmp_path, "image_folder", {"root": "root"}, shards=4)
+    opened: list[str] = []
+    real = catalog_mod.read_headers
+    monkeypatch.setattr(catalog_mod, "read_headers",
+                        lambda paths, **kw: (opened.extend(paths), real(paths, **kw))[1])
+    parts = []
+    for index, key in enumerate(shard_keys(4)):
+        opened.clear()
+        part = build_catalog(spec, shard=key).frame
+        assert (shard_codes(part["sample_id"], 4) == index).all()
+        assert sorted(opened) == sorted(part["path"])          # no other file was opened
+        parts.append(part)
+    assert min(len(p) for p in parts) < len(whole) / 2
+    together = pd.concat(parts).sort_values("sample_id").reset_index(drop=True)
+    expected = whole.sort_values("sample_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(together.drop(columns="index_in_source"),
+                                  expected.drop(columns="index_in_source"), check_dtype=False)
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_catalog(spec, shard="07")

@@ -12,9 +12,12 @@ from tests.assets.helpers import definitions_for, make_folder_dataset, write_jpe
 def test_new_images_in_the_stage_folder_start_prepare_for_that_dataset_only(tmp_path):
     stage = make_folder_dataset(tmp_path / "stage", classes=2, per_class=2)
     other = make_folder_dataset(tmp_path / "other", classes=1, per_class=2)
+    big = make_folder_dataset(tmp_path / "big", classes=1, per_class=2)
     defs = definitions_for(tmp_path, [
         {"name": "incoming", "kind": "image_folder", "source": {"root": str(stage)}},
-        {"name": "settled", "kind": "image_folder", "source": {"root": str(other)}}])
+        {"name": "settled", "kind": "image_folder", "source": {"root": str(other)}},
+        # sharded: prepare holds none of its assets (its catalog runs per shard, by backfill)
+        {"name": "parts", "kind": "image_folder", "source": {"root": str(big)}, "shards": 2}])
     sensor = defs.resolve_sensor_def("new_images_sensor")
     assert sensor.job_name == "prepare"
 
@@ -31,6 +34,7 @@ def test_new_images_in_the_stage_folder_start_prepare_for_that_dataset_only(tmp_
     assert not tick(removed.cursor).run_requests
     write_jpeg(stage / "class_1" / "new.jpg")
     write_jpeg(stage / "class_2" / "first.jpg")              # a new class folder too
+    write_jpeg(big / "class_0" / "new.jpg")                  # never an empty-selection request
     arrived = tick(removed.cursor)
     assert len(arrived.run_requests) == 1
     request = arrived.run_requests[0]

@@ -36,11 +36,13 @@ def job_keys(defs, name) -> set[str]:
 def test_sharded_dataset_runs_shard_by_shard_and_combines_into_the_unsharded_result(two_views):
     tmp_path, defs = two_views
     out = tmp_path / "outputs"
-    assert job_keys(defs, "parts_shards") == {"parts/verification_report", "parts/resized"}
+    assert job_keys(defs, "parts_shards") == {"parts/catalog", "parts/verification_report",
+                                              "parts/resized"}
     assert job_keys(defs, "parts_combine") == {"parts/splits"}
     prepare = job_keys(defs, "prepare")
-    assert "parts/catalog" in prepare and "whole/resized" in prepare
-    assert not prepare & {"parts/verification_report", "parts/resized", "parts/splits"}
+    assert "whole/catalog" in prepare and "whole/resized" in prepare
+    assert not prepare & {"parts/catalog", "parts/verification_report", "parts/resized",
+                          "parts/splits"}
 
     instance = dg.DagsterInstance.ephemeral()
     assert defs.resolve_job_def("prepare").execute_in_process(instance=instance).success
@@ -52,8 +54,10 @@ def test_sharded_dataset_runs_shard_by_shard_and_combines_into_the_unsharded_res
         assert result.success
         mats = result.asset_materializations_for_node("parts__resized")
         assert [m.partition for m in mats] == [shard]
+        catalog = pd.read_parquet(out / "parts" / "catalog" / f"{shard}.parquet")
+        assert catalog["sample_id"].map(lambda s: shard_of(s, 3)).eq(shards.index(shard)).all()
         verified = pd.read_parquet(out / "parts" / "verification_report" / f"{shard}.parquet")
-        assert verified["sample_id"].map(lambda s: shard_of(s, 3)).eq(shards.index(shard)).all()
+        assert set(verified["sample_id"]) == set(catalog["sample_id"])   # only its shard's
         assert (out / "parts" / "assets" / f"missing_images_report.{shard}.json").is_file()
         if done < len(shards) - 1:   # combining before every shard exists names the missing ones
             early = defs.resolve_job_def("parts_combine").execute_in_process(
@@ -68,7 +72,7 @@ def test_sharded_dataset_runs_shard_by_shard_and_combines_into_the_unsharded_res
 
     whole = pd.read_parquet(out / "whole" / "splits.parquet").sort_values("sample_id")
     parts = pd.read_parquet(out / "parts" / "splits.parquet").sort_values("sample_id")
-    columns = ["sample_id", "source_key", "label", "split", "width", "height"]
+    columns = ["sample_id", "source_key", "label", "label_index", "split", "width", "height"]
     pd.testing.assert_frame_equal(whole[columns].reset_index(drop=True),
                                   parts[columns].reset_index(drop=True))
     # Each shard resized into its own folder; the same images, byte for byte.
