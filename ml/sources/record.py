@@ -11,7 +11,7 @@ from ml.errors import SourceError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 
-@dataclass
+@dataclass(slots=True)    # a million are alive while a catalog is built: no __dict__ each
 class SourceRecord:
     source_key: str              # the identifier as declared (relative path, label-file id, h5 key)
     path: str                    # absolute file path ('' when the identifier is invalid); h5 container
