@@ -10,6 +10,7 @@ root; such files are never opened). Verification, not the catalog, decides what 
 from __future__ import annotations
 
 import hashlib
+import operator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,7 +70,7 @@ def _member_headers(records: list[SourceRecord]) -> list[tuple]:
     results = []
     for r in records:
         if r.width is not None and r.height is not None:
-            results.append(("ok", "", r.width, r.height, None))
+            results.append(("ok", "", r.width, r.height, None))    # from the source: no read
             continue
         try:
             data = read_member(r.path, r.member)
@@ -106,6 +107,7 @@ def _headers(records: list[SourceRecord], workers: int | None,
 
 
 _TEXT_FIELDS = ("source_key", "path", "label", "member", "group_id")
+_text_fields = operator.attrgetter(*_TEXT_FIELDS)
 
 
 def _escaped(text: str) -> str:
@@ -117,6 +119,9 @@ def _refuse_undecodable_name(r: SourceRecord) -> SourceRecord:
     """A file or folder name (or label-file id) that is not valid UTF-8 cannot be stored or
     hashed as text: such a sample becomes invalid, with its bytes shown escaped, and the rest of
     the dataset goes on."""
+    text = "".join(_text_fields(r))
+    if text.isascii() or _is_utf8(text):                  # the common case, decided at once
+        return r
     bad = [f for f in _TEXT_FIELDS if not getattr(r, f).isascii() and not _is_utf8(getattr(r, f))]
     if bad:
         shown = _escaped(r.source_key if "source_key" in bad else getattr(r, bad[0]))
