@@ -9,6 +9,7 @@ root; such files are never opened). Verification, not the catalog, decides what 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import operator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from ml.errors import ImageError, PathEscapeError, SourceError
 from ml.headers import read_headers, status_of
 from ml.imageio import read_header
 from ml.progress import Progress, ProgressFactory
-from ml.shards import shard_index, shard_of
+from ml.shards import shard_codes, shard_index
 from ml.sources import SOURCE_READERS, SourceRecord
 
 CATALOG_COLUMNS = [
@@ -34,7 +35,13 @@ CATALOG_COLUMNS = [
 
 def sample_id_for(source_key: str, member: str = "") -> str:
     """Stable id: depends only on the identifier, not on where the dataset lives."""
-    return hashlib.sha1(f"{source_key}\x00{member}".encode()).hexdigest()[:16]
+    return sample_ids([source_key], [member])[0]
+
+
+def sample_ids(source_keys, members) -> list[str]:
+    """sample_id_for of whole columns: sha1 of key NUL member, its first 16 hex digits."""
+    sha1 = hashlib.sha1
+    return [sha1(f"{k}\x00{m}".encode()).hexdigest()[:16] for k, m in zip(source_keys, members)]
 
 
 @dataclass
@@ -64,48 +71,11 @@ def _label_indices(labels: pd.Series, names: set[str] | None = None) -> np.ndarr
     return codes.astype("int64")
 
 
-def _member_headers(records: list[SourceRecord]) -> list[tuple]:
-    """Headers of samples inside a container (HDF5 member, RecordIO record): from the source
-    when it knows the size (a RecordIO `property`), else from the member's bytes."""
-    results = []
-    for r in records:
-        if r.width is not None and r.height is not None:
-            results.append(("ok", "", r.width, r.height, None))    # from the source: no read
-            continue
-        try:
-            data = read_member(r.path, r.member)
-        except ImageError as exc:
-            results.append((status_of(exc), exc.reason, None, None, None))
-            continue
-        try:
-            h = read_header(data, name=f"{r.path}:{r.member}")
-            results.append(("ok", "", h.width, h.height, len(data)))
-        except ImageError as exc:
-            results.append(("unreadable", exc.reason, None, None, len(data)))
-    return results
-
-
-def _headers(records: list[SourceRecord], workers: int | None,
-             progress: Progress | None) -> list[tuple]:
-    """One header tuple per record: plain files across cores (ml/headers.py), container
-    members here; identifiers refused by the source are not opened."""
-    results: list[tuple] = [None] * len(records)  # type: ignore[list-item]
-    plain = [i for i, r in enumerate(records)
-             if r.path and not r.member and not r.invalid_reason]
-    for i, h in zip(plain, read_headers([records[i].path for i in plain], workers=workers,
-                                        progress=progress)):
-        results[i] = h
-    members = [i for i, r in enumerate(records) if r.member and not r.invalid_reason]
-    for i, h in zip(members, _member_headers([records[i] for i in members])):
-        results[i] = h
-    for i, r in enumerate(records):
-        if r.invalid_reason:
-            results[i] = ("invalid_path", r.invalid_reason, None, None, None)
-    if progress is not None:
-        progress.advance(len(records) - len(plain))
-    return results
-
-
+SOURCE_FIELDS = tuple(f.name for f in dataclasses.fields(SourceRecord))
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SourceRecord)
+             if f.default is not dataclasses.MISSING}
+_record_values = operator.attrgetter(*SOURCE_FIELDS)
+CHUNK = 65_536          # records turned into columns at a time: the Python objects do not pile up
 _TEXT_FIELDS = ("source_key", "path", "label", "member", "group_id")
 _text_fields = operator.attrgetter(*_TEXT_FIELDS)
 
@@ -123,13 +93,12 @@ def _refuse_undecodable_name(r: SourceRecord) -> SourceRecord:
     if text.isascii() or _is_utf8(text):                  # the common case, decided at once
         return r
     bad = [f for f in _TEXT_FIELDS if not getattr(r, f).isascii() and not _is_utf8(getattr(r, f))]
-    if bad:
-        shown = _escaped(r.source_key if "source_key" in bad else getattr(r, bad[0]))
-        for f in bad:
-            setattr(r, f, _escaped(getattr(r, f)))
-        r.path = ""
-        r.invalid_reason = (f"name is not valid UTF-8 (its bytes, escaped: {shown!r}); rename "
-                            "the file or folder to UTF-8")
+    shown = _escaped(r.source_key if "source_key" in bad else getattr(r, bad[0]))
+    for f in bad:
+        setattr(r, f, _escaped(getattr(r, f)))
+    r.path = ""
+    r.invalid_reason = (f"name is not valid UTF-8 (its bytes, escaped: {shown!r}); rename "
+                        "the file or folder to UTF-8")
     return r
 
 
@@ -141,32 +110,109 @@ def _is_utf8(text: str) -> bool:
         return False
 
 
+def _columns_of(records: list[SourceRecord]) -> pd.DataFrame:
+    """Records as source columns, one per SourceRecord field."""
+    return pd.DataFrame([_record_values(r) for r in records], columns=list(SOURCE_FIELDS))
+
+
+def _complete(batch: pd.DataFrame) -> pd.DataFrame:
+    """A reader's batch of columns with every SourceRecord field (its default where absent)."""
+    absent = {f: _DEFAULTS[f] for f in SOURCE_FIELDS if f not in batch}
+    return batch.assign(**absent)[list(SOURCE_FIELDS)].reset_index(drop=True)
+
+
 @dataclass
 class _SourceRead:
-    records: list[SourceRecord]     # the ones this catalog keeps (its shard's, or all)
-    declared: int                   # how many the source declares in all
+    columns: pd.DataFrame           # SOURCE_FIELDS + sample_id: the rows this catalog keeps
+    declared: int                   # how many samples the source declares in all
     labels: set[str]                # every label name the source declares
 
 
 def _read_source(spec: DatasetSpec, progress: Progress | None,
                  shard: str | None = None) -> _SourceRead:
-    """Stream the source's records, keeping only `shard`'s (by sample id, ml/shards.py) when
-    one is given, so a shard holds its own records and the set of label names, never the
-    whole dataset."""
+    """Stream the source's declarations (SourceRecords, or batches of columns from a reader
+    that has them as arrays) into columns, CHUNK records at a time, keeping only `shard`'s rows
+    (by sample id, ml/shards.py) when one is given: a shard holds its own rows and the set of
+    label names, never the whole dataset."""
     index = None if shard is None else shard_index(shard, spec.shards)
-    kept, labels, declared = [], set(), 0
-    for record in SOURCE_READERS[spec.kind](spec):
-        record = _refuse_undecodable_name(record)
+    parts: list[pd.DataFrame] = []
+    pending: list[SourceRecord] = []
+    labels: set[str] = set()
+    declared = 0
+
+    def keep(part: pd.DataFrame) -> None:
+        ids = sample_ids(part["source_key"].to_numpy(dtype=object),
+                         part["member"].to_numpy(dtype=object))
+        part = part.assign(sample_id=ids)
+        labels.update(part["label"].unique().tolist())
+        if index is not None:
+            part = part.loc[shard_codes(ids, spec.shards) == index]
+        parts.append(part)
+
+    for item in SOURCE_READERS[spec.kind](spec):
+        if isinstance(item, pd.DataFrame):
+            declared += len(item)
+            keep(_complete(item))
+            if progress is not None:
+                progress.advance(len(item))
+            continue
+        pending.append(_refuse_undecodable_name(item))
         declared += 1
-        labels.add(record.label)
-        if index is None or shard_of(sample_id_for(record.source_key, record.member),
-                                     spec.shards) == index:
-            kept.append(record)
+        if len(pending) == CHUNK:
+            keep(_columns_of(pending))
+            pending = []
         if progress is not None and not declared % 4096:
             progress.advance(4096)
+    if pending or not parts:
+        keep(_columns_of(pending))
     if progress is not None:
-        progress.advance(declared % 4096)
-    return _SourceRead(kept, declared, labels)
+        progress.done = declared
+    return _SourceRead(pd.concat(parts, ignore_index=True), declared, labels)
+
+
+def _member_header(path: str, member: str) -> tuple:
+    """The header of a sample inside a container (HDF5 member, RecordIO record) whose size the
+    source does not know: from the member's bytes."""
+    try:
+        data = read_member(path, member)
+    except ImageError as exc:
+        return status_of(exc), exc.reason, None, None, None
+    try:
+        h = read_header(data, name=f"{path}:{member}")
+        return "ok", "", h.width, h.height, len(data)
+    except ImageError as exc:
+        return "unreadable", exc.reason, None, None, len(data)
+
+
+def _headers(source: pd.DataFrame, workers: int | None, progress: Progress | None) -> dict:
+    """Header columns (status, reason, width, height, bytes) of every row: plain files across
+    cores (ml/headers.py); container members from the source when it knows their size (a
+    RecordIO `property`: nothing read), else here; identifiers refused by the source are never
+    opened."""
+    n = len(source)
+    status, reason = np.full(n, "ok", dtype=object), np.full(n, "", dtype=object)
+    width, height, size = (np.full(n, None, dtype=object) for _ in range(3))
+    invalid = (source["invalid_reason"] != "").to_numpy()
+    member = (source["member"] != "").to_numpy() & ~invalid
+    plain = np.flatnonzero((source["path"] != "").to_numpy() & ~member & ~invalid)
+    headers = read_headers(source["path"].to_numpy()[plain].tolist(), workers=workers,
+                           progress=progress)
+    if headers:
+        for column, values in zip((status, reason, width, height, size), zip(*headers)):
+            column[plain] = values
+    known = member & source["width"].notna().to_numpy() & source["height"].notna().to_numpy()
+    width[known], height[known] = source["width"].to_numpy()[known], \
+        source["height"].to_numpy()[known]
+    for i in np.flatnonzero(member & ~known):
+        status[i], reason[i], width[i], height[i], size[i] = _member_header(
+            source["path"].iat[i], source["member"].iat[i])
+    nowhere = ~invalid & ~member & (source["path"] == "").to_numpy()
+    status[invalid | nowhere] = "invalid_path"
+    reason[invalid] = source["invalid_reason"].to_numpy()[invalid]
+    reason[nowhere] = "no path"
+    if progress is not None:
+        progress.advance(n - len(plain))
+    return {"status": status, "reason": reason, "width": width, "height": height, "bytes": size}
 
 
 def build_catalog(spec: DatasetSpec, *, workers: int | None = None,
@@ -181,21 +227,22 @@ def build_catalog(spec: DatasetSpec, *, workers: int | None = None,
     """
     reading = progress_factory(0, "reading source") if progress_factory else None
     source = _read_source(spec, reading, shard)
-    records = source.records
     if reading is not None:
         reading.total = reading.done
         reading.finish()
     if not source.declared:
         raise SourceError(f"dataset {spec.name!r} ({spec.kind}) declares no images; check "
                           "its source paths in config/datasets.yaml")
-    invalid = [(r.source_key, r.invalid_reason) for r in records if r.invalid_reason]
+    rows = source.columns
+    refused = rows.loc[rows["invalid_reason"] != "", ["source_key", "invalid_reason"]]
+    invalid = list(refused.itertuples(index=False, name=None))
     if invalid and spec.on_invalid_path == "error":
         shown = "; ".join(f"{k!r}: {why}" for k, why in invalid[:5])
         raise PathEscapeError(f"dataset {spec.name!r}: {len(invalid)} identifier(s) point outside "
                               f"the images folder ({shown}). Fix the label file, or set "
                               "on_invalid_path: skip to report and exclude them")
-    progress = progress_factory(len(records), "headers") if progress_factory else None
-    frame = _frame_of(records, _headers(records, workers, progress), source.labels)
+    progress = progress_factory(len(rows), "headers") if progress_factory else None
+    frame = _frame_of(rows, _headers(rows, workers, progress), source.labels)
     dupes = frame["sample_id"].duplicated()
     if dupes.any():
         raise SourceError(f"dataset {spec.name!r}: identifiers declared twice: "
@@ -206,29 +253,25 @@ def build_catalog(spec: DatasetSpec, *, workers: int | None = None,
     return CatalogResult(frame=frame, invalid=invalid)
 
 
-def _frame_of(records: list[SourceRecord], headers: list[tuple],
-              label_names: set[str]) -> pd.DataFrame:
-    """The catalog's columns, built column by column (no per-row dict)."""
-    keys = [r.source_key for r in records]
-    members = [r.member for r in records]
-    ids = [sample_id_for(k, m) for k, m in zip(keys, members)]
-    status, reason, width, height, size = ((list(c) for c in zip(*headers)) if headers
-                                           else ([] for _ in range(5)))
-    columns = {
-        "sample_id": ids, "source_key": keys, "path": [r.path for r in records],
-        "member": members, "label": [r.label for r in records],
-        "supercategory": [r.supercategory for r in records],
-        "group_id": [r.group_id or i for r, i in zip(records, ids)],
-        "group_kind": [r.group_kind for r in records],
-        "frame_index": np.fromiter((r.frame_index for r in records), "int64", len(records)),
-        "role": [r.role for r in records],
-        "width": pd.array(width, dtype="Int64"), "height": pd.array(height, dtype="Int64"),
-        "bytes": pd.array(size, dtype="Int64"), "status": status, "reason": reason,
-        "used": np.fromiter((bool(r.used) for r in records), bool, len(records)),
-        "index_in_source": np.fromiter((r.index_in_source for r in records), "int64",
-                                       len(records)),
-    }
-    frame = pd.DataFrame(columns)
+def _frame_of(source: pd.DataFrame, headers: dict, label_names: set[str]) -> pd.DataFrame:
+    """The catalog's columns from the source's columns and the headers (no Python per row)."""
+    ids = source["sample_id"].astype(str)
+    group = source["group_id"].astype(str)
+    frame = pd.DataFrame({
+        "sample_id": ids, "source_key": source["source_key"].astype(str),
+        "path": source["path"].astype(str), "member": source["member"].astype(str),
+        "label": source["label"].astype(str),
+        "supercategory": source["supercategory"].astype(str),
+        "group_id": group.where(group != "", ids), "group_kind": source["group_kind"].astype(str),
+        "frame_index": source["frame_index"].astype("int64"),
+        "role": source["role"].astype(str),
+        "width": pd.array(headers["width"], dtype="Int64"),
+        "height": pd.array(headers["height"], dtype="Int64"),
+        "bytes": pd.array(headers["bytes"], dtype="Int64"),
+        "status": headers["status"], "reason": headers["reason"],
+        "used": source["used"].astype(bool),
+        "index_in_source": source["index_in_source"].astype("int64"),
+    })
     frame["label_index"] = _label_indices(frame["label"].astype(object), label_names)
     return frame[CATALOG_COLUMNS]
 

@@ -1,5 +1,7 @@
 """Source readers: one module per source kind, each turning a user's collection into
-SourceRecords (what the label file or folder declares), without decoding any image.
+SourceRecords (what the label file or folder declares), without decoding any image. A reader
+that holds its declarations as arrays (RecordIO's index) yields them as DataFrames whose
+columns are SourceRecord fields instead, so a million samples cost no million objects.
 
 SOURCE_READERS maps a kind to its reader; ml/catalog.py builds the catalog from them. A new
 source kind is one module and one entry here.
@@ -8,6 +10,8 @@ source kind is one module and one entry here.
 from __future__ import annotations
 
 from typing import Callable, Iterable
+
+import pandas as pd
 
 from ml.dataset_spec import DatasetSpec
 from ml.sources.before_after import read_before_after
@@ -18,7 +22,7 @@ from ml.sources.image_folder import read_image_folder
 from ml.sources.record import SourceRecord
 from ml.sources.recordio import read_recordio
 
-SourceReader = Callable[[DatasetSpec], Iterable[SourceRecord]]
+SourceReader = Callable[[DatasetSpec], Iterable[SourceRecord | pd.DataFrame]]
 
 SOURCE_READERS: dict[str, SourceReader] = {
     "image_folder": read_image_folder,
