@@ -21,7 +21,8 @@ our verification step. The largest materialization's metadata is measured on see
 identities).
 
 Run from the repo root: .venv/bin/python bench/scale.py [--sizes 100000,1000000]
-(so far run at 20,000 only; the first run also builds the data, cached under /tmp).
+(run at 100k and 1M in the sixth session, docs/benchmarks.md; the first run also builds the
+data, cached under /tmp).
 The last line printed is one JSON object: catalog_us_per_sample, recordio_catalog_us_per_record,
 verify_exists_us_per_sample, verify_vs_seed000, splits_us_per_sample,
 resize_noop_us_per_sample, pack_us_per_sample, peak_rss_bytes_per_sample, metadata_max_bytes,

@@ -35,12 +35,7 @@ def test_a_save_writes_only_what_changed_at_200k_rows(tmp_path):
 
 
 def test_a_json_manifest_from_before_is_carried_over_without_redoing_images(tmp_path):
-    src = tmp_path / "src" / "a.jpg"
-    src.parent.mkdir()
-    Image.new("RGB", (40, 30), (200, 20, 20)).save(src)
-    out, items, spec = tmp_path / "out", [ResizeItem("a", str(src), "a")], ResizeSpec(16, 16)
-    stage_resize(items, out, spec, workers=1)
-    entries = _entries(ResizeManifest(out))
+    out, items, spec, entries = _resized_once(tmp_path)
     (out / MANIFEST_NAME).unlink()                         # as an older version left it
     (out / LEGACY_MANIFEST_NAME).write_text(json.dumps({"version": 1, "entries": entries}))
     result = stage_resize(items, out, spec, workers=1)
@@ -49,12 +44,7 @@ def test_a_json_manifest_from_before_is_carried_over_without_redoing_images(tmp_
 
 
 def test_a_table_of_json_entries_from_before_is_carried_over(tmp_path):
-    src = tmp_path / "src" / "a.jpg"
-    src.parent.mkdir()
-    Image.new("RGB", (40, 30), (200, 20, 20)).save(src)
-    out, items, spec = tmp_path / "out", [ResizeItem("a", str(src), "a")], ResizeSpec(16, 16)
-    stage_resize(items, out, spec, workers=1)
-    entries = _entries(ResizeManifest(out))
+    out, items, spec, entries = _resized_once(tmp_path)
     (out / MANIFEST_NAME).unlink()
     db = sqlite3.connect(out / MANIFEST_NAME)              # the previous version's layout
     with db:
@@ -75,3 +65,13 @@ def _entries(manifest: ResizeManifest) -> dict[str, dict]:
     return {r.id: {"source": [r.src_path, r.member, r.src_size, r.src_mtime_ns], "spec": r.spec,
                    "output": r.output, "bytes": r.bytes, "status": r.status, "reason": r.reason,
                    "detail": r.detail} for r in manifest.frame.itertuples(index=False)}
+
+
+def _resized_once(tmp_path):
+    """One image resized once: the output folder, items, spec and the manifest as JSON entries."""
+    src = tmp_path / "src" / "a.jpg"
+    src.parent.mkdir()
+    Image.new("RGB", (40, 30), (200, 20, 20)).save(src)
+    out, items, spec = tmp_path / "out", [ResizeItem("a", str(src), "a")], ResizeSpec(16, 16)
+    stage_resize(items, out, spec, workers=1)
+    return out, items, spec, _entries(ResizeManifest(out))
