@@ -11,6 +11,8 @@ published whole by `publish_dir` (ml/publish.py).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import hashlib
 import os
 import re
@@ -180,6 +182,26 @@ def fsync_dir(folder: str | os.PathLike) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sync_filesystem(folder: str | os.PathLike) -> None:
+    """Flush every file written to the filesystem that holds `folder` (syncfs(2), one call
+    instead of an fsync per file; os.sync() where syncfs is unavailable)."""
+    syncfs = getattr(_libc(), "syncfs", None)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        if syncfs is None or syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
 
 
 class CommitOnExit:

@@ -7,10 +7,10 @@ every core. Seed 004's `stage_resize.py` (stretch, full decode, one process, in 
 - Speed: a JPEG is decoded in the DCT domain at the smallest 1/1, 1/2, 1/4 or 1/8 scale that is
   still at least the size the geometry needs (Pillow's draft), then resampled with LANCZOS from
   the kept region; a ProcessPoolExecutor spreads chunks of items over every core.
-- Incremental: `out_dir/.resize_manifest.sqlite` (ml/resize_manifest.py) remembers, per sample,
+- Incremental: `out_dir/.resize_manifest/` (ml/resize_manifest.py) remembers, per sample,
   the source signature (size, mtime_ns, HDF5 member) and the spec fingerprint; the plan is
-  made as columns, so unchanged samples cost two stats and no Python of their own, and a
-  checkpoint writes only what changed.
+  made as columns, so an unchanged sample costs a stat of its source, its share of a listing
+  of the output folders and no Python of its own, and a checkpoint writes only what changed.
   Outputs that the current item list no longer produces are removed (they are our artifacts).
 - Safety: sources are only read (HDF5 containers opened read-only); an output folder that holds a
   source, or sits in or equals a source folder, is refused; every output is written atomically.
@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
 
-from ml.atomic import remove_stale_temps_under, temp_sibling
+from ml.atomic import remove_stale_temps_under, sync_filesystem, temp_sibling
 from ml.containers import close_all as close_containers, read_member
 from ml.errors import ConfigError, DatasetError, ImageError, PathEscapeError
 from ml.imageio import MISSING, NOT_AN_IMAGE, UNSUPPORTED, load_rgb, read_header
@@ -281,8 +281,9 @@ class _Done:
 
 def write_output(path: str, data: bytes) -> None:
     """Write one output through a temporary sibling renamed into place (readers never see half a
-    file). No fsync per image (it costs more than the encode): the manifest, which is fsynced,
-    records each output's size, and an output a crash left short is redone on the next run."""
+    file). No fsync per image (it costs more than the encode): each manifest checkpoint first
+    flushes the output folder's filesystem (one syncfs), so an output the manifest records is
+    on disk, and one a crash caught before its checkpoint is redone on the next run."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = temp_sibling(path)
     try:
@@ -466,12 +467,38 @@ def _refuse_escaping_folders(rels: np.ndarray, out_dir: Path) -> None:
 
 # ----------------------------------------------------------------------------- stage_resize
 
-def _aligned(column: pd.Series, at: np.ndarray, missing) -> np.ndarray:
-    """`column`'s values at positions `at` (-1: `missing`)."""
-    values = column.to_numpy()
-    out = np.full(len(at), missing, dtype=values.dtype if len(values) else object)
-    out[at >= 0] = values[at[at >= 0]]
-    return out
+class _Recorded:
+    """The manifest's rows joined to the items on the sample id (one Arrow hash join): each
+    column comes back aligned with the items, null (or `missing`) where a sample has no row."""
+
+    def __init__(self, table: pa.Table, sample_ids: np.ndarray):
+        self.table = table
+        self.at = pc.index_in(pa.array(sample_ids, pa.string()),
+                              value_set=table["id"].combine_chunks())
+        self.known = self.at.is_valid().to_numpy(zero_copy_only=False)
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        return self.table[name].take(self.at)
+
+    def equal(self, name: str, values: np.ndarray | str) -> np.ndarray:
+        """Where the recorded value equals `values` (never where there is no row)."""
+        other = values if isinstance(values, str) else pa.array(values, pa.string())
+        same = pc.equal(self.column(name), other).fill_null(False)
+        return same.to_numpy(zero_copy_only=False)
+
+    def numbers(self, name: str, missing: int = -1) -> np.ndarray:
+        return self.column(name).fill_null(missing).to_numpy(zero_copy_only=False)
+
+    def strings(self, name: str, where: np.ndarray) -> np.ndarray:
+        """The recorded text at the positions `where` (a few), '' where none."""
+        picked = self.table[name].take(self.at.filter(pa.array(where)))
+        return np.asarray(picked.fill_null("").to_pylist(), dtype=object)
+
+    def blank_outputs(self, rows: np.ndarray) -> None:
+        """Forget the outputs of the manifest rows `rows` (removed as stale)."""
+        output = pc.if_else(pa.array(rows), "", self.table["output"].combine_chunks())
+        self.table = self.table.set_column(self.table.schema.get_field_index("output"),
+                                           "output", output)
 
 
 @dataclass
@@ -488,11 +515,12 @@ class _Run:
     manifest: ResizeManifest
     src_size: np.ndarray                 # -1: the source cannot be stat'ed (no signature)
     src_mtime: np.ndarray
-    ours: set[str]                       # outputs an earlier run recorded writing
+    ours: np.ndarray                     # bool: an earlier run recorded writing this output
     fingerprint: str = ""                # of the spec, computed once per run
     status: np.ndarray = field(init=False)
     reason: np.ndarray = field(init=False)
     bytes_written: int = 0
+    unsynced: bool = False               # outputs written since the last checkpoint
     last_save: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
@@ -509,13 +537,13 @@ class _Run:
 
     def fail_settled(self, where: np.ndarray, detail: np.ndarray | str) -> None:
         """Failures known before any image work: older outputs removed, on_error applied."""
-        for index in np.flatnonzero(where):
-            if self.rels[index] in self.ours:
-                _remove_output(self.out_dir, self.rels[index])
+        for index in np.flatnonzero(where & self.ours):
+            _remove_output(self.out_dir, self.rels[index])
         if self.on_error == "error" and where.any():
             index = int(np.flatnonzero(where)[0])
             raise ImageError(_label(self.columns, index), self.reason[index],
-                             detail if isinstance(detail, str) else detail[index])
+                             detail if isinstance(detail, str) else
+                             detail[int(np.count_nonzero(where[:index]))])
 
     def on_done(self, done: _Done) -> None:
         """One item the pool resized (or failed on): recorded, checkpointed now and then."""
@@ -529,60 +557,90 @@ class _Run:
                                 self.fingerprint, rel if ok else "", done.bytes_written,
                                 done.status, done.reason, done.detail)])
         if not ok:
-            if rel in self.ours:                          # an older version of this output
+            if self.ours[index]:                          # an older version of this output
                 _remove_output(self.out_dir, rel)
             if self.on_error == "error":
                 raise ImageError(_label(self.columns, index), done.reason, done.detail)
         self.bytes_written += done.bytes_written
+        self.unsynced = self.unsynced or ok
         if self.progress is not None:
             self.progress.advance()
         if time.monotonic() - self.last_save >= CHECKPOINT_SECONDS:
             self.save()
 
     def save(self) -> None:
+        """A checkpoint. The outputs are flushed to disk first (one syncfs, not an fsync per
+        image), so whatever the manifest records as written survives a power cut."""
+        if self.unsynced:
+            sync_filesystem(self.out_dir)
+            self.unsynced = False
         self.manifest.save()
         self.last_save = time.monotonic()
 
 
-def _remove_stale(run: _Run) -> pd.DataFrame:
-    """Delete outputs recorded earlier that no current item produces, forget the entries of
-    samples no longer asked for; returns the manifest as the plan should see it."""
-    recorded = run.manifest.frame
-    stale = (recorded["output"] != "") & ~recorded["output"].isin(run.rels)
-    for rel in recorded.loc[stale, "output"]:
+def _remove_stale(run: _Run, recorded: _Recorded) -> None:
+    """Delete outputs recorded earlier that no current item produces, forget the rows of
+    samples no longer asked for."""
+    table = recorded.table
+    output = table["output"]
+    stale = pc.and_(pc.not_equal(output, ""),
+                    pc.invert(pc.is_in(output, value_set=pa.array(run.rels, pa.string())))
+                    ).to_numpy(zero_copy_only=False)
+    for rel in output.filter(pa.array(stale)).to_pylist():
         _remove_output(run.out_dir, rel)
-    gone = ~recorded["id"].isin(run.frame["sample_id"])
-    run.manifest.delete(recorded.loc[gone, "id"])
-    kept = recorded.loc[stale & ~gone].assign(output="")
-    run.manifest.put(kept.itertuples(index=False, name=None))
-    return recorded.assign(output=recorded["output"].where(~stale, ""))
+    asked = np.zeros(len(table), bool)
+    asked[recorded.at.drop_null().to_numpy()] = True
+    run.manifest.delete(table["id"].filter(pa.array(~asked)).to_pylist())
+    kept = table.filter(pa.array(stale & asked)).to_pydict()
+    kept["output"] = [""] * len(kept["output"])
+    run.manifest.put(zip(*(kept[name] for name in table.column_names)))
+    recorded.blank_outputs(stale)
 
 
-def _plan(run: _Run, recorded: pd.DataFrame) -> np.ndarray:
+LIST_OUTPUTS_FROM = 4096    # check this many outputs or more by listing their folders
+
+
+def _existing(out_dir: Path, rels: np.ndarray) -> np.ndarray:
+    """Which of the relative output paths exist: a stat each when they are few, else one
+    listing per folder (a tenth of a stat per file)."""
+    if len(rels) < LIST_OUTPUTS_FROM:
+        sizes, _ = stat_files((os.path.join(str(out_dir), "") + rels.astype(object)).tolist())
+        return sizes >= 0
+    listed: list[str] = []
+    for folder in _folders(rels):
+        try:
+            names = os.listdir(out_dir / folder if folder else out_dir)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        listed += [folder + name for name in names]
+    return pc.is_in(pa.array(rels, pa.string()),
+                    value_set=pa.array(listed, pa.string())).to_numpy(zero_copy_only=False)
+
+
+def _plan(run: _Run, recorded: _Recorded) -> np.ndarray:
     """Settle what needs no image work (unchanged, remembered or obvious failures), as columns;
     returns the positions that need resizing."""
-    at = pd.Index(recorded["id"]).get_indexer(run.frame["sample_id"])
     frame = run.frame
     no_path = (frame["path"] == "").to_numpy()
-    current = ((at >= 0) & (run.src_size >= 0)
-               & (_aligned(recorded["src_path"], at, "") == frame["path"].to_numpy())
-               & (_aligned(recorded["member"], at, "") == frame["member"].to_numpy())
-               & (_aligned(recorded["src_size"], at, -1) == run.src_size)
-               & (_aligned(recorded["src_mtime_ns"], at, -1) == run.src_mtime)
-               & (_aligned(recorded["spec"], at, "") == run.fingerprint) & ~no_path)
-    failed_before = current & (_aligned(recorded["status"], at, "") == FAILED)
-    may_be_unchanged = current & ~failed_before & (_aligned(recorded["output"], at, "") == run.rels)
+    current = (recorded.known & (run.src_size >= 0) & ~no_path
+               & recorded.equal("src_path", run.columns["path"])
+               & recorded.equal("member", run.columns["member"])
+               & (recorded.numbers("src_size") == run.src_size)
+               & (recorded.numbers("src_mtime_ns") == run.src_mtime)
+               & recorded.equal("spec", run.fingerprint))
+    failed_before = current & recorded.equal("status", FAILED)
+    may_be_unchanged = current & ~failed_before & recorded.equal("output", run.rels)
     candidates = np.flatnonzero(may_be_unchanged)
-    out_size, _ = stat_files((os.path.join(str(run.out_dir), "") + run.rels[candidates]).tolist())
     unchanged = np.zeros(len(frame), bool)
-    unchanged[candidates] = out_size == _aligned(recorded["bytes"], at, -1)[candidates]
+    unchanged[candidates] = _existing(run.out_dir, run.rels[candidates])
     run.settle(unchanged, UNCHANGED)
-    recorded_reason = _aligned(recorded["reason"], at, "")
-    recorded_reason[failed_before & (recorded_reason == "")] = UNSUPPORTED
     run.settle(no_path, FAILED, MISSING)
     run.fail_settled(no_path, "no source path")
-    run.settle(failed_before, FAILED, recorded_reason[failed_before])
-    run.fail_settled(failed_before, _aligned(recorded["detail"], at, ""))
+    if failed_before.any():
+        recorded_reason = recorded.strings("reason", failed_before)
+        recorded_reason[recorded_reason == ""] = UNSUPPORTED
+        run.settle(failed_before, FAILED, recorded_reason)
+        run.fail_settled(failed_before, recorded.strings("detail", failed_before))
     return np.flatnonzero(~(no_path | failed_before | unchanged))
 
 
@@ -607,21 +665,28 @@ def stage_resize(items: Sequence[ResizeItem] | pd.DataFrame, out_dir: Path, spec
     frame = items_frame(items)
     columns = _columns(frame)
     rels = _output_rels(frame, columns, spec.extension)
-    _refuse_source_overlap(frame["path"].to_numpy(), out_dir)
+    _refuse_source_overlap(columns["path"], out_dir)
     _refuse_escaping_folders(rels, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps_under(out_dir)          # what a killed run left (never a live run's)
 
     manifest = ResizeManifest(out_dir)
-    src_size, src_mtime = stat_files(frame["path"].tolist())
+    recorded = _Recorded(manifest.table, columns["sample_id"])
+    earlier_outputs = pc.drop_null(manifest.table["output"])
+    ours = pc.is_in(pa.array(rels, pa.string()),
+                    value_set=earlier_outputs.combine_chunks()).to_numpy(zero_copy_only=False)
+    src_size, src_mtime = stat_files(columns["path"].tolist())
     run = _Run(frame, columns, rels, out_dir, spec, on_error, progress, manifest, src_size,
-               src_mtime, ours=set(manifest.frame["output"]) - {""})
+               src_mtime, ours=ours)
     try:
-        todo = _plan(run, _remove_stale(run))
+        _remove_stale(run, recorded)
+        todo = _plan(run, recorded)
+        del recorded
         tasks = [_Task(int(i), _item(columns, int(i)), rels[i]) for i in todo]
         _run_tasks(tasks, out_dir, spec, workers, run.on_done)
     finally:
         run.save()
+    manifest.finish()
     return ResizeResult.of(run.frame["sample_id"], run.status, run.reason, out_dir, rels, spec,
                            time.perf_counter() - started, run.bytes_written)
 

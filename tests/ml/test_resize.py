@@ -289,8 +289,9 @@ def test_outputs_go_to_nested_names_and_leave_no_temporary_files(tmp_path, golde
     items = [ResizeItem("a", str(golden / "images/ok.jpg"), "id_0001/03"),
              ResizeItem("b", str(golden / "images/photo.webp"), "id_0002/deep/01")]
     stage_resize(items, tmp_path / "out", ResizeSpec(32, 32), workers=1)
-    assert sorted(fingerprint_files(tmp_path / "out")) == \
-        [MANIFEST_NAME, "id_0001/03.jpg", "id_0002/deep/01.jpg"]
+    assert sorted(f for f in fingerprint_files(tmp_path / "out")
+                  if not f.startswith(MANIFEST_NAME + "/")) == ["id_0001/03.jpg", "id_0002/deep/01.jpg"]
+    assert [f.name for f in (tmp_path / "out" / MANIFEST_NAME).iterdir()] == ["base-00000001.parquet"]
 
 
 # ----------------------------------------------------------------------------- incremental
@@ -314,8 +315,7 @@ def test_rerun_with_unchanged_inputs_does_no_image_work(tmp_path, sources, count
     assert len(count_decodes) == 4
     assert [o.status for o in again.outcomes] == ["unchanged"] * 4
     assert [o.output for o in again.outcomes] == [o.output for o in first.outcomes]
-    assert {k: v for k, v in fingerprint_files(out).items() if k != MANIFEST_NAME} == \
-        {k: v for k, v in before.items() if k != MANIFEST_NAME}
+    assert fingerprint_files(out) == before          # the manifest too: nothing changed
 
 
 def test_changed_spec_redoes_everything(tmp_path, sources, count_decodes):
@@ -337,6 +337,20 @@ def test_changed_source_and_deleted_output_are_redone_alone(tmp_path, sources, c
                       "rgba": "resized"}
     assert len(count_decodes) == 6
     assert np.abs(pixels(out / "rgba.jpg")[20, 20] - RED).max() < 10
+
+
+def test_deleted_outputs_are_found_by_listing_their_folders(tmp_path, sources, monkeypatch):
+    """Many outputs are checked by one listing per folder instead of a stat each."""
+    monkeypatch.setattr(resize_mod, "LIST_OUTPUTS_FROM", 1)
+    items = [ResizeItem(p.stem, str(p), f"{'a' if i < 2 else 'b'}/{p.stem}")
+             for i, p in enumerate(sorted(sources.iterdir()))]
+    out = tmp_path / "out"
+    stage_resize(items, out, ResizeSpec(40, 40), workers=1)
+    (out / "a" / "grayscale.jpg").unlink()
+    shutil.rmtree(out / "b")
+    res = stage_resize(items, out, ResizeSpec(40, 40), workers=1)
+    assert {o.sample_id: o.status for o in res.outcomes} == {
+        "grayscale": "resized", "ok": "unchanged", "photo": "resized", "rgba": "resized"}
 
 
 def test_outputs_no_longer_produced_are_removed(tmp_path, sources):
@@ -373,7 +387,8 @@ def test_remembered_failures_cost_no_decode(tmp_path, golden, count_decodes):
 def test_an_unreadable_manifest_means_redoing_everything(tmp_path, sources, count_decodes):
     items = [item(p) for p in sorted(sources.iterdir())]
     stage_resize(items, tmp_path / "out", ResizeSpec(40, 40), workers=1)
-    (tmp_path / "out" / MANIFEST_NAME).write_text("{not json")
+    for part in (tmp_path / "out" / MANIFEST_NAME).iterdir():
+        part.write_bytes(b"not parquet")
     res = stage_resize(items, tmp_path / "out", ResizeSpec(40, 40), workers=1)
     assert res.processed == 4
 

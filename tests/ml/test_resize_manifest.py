@@ -1,16 +1,20 @@
 """The resize manifest checkpoints by difference: a save writes the rows that changed, not
-the whole manifest (the JSON file it replaces was rewritten whole every minute: N squared),
-and it reads back as columns in one query."""
+the whole manifest (the JSON file of the first version was rewritten whole every minute: N
+squared), and it reads back as columns; the manifests of earlier versions are carried over."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
+
+import pyarrow.parquet as pq
 
 from PIL import Image
 
 from ml.resize import ResizeItem, ResizeSpec, stage_resize
-from ml.resize_manifest import COLUMNS, LEGACY_MANIFEST_NAME, MANIFEST_NAME, ResizeManifest
+from ml.resize_manifest import (COLUMNS, LEGACY_MANIFEST_NAME, MANIFEST_NAME, SQLITE_MANIFEST_NAME,
+                                ResizeManifest)
 
 
 def row(i: int, nbytes: int | None = None) -> tuple:
@@ -30,13 +34,20 @@ def test_a_save_writes_only_what_changed_at_200k_rows(tmp_path):
     again.delete(["s8"])
     assert again.save() == 2
     assert again.save() == 0
-    third = ResizeManifest(tmp_path).frame.set_index("id")
-    assert third.loc["s7", "bytes"] == 70 and "s8" not in third.index and len(third) == 199_999
+    parts = sorted((tmp_path / MANIFEST_NAME).iterdir())
+    assert [pq.ParquetFile(p).metadata.num_rows for p in parts] == [200_000, 2]   # the change only
+    third = ResizeManifest(tmp_path)
+    frame = third.frame.set_index("id")
+    assert frame.loc["s7", "bytes"] == 70 and "s8" not in frame.index and len(frame) == 199_999
+    third.finish()                                  # folds the parts into one file
+    parts = sorted((tmp_path / MANIFEST_NAME).iterdir())
+    assert [pq.ParquetFile(p).metadata.num_rows for p in parts] == [199_999]
+    assert ResizeManifest(tmp_path).frame.equals(third.frame)
 
 
 def test_a_json_manifest_from_before_is_carried_over_without_redoing_images(tmp_path):
     out, items, spec, entries = _resized_once(tmp_path)
-    (out / MANIFEST_NAME).unlink()                         # as an older version left it
+    shutil.rmtree(out / MANIFEST_NAME)                     # as the first version left it
     (out / LEGACY_MANIFEST_NAME).write_text(json.dumps({"version": 1, "entries": entries}))
     result = stage_resize(items, out, spec, workers=1)
     assert (result.processed, result.unchanged) == (0, 1)
@@ -45,8 +56,8 @@ def test_a_json_manifest_from_before_is_carried_over_without_redoing_images(tmp_
 
 def test_a_table_of_json_entries_from_before_is_carried_over(tmp_path):
     out, items, spec, entries = _resized_once(tmp_path)
-    (out / MANIFEST_NAME).unlink()
-    db = sqlite3.connect(out / MANIFEST_NAME)              # the previous version's layout
+    shutil.rmtree(out / MANIFEST_NAME)
+    db = sqlite3.connect(out / SQLITE_MANIFEST_NAME)       # the second version's first layout
     with db:
         db.execute("CREATE TABLE entries (id TEXT PRIMARY KEY, entry TEXT NOT NULL)")
         db.executemany("INSERT INTO entries VALUES (?, ?)",
@@ -54,10 +65,37 @@ def test_a_table_of_json_entries_from_before_is_carried_over(tmp_path):
     db.close()
     result = stage_resize(items, out, spec, workers=1)
     assert (result.processed, result.unchanged) == (0, 1)
-    db = sqlite3.connect(out / MANIFEST_NAME)
-    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert not (out / SQLITE_MANIFEST_NAME).exists() and (out / MANIFEST_NAME).exists()
+
+
+def test_a_sqlite_table_of_columns_from_before_is_carried_over(tmp_path):
+    out, items, spec, entries = _resized_once(tmp_path)
+    rows = list(ResizeManifest(out).frame.itertuples(index=False, name=None))
+    shutil.rmtree(out / MANIFEST_NAME)
+    db = sqlite3.connect(out / SQLITE_MANIFEST_NAME)       # the second version's layout
+    with db:
+        db.execute(f"CREATE TABLE outputs ({', '.join(COLUMNS)})")
+        db.executemany(f"INSERT INTO outputs VALUES ({','.join('?' * len(COLUMNS))})", rows)
     db.close()
-    assert tables == {"outputs"}
+    result = stage_resize(items, out, spec, workers=1)
+    assert (result.processed, result.unchanged) == (0, 1)
+    assert not (out / SQLITE_MANIFEST_NAME).exists()
+    assert list(ResizeManifest(out).frame.itertuples(index=False, name=None)) == rows
+
+
+def test_a_crash_between_compaction_and_clean_up_reads_the_new_base(tmp_path):
+    manifest = ResizeManifest(tmp_path)
+    manifest.put(row(i) for i in range(10))
+    manifest.save()
+    manifest.delete(["s3"])
+    manifest.save()
+    folder = tmp_path / MANIFEST_NAME
+    old = {p.name: p.read_bytes() for p in folder.iterdir()}
+    manifest.finish()
+    for name, data in old.items():                 # as if the clean-up had not happened
+        (folder / name).write_bytes(data)
+    again = ResizeManifest(tmp_path).frame
+    assert sorted(again["id"]) == sorted(f"s{i}" for i in range(10) if i != 3)
 
 
 def _entries(manifest: ResizeManifest) -> dict[str, dict]:
