@@ -42,15 +42,18 @@ def resize_options(spec: DatasetSpec, run_config: ResizeRunConfig | None = None)
     return opts
 
 
+ITEM_SOURCE_COLUMNS = ("sample_id", "source_key", "path", "member", "used", "status")
+
+
 def resize_items(rows: pd.DataFrame) -> pd.DataFrame:
     """The catalog rows as stage_resize's item columns. A sample's output goes to its member
     (HDF5) or source key, relative to the resized folder, without the extension."""
+    rows = rows.reset_index(drop=True)
     member = rows["member"].fillna("").astype(str)
     names = member.where(member != "", rows["source_key"].astype(str))
-    return pd.DataFrame({"sample_id": rows["sample_id"].astype(str).to_numpy(),
-                         "path": rows["path"].fillna("").astype(str).to_numpy(),
-                         "member": member.to_numpy(),
-                         "output_name": output_names(names)})
+    return pd.DataFrame({"sample_id": rows["sample_id"].astype(str),
+                         "path": rows["path"].fillna("").astype(str), "member": member,
+                         "output_name": output_names(names).to_pandas()})
 
 
 def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
@@ -58,8 +61,10 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         name="resized", key_prefix=[spec.name], group_name=spec.name,
-        ins={"catalog": dg.AssetIn(key=dg.AssetKey([spec.name, "catalog"])),
-             "verification": dg.AssetIn(key=dg.AssetKey([spec.name, "verification_report"]))},
+        ins={"catalog": dg.AssetIn(key=dg.AssetKey([spec.name, "catalog"]),
+                                   metadata={"columns": list(ITEM_SOURCE_COLUMNS)}),
+             "verification": dg.AssetIn(key=dg.AssetKey([spec.name, "verification_report"]),
+                                        metadata={"columns": ["sample_id", "verify_status"]})},
         io_manager_key="frame_io_manager", kinds={"pillow", "jpeg"},
         partitions_def=shard_partitions(spec),
         check_specs=[dg.AssetCheckSpec(

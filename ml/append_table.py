@@ -57,8 +57,10 @@ class AppendOnlyTable:
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         if len(tables) > 1:
             table = _last_per_key(table, self.key)
-        live = pc.invert(table[DELETED].fill_null(False))
-        return table.filter(live).drop_columns([DELETED])
+        deleted = table[DELETED].fill_null(False)
+        if pc.any(deleted).as_py():              # a base alone holds no deletions: no copy
+            table = table.filter(pc.invert(deleted))
+        return table.drop_columns([DELETED])
 
     # writing -------------------------------------------------------------------------------
     def append(self, rows: pa.Table | None = None, deleted: Sequence[str] = ()) -> int:

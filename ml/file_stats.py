@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
+import pyarrow as pa
 
 NO_MTIME = np.iinfo(np.int64).min   # an mtime column's "none" (a container member, a gone file)
 STAT_CHUNK = 4096                   # paths per task when stats go to threads
@@ -21,35 +22,36 @@ STAT_THREADS = 8                    # a slow stat waits on storage, not on the C
 SLOW_STAT_S = 20e-6                 # slower than this per file means waiting: use threads
 
 
-def _stat_chunk(paths: Sequence[str]) -> tuple[list[int], list[int]]:
-    sizes, mtimes = [], []
-    for path in paths:
+def _stat_chunk(paths: Sequence[str], sizes: np.ndarray, mtimes: np.ndarray) -> None:
+    """Fill `sizes` and `mtimes` (views of the result columns) for `paths`."""
+    for i, path in enumerate(paths):
         try:
             st = os.stat(path)
         except OSError:              # gone, or unreadable: the caller says which matters
-            sizes.append(-1)
-            mtimes.append(NO_MTIME)
+            sizes[i], mtimes[i] = -1, NO_MTIME
             continue
-        sizes.append(st.st_size)
-        mtimes.append(st.st_mtime_ns)
-    return sizes, mtimes
+        sizes[i], mtimes[i] = st.st_size, st.st_mtime_ns
 
 
-def stat_files(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def stat_files(paths: Sequence[str] | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(size, mtime_ns) of every path as int64 columns; size -1 and NO_MTIME where a path
-    cannot be stat'ed."""
-    start = time.perf_counter()
-    sizes, mtimes = _stat_chunk(paths[:STAT_CHUNK])
-    rest = paths[STAT_CHUNK:]
-    per_file = (time.perf_counter() - start) / max(1, min(len(paths), STAT_CHUNK))
-    if len(rest) and per_file <= SLOW_STAT_S:
-        more_sizes, more_mtimes = _stat_chunk(rest)
-        sizes += more_sizes
-        mtimes += more_mtimes
+    cannot be stat'ed. An Arrow column is turned into Python text one chunk at a time."""
+    n = len(paths)
+    sizes, mtimes = np.empty(n, np.int64), np.empty(n, np.int64)
+
+    def chunk(start: int) -> None:
+        part = paths[start:start + STAT_CHUNK]
+        _stat_chunk(part.to_pylist() if isinstance(part, (pa.Array, pa.ChunkedArray)) else part,
+                    sizes[start:start + STAT_CHUNK], mtimes[start:start + STAT_CHUNK])
+
+    started = time.perf_counter()
+    chunk(0)
+    per_file = (time.perf_counter() - started) / max(1, min(n, STAT_CHUNK))
+    rest = range(STAT_CHUNK, n, STAT_CHUNK)
+    if per_file <= SLOW_STAT_S:
+        for start in rest:
+            chunk(start)
     elif len(rest):
         with ThreadPoolExecutor(STAT_THREADS) as pool:
-            chunks = [rest[i:i + STAT_CHUNK] for i in range(0, len(rest), STAT_CHUNK)]
-            for part_sizes, part_mtimes in pool.map(_stat_chunk, chunks):
-                sizes += part_sizes
-                mtimes += part_mtimes
-    return np.asarray(sizes, np.int64), np.asarray(mtimes, np.int64)
+            list(pool.map(chunk, rest))
+    return sizes, mtimes

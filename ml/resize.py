@@ -23,16 +23,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import json
 import logging
 import math
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -153,16 +154,17 @@ class ResizeResult:
     bytes_written: int
 
     @classmethod
-    def of(cls, sample_ids: "pd.Series", status: np.ndarray, reason: np.ndarray, out_dir: Path,
-           rels: np.ndarray, spec: ResizeSpec, seconds: float,
-           bytes_written: int) -> "ResizeResult":
+    def of(cls, columns: "Columns", status: np.ndarray, reason: np.ndarray, out_dir: Path,
+           spec: ResizeSpec, seconds: float, bytes_written: int) -> "ResizeResult":
         ok = status != FAILED
-        prefix = os.path.join(str(out_dir), "")
-        frame = pd.DataFrame({
-            "sample_id": sample_ids.to_numpy(dtype=object),
-            "output": np.where(ok, prefix + rels.astype(object), ""),
+        rels = pc.if_else(pa.array(ok), columns["rel"], None)
+        outputs = pc.binary_join_element_wise(os.path.join(str(out_dir), ""), rels, "")
+        frame = pa.table({
+            "sample_id": columns["sample_id"],
+            "output": outputs.fill_null(""),
             "width": np.where(ok, spec.width, 0), "height": np.where(ok, spec.height, 0),
-            "status": status, "reason": reason}, columns=list(OUTCOME_COLUMNS))
+            "status": pa.array(status, pa.string()),
+            "reason": pa.array(reason, pa.string())}).to_pandas()
         counts = {s: int(np.count_nonzero(status == s)) for s in (RESIZED, UNCHANGED, FAILED)}
         return cls(frame, counts[RESIZED], counts[UNCHANGED], counts[FAILED], seconds,
                    bytes_written)
@@ -315,34 +317,43 @@ def _resize_chunk(tasks: list[_Task], out_dir: str, spec: ResizeSpec) -> list[_D
     return [_resize_one(t, out_dir, spec) for t in tasks]
 
 
-def _chunks(tasks: list[_Task], workers: int) -> list[list[_Task]]:
-    size = max(1, min(MAX_CHUNK, math.ceil(len(tasks) / (workers * CHUNKS_PER_WORKER))))
-    return [tasks[i:i + size] for i in range(0, len(tasks), size)]
-
-
-def _run_tasks(tasks: list[_Task], out_dir: Path, spec: ResizeSpec, workers: int, on_done) -> None:
-    """Resize `tasks` in this process (workers == 1) or on a pool; call on_done per item."""
-    if workers == 1 or len(tasks) <= 1:
+def _run_tasks(count: int, batches: Iterable[list[_Task]], out_dir: Path, spec: ResizeSpec,
+               workers: int, on_done) -> None:
+    """Resize `count` tasks, arriving in batches, in this process (workers == 1) or on a pool;
+    call on_done(task, done) per item. Tasks are made as the pool takes them (a bounded number
+    in flight), so a million-image first run never holds a million work units."""
+    if workers == 1 or count <= 1:
         try:
-            for task in tasks:
-                on_done(_resize_one(task, str(out_dir), spec))
+            for batch in batches:
+                for task in batch:
+                    on_done(task, _resize_one(task, str(out_dir), spec))
         finally:
             close_containers()
         return
-    chunks = _chunks(tasks, workers)
-    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=pool_context(["ml.resize"])) as pool:
-        futures = [pool.submit(_resize_chunk, chunk, str(out_dir), spec) for chunk in chunks]
+    size = max(1, min(MAX_CHUNK, math.ceil(count / (workers * CHUNKS_PER_WORKER))))
+    chunks = (batch[i:i + size] for batch in batches for i in range(0, len(batch), size))
+    in_flight_max = workers * CHUNKS_PER_WORKER
+    with ProcessPoolExecutor(min(workers, math.ceil(count / size)),
+                             mp_context=pool_context(["ml.resize"])) as pool:
+        pending: dict = {}
         try:
-            for future in as_completed(futures):
-                try:
-                    done = future.result()
-                except BrokenProcessPool:
-                    raise DatasetError(
-                        f"a resize worker process died (out of memory, or a decoder crashed on a "
-                        f"hostile file) while writing to {out_dir}; rerun with workers=1 to find "
-                        "the file (finished work is kept)") from None
-                for d in done:
-                    on_done(d)
+            while True:
+                for chunk in itertools.islice(chunks, in_flight_max - len(pending)):
+                    pending[pool.submit(_resize_chunk, chunk, str(out_dir), spec)] = chunk
+                if not pending:
+                    break
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    chunk = pending.pop(future)
+                    try:
+                        done = future.result()
+                    except BrokenProcessPool:
+                        raise DatasetError(
+                            f"a resize worker process died (out of memory, or a decoder crashed "
+                            f"on a hostile file) while writing to {out_dir}; rerun with "
+                            "workers=1 to find the file (finished work is kept)") from None
+                    for task, d in zip(chunk, done):
+                        on_done(task, d)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -358,38 +369,50 @@ ITEM_COLUMNS = ("sample_id", "path", "member", "output_name")
 _EXTENSION = r"(?s)^(.*/)?(\.*[^./][^/]*)\.[^./]*$"
 
 
-def output_names(names: Sequence[str]) -> np.ndarray:
+def text_column(values) -> pa.StringArray:
+    """A column of text (a list, numpy array, pandas Series or Arrow array) as one Arrow string
+    array, '' where a value is missing."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not isinstance(values, pa.Array):
+        values = pa.array(values if isinstance(values, pd.Series)
+                          else np.asarray(values, dtype=object), pa.string())
+    return values.cast(pa.string()).fill_null("")
+
+
+def output_names(names) -> pa.StringArray:
     """Output names mirroring source names (relative, without the extension the output format
     replaces): os.path.splitext(name)[0] of a whole column at once."""
-    text = pa.array(np.asarray(names, dtype=object), pa.string())
-    return pc.replace_substring_regex(text, _EXTENSION, r"\1\2").to_numpy(zero_copy_only=False)
+    return pc.replace_substring_regex(text_column(names), _EXTENSION, r"\1\2")
 
 
-def items_frame(items: Sequence[ResizeItem] | pd.DataFrame) -> pd.DataFrame:
-    """The items as columns (ITEM_COLUMNS, strings, positions 0..n-1): a frame as it is, or a
-    list of ResizeItem."""
+Columns = dict[str, pa.StringArray]   # ITEM_COLUMNS and "rel" (the relative output path)
+
+
+def item_columns(items: Sequence[ResizeItem] | pd.DataFrame) -> Columns:
+    """The items as Arrow string columns (ITEM_COLUMNS; positions 0..n-1): a frame's columns
+    as they are (no Python object per value), or a list of ResizeItem's fields."""
     if isinstance(items, pd.DataFrame):
-        frame = items.loc[:, list(ITEM_COLUMNS)].reset_index(drop=True)
-    else:
-        frame = pd.DataFrame([(i.sample_id, i.path, i.member, i.output_name) for i in items],
-                             columns=list(ITEM_COLUMNS))
-    return frame.fillna("").astype(str).astype(object)
-
-
-Columns = dict[str, np.ndarray]    # ITEM_COLUMNS as object arrays: a row costs no pandas
-
-
-def _columns(frame: pd.DataFrame) -> Columns:
-    return {name: frame[name].to_numpy(dtype=object) for name in ITEM_COLUMNS}
+        return {name: text_column(items[name]) for name in ITEM_COLUMNS}
+    return {name: text_column([getattr(i, name) for i in items]) for name in ITEM_COLUMNS}
 
 
 def _item(columns: Columns, index: int) -> ResizeItem:
-    return ResizeItem(sample_id=columns["sample_id"][index], path=columns["path"][index],
-                      output_name=columns["output_name"][index], member=columns["member"][index])
+    return ResizeItem(**{name: columns[name][index].as_py() for name in ITEM_COLUMNS})
 
 
 def _label(columns: Columns, index: int) -> str:
     return _item(columns, index).label
+
+
+def _tasks(columns: Columns, positions: np.ndarray) -> list[_Task]:
+    """The work units of the items at `positions` (Python objects for these items only)."""
+    at = pa.array(positions, pa.int64())
+    values = {name: columns[name].take(at).to_pylist() for name in (*ITEM_COLUMNS, "rel")}
+    return [_Task(int(index), ResizeItem(sample_id, path, name, member), rel)
+            for index, sample_id, path, member, name, rel in zip(
+                positions, values["sample_id"], values["path"], values["member"],
+                values["output_name"], values["rel"])]
 
 
 def _remove_output(out_dir: Path, rel: str) -> None:
@@ -412,35 +435,44 @@ def _remove_output(out_dir: Path, rel: str) -> None:
 
 # ----------------------------------------------------------------------------- validation
 
-def _output_rels(frame: pd.DataFrame, columns: Columns, extension: str) -> np.ndarray:
+def _first_repeat(column: pa.StringArray) -> tuple[int, int] | None:
+    """Positions of the first value that appears twice and of its repeat, or None."""
+    if pc.count_distinct(column).as_py() == len(column):
+        return None
+    repeated = pd.Series(column.to_pandas()).duplicated(keep=False).to_numpy()
+    first = np.flatnonzero(repeated)
+    value = column[int(first[0])]
+    return int(first[0]), int(first[1:][pc.equal(column.take(pa.array(first[1:])), value)
+                                        .to_numpy(zero_copy_only=False)][0])
+
+
+def _output_rels(columns: Columns, extension: str) -> pa.StringArray:
     """Relative output paths, one per item, checked as a column; refuse duplicate ids, names
     that leave the output folder and names that collide."""
-    dup_ids = frame["sample_id"].duplicated()
-    if dup_ids.any():
-        raise ConfigError(f"sample id {frame['sample_id'][dup_ids].iloc[0]!r} appears twice in "
-                          "the resize items")
-    rels = relative_names(frame["output_name"].to_numpy(), "output name") + extension
-    collide = pd.Series(rels).duplicated(keep=False).to_numpy()
-    if collide.any():
-        first = np.flatnonzero(collide)
-        second = first[1:][rels[first[1:]] == rels[first[0]]][0]
-        raise ConfigError(f"{_label(columns, first[0])} and {_label(columns, second)} would "
-                          f"both be resized to {rels[first[0]]} (their names differ only in the "
-                          f"extension, which the output format {extension} replaces); rename "
-                          "one of the files")
+    repeat = _first_repeat(columns["sample_id"])
+    if repeat:
+        raise ConfigError(f"sample id {columns['sample_id'][repeat[0]].as_py()!r} appears twice "
+                          "in the resize items")
+    names = relative_names(columns["output_name"], "output name")
+    rels = pc.binary_join_element_wise(names, extension, "")
+    repeat = _first_repeat(rels)
+    if repeat:
+        raise ConfigError(f"{_label(columns, repeat[0])} and {_label(columns, repeat[1])} would "
+                          f"both be resized to {rels[repeat[0]].as_py()} (their names differ only "
+                          f"in the extension, which the output format {extension} replaces); "
+                          "rename one of the files")
     return rels
 
 
-def _folders(paths: np.ndarray) -> list[str]:
+def _folders(paths: pa.StringArray) -> list[str]:
     """The distinct folders (with a trailing '/', '' for a bare name) of a column of paths."""
-    text = pc.replace_substring_regex(pa.array(paths, pa.string()), "[^/]*$", "")
-    return pc.unique(text).to_pylist()
+    return pc.unique(pc.replace_substring_regex(paths, "[^/]*$", "")).to_pylist()
 
 
-def _refuse_source_overlap(paths: np.ndarray, out_dir: Path) -> None:
+def _refuse_source_overlap(paths: pa.StringArray, out_dir: Path) -> None:
     """ConfigError when out_dir equals or sits inside a source folder, or contains a source."""
     out = out_dir.resolve()
-    sources = paths[paths != ""]
+    sources = paths.filter(pc.not_equal(paths, ""))
     folders = {os.path.abspath(folder or ".") for folder in _folders(sources)}
     for folder in sorted(folders):
         src = Path(folder).resolve()
@@ -454,7 +486,7 @@ def _refuse_source_overlap(paths: np.ndarray, out_dir: Path) -> None:
                               "replaced and deleted)")
 
 
-def _refuse_escaping_folders(rels: np.ndarray, out_dir: Path) -> None:
+def _refuse_escaping_folders(rels: pa.StringArray, out_dir: Path) -> None:
     """PathEscapeError when a folder under out_dir that outputs go to is a symlink leading out
     of it (writing there could overwrite someone's files, sources included)."""
     out = out_dir.resolve()
@@ -467,27 +499,35 @@ def _refuse_escaping_folders(rels: np.ndarray, out_dir: Path) -> None:
 
 # ----------------------------------------------------------------------------- stage_resize
 
+ALIGN_SLICE = 65_536        # items compared with the manifest at a time
+
+
 class _Recorded:
     """The manifest's rows joined to the items on the sample id (one Arrow hash join): each
     column comes back aligned with the items, null (or `missing`) where a sample has no row."""
 
-    def __init__(self, table: pa.Table, sample_ids: np.ndarray):
+    def __init__(self, table: pa.Table, sample_ids: pa.StringArray):
         self.table = table
-        self.at = pc.index_in(pa.array(sample_ids, pa.string()),
-                              value_set=table["id"].combine_chunks())
+        self.at = pc.index_in(sample_ids, value_set=table["id"].combine_chunks())
         self.known = self.at.is_valid().to_numpy(zero_copy_only=False)
 
-    def column(self, name: str) -> pa.ChunkedArray:
-        return self.table[name].take(self.at)
+    def _aligned(self, name: str, compute) -> np.ndarray:
+        """compute(recorded values, start, stop) over the items a slice at a time (a column
+        taken whole would be a copy of the manifest's text)."""
+        parts = [compute(self.table[name].take(self.at.slice(start, ALIGN_SLICE)), start,
+                         start + ALIGN_SLICE) for start in range(0, len(self.at), ALIGN_SLICE)]
+        return np.concatenate(parts) if parts else np.zeros(0, bool)
 
-    def equal(self, name: str, values: np.ndarray | str) -> np.ndarray:
+    def equal(self, name: str, values: pa.StringArray | str) -> np.ndarray:
         """Where the recorded value equals `values` (never where there is no row)."""
-        other = values if isinstance(values, str) else pa.array(values, pa.string())
-        same = pc.equal(self.column(name), other).fill_null(False)
-        return same.to_numpy(zero_copy_only=False)
+        def compute(recorded, start, stop):
+            other = values if isinstance(values, str) else values.slice(start, stop - start)
+            return pc.equal(recorded, other).fill_null(False).to_numpy(zero_copy_only=False)
+        return self._aligned(name, compute)
 
     def numbers(self, name: str, missing: int = -1) -> np.ndarray:
-        return self.column(name).fill_null(missing).to_numpy(zero_copy_only=False)
+        return self._aligned(name, lambda recorded, start, stop: recorded.fill_null(missing)
+                             .to_numpy(zero_copy_only=False)).astype(np.int64)
 
     def strings(self, name: str, where: np.ndarray) -> np.ndarray:
         """The recorded text at the positions `where` (a few), '' where none."""
@@ -505,9 +545,7 @@ class _Recorded:
 class _Run:
     """Book-keeping of one stage_resize call, as columns over the items (positions 0..n-1)."""
 
-    frame: pd.DataFrame
-    columns: Columns
-    rels: np.ndarray
+    columns: Columns                     # ITEM_COLUMNS and "rel"
     out_dir: Path
     spec: ResizeSpec
     on_error: str
@@ -525,8 +563,8 @@ class _Run:
 
     def __post_init__(self) -> None:
         self.fingerprint = self.spec.fingerprint()
-        self.status = np.full(len(self.frame), "", dtype=object)
-        self.reason = np.full(len(self.frame), "", dtype=object)
+        self.status = np.full(len(self.src_size), "", dtype=object)
+        self.reason = np.full(len(self.src_size), "", dtype=object)
 
     def settle(self, where: np.ndarray, status: str, reason: np.ndarray | str = "") -> None:
         """Outcomes that need no image work, set for a whole mask at once."""
@@ -538,20 +576,19 @@ class _Run:
     def fail_settled(self, where: np.ndarray, detail: np.ndarray | str) -> None:
         """Failures known before any image work: older outputs removed, on_error applied."""
         for index in np.flatnonzero(where & self.ours):
-            _remove_output(self.out_dir, self.rels[index])
+            _remove_output(self.out_dir, self.columns["rel"][index].as_py())
         if self.on_error == "error" and where.any():
             index = int(np.flatnonzero(where)[0])
             raise ImageError(_label(self.columns, index), self.reason[index],
                              detail if isinstance(detail, str) else
                              detail[int(np.count_nonzero(where[:index]))])
 
-    def on_done(self, done: _Done) -> None:
+    def on_done(self, task: _Task, done: _Done) -> None:
         """One item the pool resized (or failed on): recorded, checkpointed now and then."""
-        index, rel = done.index, self.rels[done.index]
+        index, rel, item = task.index, task.output, task.item
         ok = done.status != FAILED
         self.status[index], self.reason[index] = done.status, done.reason
         if self.src_size[index] >= 0:
-            item = _item(self.columns, index)
             self.manifest.put([(item.sample_id, item.path, item.member,
                                 int(self.src_size[index]), int(self.src_mtime[index]),
                                 self.fingerprint, rel if ok else "", done.bytes_written,
@@ -560,7 +597,7 @@ class _Run:
             if self.ours[index]:                          # an older version of this output
                 _remove_output(self.out_dir, rel)
             if self.on_error == "error":
-                raise ImageError(_label(self.columns, index), done.reason, done.detail)
+                raise ImageError(item.label, done.reason, done.detail)
         self.bytes_written += done.bytes_written
         self.unsynced = self.unsynced or ok
         if self.progress is not None:
@@ -584,7 +621,7 @@ def _remove_stale(run: _Run, recorded: _Recorded) -> None:
     table = recorded.table
     output = table["output"]
     stale = pc.and_(pc.not_equal(output, ""),
-                    pc.invert(pc.is_in(output, value_set=pa.array(run.rels, pa.string())))
+                    pc.invert(pc.is_in(output, value_set=run.columns["rel"]))
                     ).to_numpy(zero_copy_only=False)
     for rel in output.filter(pa.array(stale)).to_pylist():
         _remove_output(run.out_dir, rel)
@@ -598,30 +635,43 @@ def _remove_stale(run: _Run, recorded: _Recorded) -> None:
 
 
 LIST_OUTPUTS_FROM = 4096    # check this many outputs or more by listing their folders
+LISTED_PER_BATCH = 65_536   # names listed before the outputs of those folders are checked
 
 
-def _existing(out_dir: Path, rels: np.ndarray) -> np.ndarray:
-    """Which of the relative output paths exist: a stat each when they are few, else one
-    listing per folder (a tenth of a stat per file)."""
-    if len(rels) < LIST_OUTPUTS_FROM:
-        sizes, _ = stat_files((os.path.join(str(out_dir), "") + rels.astype(object)).tolist())
+def _existing(out_dir: Path, rels: pa.StringArray) -> np.ndarray:
+    """Which of the relative output paths exist: a stat each when they are few or spread one
+    or two per folder, else one listing per folder (a tenth of a stat per file), checked a
+    batch of folders at a time so memory stays bounded."""
+    folder_of = pc.replace_substring_regex(rels, "[^/]*$", "")
+    folders = pc.unique(folder_of)
+    if len(rels) < LIST_OUTPUTS_FROM or len(folders) * 4 > len(rels):
+        sizes, _ = stat_files(pc.binary_join_element_wise(os.path.join(str(out_dir), ""), rels, ""))
         return sizes >= 0
-    listed: list[str] = []
-    for folder in _folders(rels):
+    group = pc.index_in(folder_of, value_set=folders).to_numpy(zero_copy_only=False)
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(len(folders) + 1))
+    present = np.zeros(len(rels), bool)
+    listed: list[pa.Array] = []
+    first = 0                                     # the batch's first folder
+    for index, folder in enumerate(folders.to_pylist()):
         try:
             names = os.listdir(out_dir / folder if folder else out_dir)
         except (FileNotFoundError, NotADirectoryError):
-            continue
-        listed += [folder + name for name in names]
-    return pc.is_in(pa.array(rels, pa.string()),
-                    value_set=pa.array(listed, pa.string())).to_numpy(zero_copy_only=False)
+            names = []
+        listed.append(pc.binary_join_element_wise(folder, pa.array(names, pa.string()), ""))
+        if sum(map(len, listed)) >= LISTED_PER_BATCH or index == len(folders) - 1:
+            at = order[bounds[first]:bounds[index + 1]]
+            present[at] = pc.is_in(rels.take(pa.array(at)), value_set=pa.concat_arrays(listed)
+                                   ).to_numpy(zero_copy_only=False)
+            listed, first = [], index + 1
+    return present
 
 
 def _plan(run: _Run, recorded: _Recorded) -> np.ndarray:
     """Settle what needs no image work (unchanged, remembered or obvious failures), as columns;
     returns the positions that need resizing."""
-    frame = run.frame
-    no_path = (frame["path"] == "").to_numpy()
+    columns = run.columns
+    no_path = pc.equal(columns["path"], "").to_numpy(zero_copy_only=False)
     current = (recorded.known & (run.src_size >= 0) & ~no_path
                & recorded.equal("src_path", run.columns["path"])
                & recorded.equal("member", run.columns["member"])
@@ -629,10 +679,10 @@ def _plan(run: _Run, recorded: _Recorded) -> np.ndarray:
                & (recorded.numbers("src_mtime_ns") == run.src_mtime)
                & recorded.equal("spec", run.fingerprint))
     failed_before = current & recorded.equal("status", FAILED)
-    may_be_unchanged = current & ~failed_before & recorded.equal("output", run.rels)
+    may_be_unchanged = current & ~failed_before & recorded.equal("output", columns["rel"])
     candidates = np.flatnonzero(may_be_unchanged)
-    unchanged = np.zeros(len(frame), bool)
-    unchanged[candidates] = _existing(run.out_dir, run.rels[candidates])
+    unchanged = np.zeros(len(no_path), bool)
+    unchanged[candidates] = _existing(run.out_dir, columns["rel"].take(pa.array(candidates)))
     run.settle(unchanged, UNCHANGED)
     run.settle(no_path, FAILED, MISSING)
     run.fail_settled(no_path, "no source path")
@@ -662,33 +712,36 @@ def stage_resize(items: Sequence[ResizeItem] | pd.DataFrame, out_dir: Path, spec
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers {workers!r} must be a whole number >= 1 (or None for every core)")
     out_dir = Path(out_dir).absolute()
-    frame = items_frame(items)
-    columns = _columns(frame)
-    rels = _output_rels(frame, columns, spec.extension)
+    columns = item_columns(items)
+    columns["rel"] = _output_rels(columns, spec.extension)
     _refuse_source_overlap(columns["path"], out_dir)
-    _refuse_escaping_folders(rels, out_dir)
+    _refuse_escaping_folders(columns["rel"], out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps_under(out_dir)          # what a killed run left (never a live run's)
 
     manifest = ResizeManifest(out_dir)
     recorded = _Recorded(manifest.table, columns["sample_id"])
-    earlier_outputs = pc.drop_null(manifest.table["output"])
-    ours = pc.is_in(pa.array(rels, pa.string()),
-                    value_set=earlier_outputs.combine_chunks()).to_numpy(zero_copy_only=False)
-    src_size, src_mtime = stat_files(columns["path"].tolist())
-    run = _Run(frame, columns, rels, out_dir, spec, on_error, progress, manifest, src_size,
-               src_mtime, ours=ours)
+    earlier_outputs = pc.drop_null(manifest.table["output"]).combine_chunks()
+    ours = pc.is_in(columns["rel"], value_set=earlier_outputs).to_numpy(zero_copy_only=False)
+    src_size, src_mtime = stat_files(columns["path"])
+    run = _Run(columns, out_dir, spec, on_error, progress, manifest, src_size, src_mtime,
+               ours=ours)
     try:
         _remove_stale(run, recorded)
         todo = _plan(run, recorded)
         del recorded
-        tasks = [_Task(int(i), _item(columns, int(i)), rels[i]) for i in todo]
-        _run_tasks(tasks, out_dir, spec, workers, run.on_done)
+        _run_tasks(len(todo), (_tasks(columns, part) for part in _batches(todo)), out_dir, spec,
+                   workers, run.on_done)
     finally:
         run.save()
     manifest.finish()
-    return ResizeResult.of(run.frame["sample_id"], run.status, run.reason, out_dir, rels, spec,
+    return ResizeResult.of(columns, run.status, run.reason, out_dir, spec,
                            time.perf_counter() - started, run.bytes_written)
+
+
+def _batches(positions: np.ndarray, size: int = 4096) -> Iterator[np.ndarray]:
+    for start in range(0, len(positions), size):
+        yield positions[start:start + size]
 
 
 # ----------------------------------------------------------------------------- safe dimensions

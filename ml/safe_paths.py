@@ -122,15 +122,16 @@ def relative_name(name: str, what: str) -> str:
 _NOT_RELATIVE = r"(^|/)\.{0,2}(/|$)|^[^/]*:|\x00"
 
 
-def relative_names(names: Sequence[str], what: str) -> np.ndarray:
+def relative_names(names: Sequence[str] | pa.Array, what: str) -> pa.StringArray:
     """`relative_name` of a whole column at once (Arrow's regular expressions, no Python per
     name): the names with '/' separators, or the PathEscapeError of the first bad one."""
-    names = np.asarray(names, dtype=object)
-    text = pc.replace_substring(pa.array(names, pa.string()), "\\", "/")
-    bad = pc.match_substring_regex(text, _NOT_RELATIVE).to_numpy(zero_copy_only=False)
-    for name in names[bad]:
+    if not isinstance(names, pa.Array):
+        names = pa.array(np.asarray(names, dtype=object), pa.string())
+    text = pc.replace_substring(names, "\\", "/")
+    bad = pc.match_substring_regex(text, _NOT_RELATIVE)
+    for name in names.filter(bad).to_pylist():
         relative_name(name, what)            # raises, with the one message
-    return text.to_numpy(zero_copy_only=False)
+    return text
 
 
 def contained(root: str | os.PathLike, *parts: str, what: str = "output") -> Path:

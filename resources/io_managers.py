@@ -6,7 +6,9 @@ row count and size recorded as metadata; downstream assets get a pandas DataFram
 A partitioned (sharded, assets/shards.py) asset stores one file per shard under
 `<asset key path>/<shard>.parquet`; a downstream input receives the shards it depends on
 concatenated: its own shard for a sharded asset, every shard for an unpartitioned one (splits),
-which is how the shards' outputs are combined.
+which is how the shards' outputs are combined. An input declared with
+`AssetIn(metadata={"columns": [...]})` reads only those columns (a step that needs the sample
+id and path of a million-row catalog does not hold its other twenty columns).
 """
 
 from __future__ import annotations
@@ -52,16 +54,18 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         key = context.upstream_output.asset_key if context.upstream_output else context.asset_key
+        columns = (context.definition_metadata or {}).get("columns")
         if context.has_asset_partitions:
-            return self._load_shards(key, list(context.asset_partition_keys))
+            return self._load_shards(key, list(context.asset_partition_keys), columns)
         path = self._path(key)
         if not path.exists():
             raise dg.Failure(
                 f"{key.to_user_string()} has not been materialized yet ({path} does not exist); "
                 "materialize it first (e.g. run the prepare job)")
-        return pd.read_parquet(path)
+        return pd.read_parquet(path, columns=columns)
 
-    def _load_shards(self, key: dg.AssetKey, shards: list[str]) -> pd.DataFrame:
+    def _load_shards(self, key: dg.AssetKey, shards: list[str],
+                     columns: list[str] | None = None) -> pd.DataFrame:
         paths = [self._path(key, s) for s in sorted(shards)]
         missing = [s for s, p in zip(sorted(shards), paths) if not p.exists()]
         if missing:
@@ -70,7 +74,7 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
                 f"been materialized ({self._path(key, missing[0])} does not exist); materialize "
                 "the missing shards first (backfill the dataset's shards in the UI, or run its "
                 "<dataset>_shards job for each shard)")
-        return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+        return pd.concat([pd.read_parquet(p, columns=columns) for p in paths], ignore_index=True)
 
 
 class HandleIOManager(dg.ConfigurableIOManager):

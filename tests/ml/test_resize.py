@@ -560,11 +560,11 @@ AWKWARD_NAMES = ["a.b.c", "..b.c", ".b", "a.", "dir.x/file", "a/b.jpg", "a", "a/
 
 def test_output_names_of_a_column_are_splitext_of_each():
     from ml.resize import output_names
-    assert output_names(AWKWARD_NAMES).tolist() == [os.path.splitext(n)[0] for n in AWKWARD_NAMES]
+    assert output_names(AWKWARD_NAMES).to_pylist() == [os.path.splitext(n)[0] for n in AWKWARD_NAMES]
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.text(alphabet="ab./\\ \n", max_size=12))
 def test_output_names_agree_with_splitext_on_any_text(name):
     from ml.resize import output_names
-    assert output_names([name]).tolist() == [os.path.splitext(name)[0]]
+    assert output_names([name]).to_pylist() == [os.path.splitext(name)[0]]

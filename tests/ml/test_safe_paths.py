@@ -107,7 +107,7 @@ def test_relative_names_of_a_column_refuse_exactly_what_relative_name_refuses(na
         with pytest.raises(PathEscapeError):
             relative_names([name, "fine"], "output name")
         return
-    assert relative_names(["fine", name], "output name").tolist() == ["fine", expected]
+    assert relative_names(["fine", name], "output name").to_pylist() == ["fine", expected]
 
 
 @settings(max_examples=400, deadline=None)
