@@ -22,7 +22,8 @@ from assets.shards import current_shard, shard_partitions, shard_path
 from ml.dataset_spec import IMAGES_OPTION, DatasetSpec
 from ml.errors import ConfigError, DatasetError
 from ml.safe_paths import check_output_file
-from ml.verify import VerifyConfig, is_report, resolve_report_path, verify_catalog, write_report
+from ml.verify import (CATALOG_COLUMNS, VerifyConfig, is_report, resolve_report_path, verify_catalog,
+                       write_report)
 
 CHECK_NAME = "images_within_thresholds"
 
@@ -85,7 +86,8 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         name="verification_report", key_prefix=[spec.name], group_name=spec.name,
-        ins={"catalog": dg.AssetIn(key=dg.AssetKey([spec.name, "catalog"]))},
+        ins={"catalog": dg.AssetIn(key=dg.AssetKey([spec.name, "catalog"]),
+                                   metadata={"columns": list(CATALOG_COLUMNS)})},
         io_manager_key="frame_io_manager", kinds={"pandas", "json"},
         partitions_def=shard_partitions(spec),
         check_specs=[dg.AssetCheckSpec(

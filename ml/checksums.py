@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import adbc_driver_sqlite.dbapi as adbc_sqlite
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,6 +34,9 @@ CREATE TABLE IF NOT EXISTS checksums (
 )
 """
 _BATCH = 900  # stay under SQLite's limit on host parameters per statement
+_LOOKUP_COLUMNS = "identifier, size, mtime_ns, sha256"
+_LOOKUP_SCHEMA = pa.schema([("identifier", pa.string()), ("size", pa.int64()),
+                            ("mtime_ns", pa.int64()), ("sha256", pa.string())])
 SCAN_FROM = 0.5  # look up by scanning the table when the keys are at least half its rows
 
 
@@ -74,12 +78,12 @@ class Recorded:
     known: np.ndarray      # bool
     size: np.ndarray       # int64
     mtime_ns: np.ndarray   # int64
-    sha256: np.ndarray     # object (str, '' where unknown)
+    sha256: pa.StringArray  # '' where unknown (Arrow: a million hashes are 64 MB, not 113)
 
     @classmethod
     def none(cls, n: int) -> "Recorded":
         return cls(np.zeros(n, bool), np.full(n, -1, np.int64), np.full(n, NO_MTIME, np.int64),
-                   np.full(n, "", dtype=object))
+                   pa.array(np.full(n, "", dtype=object), pa.string()))
 
 
 def stat_changed(recorded_size: np.ndarray, recorded_mtime: np.ndarray, size: np.ndarray,
@@ -148,37 +152,40 @@ class ChecksumRegistry:
             found.update((r[0], ChecksumEntry(*r)) for r in rows)
         return found
 
-    def lookup(self, keys: np.ndarray | list[str]) -> Recorded:
+    def lookup(self, keys: pa.Array | np.ndarray | list[str]) -> Recorded:
         """The entries of a column of (distinct) keys, as columns aligned with it. One scan of
-        the table when the keys cover much of it, else one IN query per batch; either way the
-        rows are joined on the key by Arrow's hash join, never a Python object per entry."""
-        keys = pa.array(np.asarray(keys, dtype=object), pa.string())
-        recorded = Recorded.none(len(keys))
+        the table, read straight into Arrow columns by the ADBC SQLite driver (no Python object
+        per entry), when the keys cover much of it; else one IN query per batch. Either way the
+        rows are joined on the key by Arrow's hash join."""
+        if not isinstance(keys, pa.Array):
+            keys = pa.array(np.asarray(keys, dtype=object), pa.string())
         rows_in_table = len(self) if len(keys) else 0
         if rows_in_table == 0:
-            return recorded
-        columns = "identifier, size, mtime_ns, sha256"
+            return Recorded.none(len(keys))
         if len(keys) >= SCAN_FROM * rows_in_table:
-            rows = self._db.execute(f"SELECT {columns} FROM checksums").fetchall()
+            table = self._scan()
         else:
-            rows = []
-            wanted = keys.to_pylist()
+            rows, wanted = [], keys.to_pylist()
             for batch in _batches(wanted):
                 marks = ",".join("?" * len(batch))
-                rows += self._db.execute(f"SELECT {columns} FROM checksums "
+                rows += self._db.execute(f"SELECT {_LOOKUP_COLUMNS} FROM checksums "
                                          f"WHERE identifier IN ({marks})", batch).fetchall()
-        if not rows:
-            return recorded
-        identifier, size, mtime_ns, sha256 = zip(*rows)
-        at = pc.index_in(pa.array(identifier, pa.string()), value_set=keys)
-        hit = at.is_valid().to_numpy(zero_copy_only=False)     # a row of a key not asked for
-        where = at.fill_null(-1).to_numpy(zero_copy_only=False)[hit].astype(np.int64)
-        recorded.known[where] = True
-        recorded.size[where] = np.asarray(size, np.int64)[hit]
-        recorded.mtime_ns[where] = pa.array(mtime_ns, pa.int64()).fill_null(NO_MTIME).to_numpy(
-            zero_copy_only=False)[hit]
-        recorded.sha256[where] = np.asarray(sha256, dtype=object)[hit]
-        return recorded
+            table = pa.table(list(zip(*rows)) or [[], [], [], []], schema=_LOOKUP_SCHEMA)
+        at = pc.index_in(keys, value_set=table["identifier"].combine_chunks())
+        known = at.is_valid().to_numpy(zero_copy_only=False)
+
+        def aligned(name: str, missing) -> pa.ChunkedArray:
+            return table[name].take(at).fill_null(missing)
+        return Recorded(known, aligned("size", -1).to_numpy(),
+                        aligned("mtime_ns", NO_MTIME).to_numpy(),
+                        aligned("sha256", "").combine_chunks())
+
+    def _scan(self) -> pa.Table:
+        """The whole table's lookup columns as Arrow (ADBC reads SQLite in C)."""
+        with adbc_sqlite.connect(f"file:{self.path.absolute()}?mode=ro") as conn, \
+                conn.cursor() as cursor:
+            cursor.execute(f"SELECT {_LOOKUP_COLUMNS} FROM checksums")
+            return cursor.fetch_arrow_table().cast(_LOOKUP_SCHEMA)
 
     def record(self, entries: Iterable[ChecksumEntry]) -> None:
         """Insert or replace whole entries (first sightings, accepted changes) in one transaction."""
