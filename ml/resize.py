@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 from PIL import Image
 
 from ml.atomic import remove_stale_temps_under, sync_filesystem, temp_sibling
+from ml.columns import text_column
 from ml.containers import close_all as close_containers, read_member
 from ml.errors import ConfigError, DatasetError, ImageError, PathEscapeError
 from ml.imageio import MISSING, NOT_AN_IMAGE, UNSUPPORTED, load_rgb, read_header
@@ -367,17 +368,6 @@ ITEM_COLUMNS = ("sample_id", "path", "member", "output_name")
 # A name's extension as os.path.splitext sees it (the last '.' of the last component, unless
 # only dots come before it there), matched so that the name without it is \1\2.
 _EXTENSION = r"(?s)^(.*/)?(\.*[^./][^/]*)\.[^./]*$"
-
-
-def text_column(values) -> pa.StringArray:
-    """A column of text (a list, numpy array, pandas Series or Arrow array) as one Arrow string
-    array, '' where a value is missing."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if not isinstance(values, pa.Array):
-        values = pa.array(values if isinstance(values, pd.Series)
-                          else np.asarray(values, dtype=object), pa.string())
-    return values.cast(pa.string()).fill_null("")
 
 
 def output_names(names) -> pa.StringArray:

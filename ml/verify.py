@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 from ml.atomic import atomic_write_text, remove_stale_temps
 from ml.checksums import (ChecksumEntry, ChecksumRegistry, Recorded, content_difference,
                           now_text, sha256_hex, stat_changed, stat_difference)
+from ml.columns import text_column
 from ml.containers import is_recordio, member_keys, read_member
 from ml.errors import ConfigError, DatasetError, ImageError
 from ml.file_stats import NO_MTIME, stat_files
@@ -123,6 +124,11 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
         raise ConfigError(f"verify setting {name} = {value!r} must be a {annotation}")
 
 
+# The catalog columns verification reads (a step loads only these).
+CATALOG_COLUMNS = ("sample_id", "source_key", "path", "member", "used", "index_in_source",
+                   "status", "reason")
+
+
 @dataclass
 class VerificationResult:
     """What verification found: one row per catalog sample, the JSON report, and the verdict.
@@ -161,7 +167,9 @@ class _Findings:
         self.code = np.zeros(n, np.int8)
         self.reason = np.full(n, "", dtype=object)
         self.detail = np.full(n, "", dtype=object)
-        self.sha256 = np.full(n, "", dtype=object)
+        self.sha256 = np.full(n, "", dtype=object)        # hashed in this run (decode level)
+        self.recorded_sha256: pa.Array | None = None      # the registry's, aligned (exists level)
+        self.from_registry = np.zeros(n, bool)            # rows whose hash is the registry's
         self.size = np.full(n, -1, np.int64)              # -1: not looked at
         self.mtime_ns = np.full(n, NO_MTIME, np.int64)    # NO_MTIME: none (container members)
 
@@ -180,6 +188,13 @@ class _Findings:
     def status(self, pos: int) -> str:
         return STATUSES[self.code[pos]]
 
+    def sha256_column(self) -> pa.Array:
+        """Every row's sha256 ('' when unknown): hashed now, or as the registry has it."""
+        hashed = pa.array(self.sha256, pa.string())
+        if self.recorded_sha256 is None or not self.from_registry.any():
+            return hashed
+        return pc.if_else(pa.array(self.from_registry), self.recorded_sha256, hashed)
+
 
 @dataclass
 class _Rows:
@@ -190,18 +205,18 @@ class _Rows:
     source_keys: pd.Series
     used: np.ndarray             # bool
     index_in_source: np.ndarray  # int64
-    registry_keys: np.ndarray    # object: the checksum registry's key of each row
+    registry_keys: pa.StringArray  # the checksum registry's key of each row
 
     @classmethod
     def of(cls, catalog: pd.DataFrame) -> "_Rows":
-        paths = pa.array(catalog["path"].fillna("").astype(str), pa.large_string())
-        if isinstance(paths, pa.ChunkedArray):   # pyarrow-backed strings read back from Parquet
-            paths = paths.combine_chunks()          # come in chunks past 131,072 rows
-        members = catalog["member"].fillna("").astype(str).to_numpy(dtype=object)
+        paths = text_column(catalog["path"])
+        member_text = text_column(catalog["member"])
+        members = member_text.to_numpy(zero_copy_only=False)
         source_keys = catalog["source_key"].astype(str).reset_index(drop=True)
-        keys = source_keys.to_numpy(dtype=object).copy()
-        inner = (members != "") & (members != keys)       # a member other than the key itself
-        keys[inner] = [f"{k}#{m}" for k, m in zip(keys[inner], members[inner])]
+        keys = text_column(source_keys)
+        inner = pc.and_(pc.not_equal(member_text, ""),     # a member other than the key itself
+                        pc.not_equal(member_text, keys))
+        keys = pc.if_else(inner, pc.binary_join_element_wise(keys, member_text, "#"), keys)
         return cls(paths=paths, members=members, source_keys=source_keys,
                    used=catalog["used"].astype(bool).to_numpy(),
                    index_in_source=catalog["index_in_source"].astype("int64").to_numpy(),
@@ -210,8 +225,8 @@ class _Rows:
     def path(self, pos: int) -> str:
         return self.paths[int(pos)].as_py()
 
-    def paths_at(self, positions) -> list[str]:
-        return self.paths.take(pa.array(np.asarray(positions, np.int64))).to_pylist()
+    def keys_at(self, positions) -> list[str]:
+        return self.registry_keys.take(pa.array(np.asarray(positions, np.int64))).to_pylist()
 
 
 # ----------------------------------------------------------------------------- invalid rows
@@ -444,27 +459,29 @@ def _compare_with_registry(registry: ChecksumRegistry, recorded: Recorded, posit
     stats_differ = stat_changed(recorded.size[old], recorded.mtime_ns[old], found.size[old],
                                 found.mtime_ns[old])
     if level == "exists":
-        found.sha256[old] = recorded.sha256[old]
+        found.recorded_sha256 = recorded.sha256
+        found.from_registry[old] = True
         for p in old[stats_differ]:
             why = stat_difference(_entry(recorded, rows, p), int(found.size[p]),
                                   _mtime(found.mtime_ns[p]))
             found.mark(p, CORRUPT, CHANGED, f"{why}; run a decode-level check to compare contents")
         return
-    content_differs = found.sha256[old] != recorded.sha256[old]
+    content_differs = pc.not_equal(pa.array(found.sha256[old], pa.string()),
+                                   recorded.sha256.take(pa.array(old))).to_numpy(zero_copy_only=False)
     changed = old[content_differs]
     first_seen = new if not accept_changes else np.concatenate([new, changed])
     if not accept_changes:
-        entries = registry.get_many(rows.registry_keys[changed].tolist())
-        for p in changed:
-            found.mark(p, CORRUPT, CHANGED,
-                       content_difference(entries[rows.registry_keys[p]], found.sha256[p]))
+        keys = rows.keys_at(changed)
+        entries = registry.get_many(keys)
+        for p, key in zip(changed, keys):
+            found.mark(p, CORRUPT, CHANGED, content_difference(entries[key], found.sha256[p]))
     stamp = now_text()
     registry.record(ChecksumEntry(key, size, _mtime(mtime), sha, stamp) for key, size, mtime, sha
-                    in zip(rows.registry_keys[first_seen].tolist(),
+                    in zip(rows.keys_at(first_seen),
                            found.size[first_seen].tolist(), found.mtime_ns[first_seen].tolist(),
                            found.sha256[first_seen].tolist()))
     touched = old[~content_differs & stats_differ]      # same bytes, copied or touched
-    registry.refresh_stats(zip(rows.registry_keys[touched].tolist(),
+    registry.refresh_stats(zip(rows.keys_at(touched),
                                found.size[touched].tolist(),
                                [_mtime(m) for m in found.mtime_ns[touched].tolist()]))
 
@@ -474,8 +491,8 @@ def _mtime(value: int) -> int | None:
 
 
 def _entry(recorded: Recorded, rows: _Rows, pos: int) -> ChecksumEntry:
-    return ChecksumEntry(rows.registry_keys[pos], int(recorded.size[pos]),
-                         _mtime(recorded.mtime_ns[pos]), recorded.sha256[pos], "")
+    return ChecksumEntry(rows.registry_keys[int(pos)].as_py(), int(recorded.size[pos]),
+                         _mtime(recorded.mtime_ns[pos]), recorded.sha256[int(pos)].as_py(), "")
 
 
 def _stat_files(positions: np.ndarray, rows: _Rows, found: _Findings) -> None:
@@ -483,7 +500,7 @@ def _stat_files(positions: np.ndarray, rows: _Rows, found: _Findings) -> None:
     knows); a file gone since the listing is missing."""
     if len(positions) == 0:
         return
-    size, mtime = stat_files(rows.paths_at(positions))
+    size, mtime = stat_files(rows.paths.take(pa.array(np.asarray(positions, np.int64))))
     found.size[positions], found.mtime_ns[positions] = size, mtime
     gone = positions[size < 0]
     if len(gone):
@@ -654,7 +671,7 @@ def verify_catalog(catalog: pd.DataFrame, *, images_dir: str, config: VerifyConf
         "verify_status": pd.Series(np.array(STATUSES, dtype=object)[found.code], dtype=object),
         "reason": pd.Series(found.reason, dtype=object),
         "detail": pd.Series(found.detail, dtype=object),
-        "sha256": pd.Series(found.sha256, dtype=object),
+        "sha256": found.sha256_column().to_pandas(),
     })
     return VerificationResult(per_sample=per_sample, report=report, passed=passed,
                               message=message)
