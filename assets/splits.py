@@ -11,9 +11,9 @@ from assets.metadata import class_count_summary, image_markdown, save_png
 from assets.options import merged_options
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, DatasetError
-from ml.splits import (SplitSpec, assign_splits, build_link_tree, class_balance_png,
-                       split_counts, thumbnail_grid, write_class_counts,
-                       write_manifests)
+from ml.splits import (RESIZED_COLUMNS, SplitSpec, assign_splits, build_link_tree,
+                       class_balance_png, split_counts, thumbnail_grid, with_resized_files,
+                       write_class_counts, write_manifests)
 
 SPLIT_DEFAULTS = {"ratios": [0.80, 0.12, 0.08], "names": ["train", "val", "test"], "seed": 0,
                   "group_identities": False, "link_tree": False}
@@ -45,7 +45,8 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     @dg.asset(
         name="splits", key_prefix=[spec.name], group_name=spec.name,
         ins={"catalog": dg.AssetIn(key=dg.AssetKey([spec.name, "catalog"])),
-             "resized": dg.AssetIn(key=dg.AssetKey([spec.name, "resized"]))},
+             "resized": dg.AssetIn(key=dg.AssetKey([spec.name, "resized"]),
+                                   metadata={"columns": list(RESIZED_COLUMNS)})},
         io_manager_key="frame_io_manager", kinds={"parquet"},
         description=f"{spec.name}'s resized samples assigned to splits by a stable, group-aware "
                     "hash; one Parquet manifest per split.",
@@ -56,9 +57,7 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             sspec = split_spec_for(spec, config)
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
-        done = resized.loc[resized["status"] != "failed", ["sample_id", "output", "width", "height"]]
-        frame = catalog.drop(columns=["width", "height"]).merge(
-            done.rename(columns={"output": "file"}), on="sample_id", how="inner")
+        frame = with_resized_files(catalog, resized)
         if frame.empty:
             raise dg.Failure(description=f"{spec.name}: no resized images to split; check the "
                                          "resized asset's failures and the verification report")

@@ -19,8 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ml.atomic import atomic_path
+from ml.columns import text_column
 from ml.errors import ConfigError
 from ml.publish import publish_dir
 from ml.safe_paths import check_name, contained, link_or_copy_new, safe_component, safe_components
@@ -106,6 +110,23 @@ def assign_splits(frame: pd.DataFrame, spec: SplitSpec) -> pd.Series:
     return pd.Series(names[which][codes], index=frame.index, name="split", dtype=object)
 
 
+RESIZED_COLUMNS = ("sample_id", "output", "width", "height", "status")   # what splits reads
+
+
+def with_resized_files(catalog: pd.DataFrame, resized: pd.DataFrame) -> pd.DataFrame:
+    """The catalog rows whose image was resized, in catalog order, with the resized file
+    (`file`) and its width and height in place of the source's: one Arrow hash join on the
+    sample id (a pandas merge of a million rows took three times as long)."""
+    done = resized.loc[resized["status"] != "failed"]
+    at = pc.index_in(text_column(catalog["sample_id"]), value_set=text_column(done["sample_id"]))
+    rows = np.flatnonzero(at.is_valid().to_numpy(zero_copy_only=False))
+    picked = at.drop_null().to_numpy(zero_copy_only=False)
+    frame = catalog.drop(columns=["width", "height"]).iloc[rows].reset_index(drop=True)
+    for name, column in (("file", "output"), ("width", "width"), ("height", "height")):
+        frame[name] = done[column].iloc[picked].to_numpy()
+    return frame
+
+
 def split_counts(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
     """{split: {label: count}} for metadata and the class-balance histogram."""
     table = frame.groupby(["split", "label"]).size()
@@ -130,10 +151,12 @@ def write_class_counts(frame: pd.DataFrame, out_dir: Path) -> Path:
 def write_manifests(frame: pd.DataFrame, out_dir: Path, spec: SplitSpec) -> dict[str, Path]:
     """One Parquet manifest per split, each written atomically."""
     paths = {}
+    table = pa.Table.from_pandas(frame, preserve_index=False)    # no copy of Arrow strings
+    split = table["split"]
     for name in spec.names:
         path = contained(out_dir, f"{check_name(name, 'split name')}.parquet", what="split manifest")
         with atomic_path(path) as tmp:
-            frame.loc[frame["split"] == name].reset_index(drop=True).to_parquet(tmp, index=False)
+            pq.write_table(table.filter(pc.equal(split, name)), tmp)
         paths[name] = path
     return paths
 
