@@ -87,8 +87,10 @@ def unit_hashes(seed: int, units) -> np.ndarray:
     """`unit_hash` of many units at once: the first 8 bytes of each sha256, big-endian, as
     float64 / 2**64 (the same values, one hashlib call per unit and no other Python per unit)."""
     prefix = f"{seed}\x00".encode("utf-8")
-    digests = b"".join(hashlib.sha256(prefix + str(u).encode("utf-8")).digest()[:8]
-                       for u in units)
+    if hasattr(units, "tolist"):        # pandas/numpy: one bulk conversion, not one per value
+        units = units.tolist()
+    sha256 = hashlib.sha256
+    digests = b"".join([sha256(prefix + str(u).encode("utf-8")).digest()[:8] for u in units])
     return np.frombuffer(digests, dtype=">u8").astype(np.float64) / 2.0 ** 64
 
 
@@ -107,7 +109,7 @@ def assign_splits(frame: pd.DataFrame, spec: SplitSpec) -> pd.Series:
     edges = np.cumsum(spec.ratios)[:-1]
     which = np.searchsorted(edges, unit_hashes(spec.seed, uniques), side="right")
     names = np.array(spec.names, dtype=object)
-    return pd.Series(names[which][codes], index=frame.index, name="split", dtype=object)
+    return pd.Series(names[which][codes], index=frame.index, name="split", dtype="str")
 
 
 RESIZED_COLUMNS = ("sample_id", "output", "width", "height", "status")   # what splits reads
@@ -117,13 +119,19 @@ def with_resized_files(catalog: pd.DataFrame, resized: pd.DataFrame) -> pd.DataF
     """The catalog rows whose image was resized, in catalog order, with the resized file
     (`file`) and its width and height in place of the source's: one Arrow hash join on the
     sample id (a pandas merge of a million rows took three times as long)."""
-    done = resized.loc[resized["status"] != "failed"]
+    failed = (resized["status"] == "failed").to_numpy()
+    done = resized.loc[~failed] if failed.any() else resized
     at = pc.index_in(text_column(catalog["sample_id"]), value_set=text_column(done["sample_id"]))
     rows = np.flatnonzero(at.is_valid().to_numpy(zero_copy_only=False))
     picked = at.drop_null().to_numpy(zero_copy_only=False)
-    frame = catalog.drop(columns=["width", "height"]).iloc[rows].reset_index(drop=True)
+    frame = catalog.drop(columns=["width", "height"])
+    if len(rows) < len(catalog):                   # the common case keeps every row: no copy
+        frame = frame.iloc[rows]
+    frame = frame.reset_index(drop=True)
+    in_order = len(picked) == len(done) and bool((picked == np.arange(len(picked))).all())
     for name, column in (("file", "output"), ("width", "width"), ("height", "height")):
-        frame[name] = done[column].iloc[picked].to_numpy()
+        values = done[column].reset_index(drop=True)
+        frame[name] = values if in_order else values.iloc[picked].reset_index(drop=True)
     return frame
 
 
