@@ -452,3 +452,17 @@ def test_exists_level_with_a_filled_registry_finds_the_changed_file(tmp_path, mo
     assert bad == {keys[17]: ("corrupt", CHANGED)}
     assert "size" in result.report["corrupt"][0]["detail"]
     assert (result.per_sample["sha256"] != "").all()           # taken from the registry
+
+
+def test_a_folder_named_like_an_image_is_missing_not_present(tmp_path):
+    """Names alone are trusted only in folders without subfolders (their link count says so);
+    elsewhere each entry's type is read, and a folder is not an image."""
+    images = tmp_path / "images"
+    jpeg(images / "a.jpg")
+    (images / "b.jpg").mkdir()                         # a folder where an image should be
+    jpeg(tmp_path / "flat" / "c.jpg")
+    frame = pd.concat([files_catalog(images, ["a.jpg", "b.jpg"]),
+                       files_catalog(tmp_path / "flat", ["c.jpg"])], ignore_index=True)
+    result = run(frame, tmp_path, None, level="exists")
+    found = {k: v[0] for k, v in statuses(result, frame).items()}
+    assert found == {"a.jpg": "ok", "b.jpg": "missing", "c.jpg": "ok"}
