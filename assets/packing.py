@@ -17,7 +17,8 @@ from assets.progress_observations import progress_factory_for
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
 from ml.formats.handles import Handle
-from ml.packing import build_val_memfile, pack_h5_store, pack_recordio, pack_tfrecords
+from ml.packing import (SPLIT_COLUMNS, build_val_memfile, pack_h5_store, pack_recordio,
+                        pack_tfrecords)
 
 FORMAT_DEFAULTS: dict[str, dict] = {
     "recordio": {"shuffle_seed": 0},
@@ -31,7 +32,8 @@ def _packing_asset(spec: DatasetSpec, name: str, description: str,
                    pack: Callable[[dg.AssetExecutionContext, pd.DataFrame, dict], tuple[Handle, dict]]):
     @dg.asset(
         name=name, key_prefix=[spec.name], group_name=spec.name,
-        ins={"splits": dg.AssetIn(key=dg.AssetKey([spec.name, "splits"]))},
+        ins={"splits": dg.AssetIn(key=dg.AssetKey([spec.name, "splits"]),
+                                  metadata={"columns": list(SPLIT_COLUMNS)})},
         io_manager_key="handle_io_manager", kinds={name.split("_")[0]}, description=description,
     )
     def packed(context: dg.AssetExecutionContext, splits: pd.DataFrame) -> dg.Output[Handle]:

@@ -49,6 +49,11 @@ def image_format(path: str) -> str:
     return "png" if path[-4:].lower() == ".png" else "jpeg"
 
 
+# The split-manifest columns the packers read (a packing step loads only these).
+SPLIT_COLUMNS = ("split", "file", "label_index", "label", "width", "height", "source_key",
+                 "group_kind", "group_id", "frame_index")
+
+
 def _require(frame: pd.DataFrame, what: str) -> None:
     if frame.empty:
         raise DatasetError(f"{what}: the split manifest has no rows to pack")
