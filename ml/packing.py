@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from ml.checksums import files_sha256
+from ml.columns import text_column
 from ml.errors import DatasetError
 from ml.file_bytes import read_file_bytes
 from ml.formats.example_proto import make_image_example_parts
@@ -42,11 +44,6 @@ class FileBytes(Sequence):
 
     def __getitem__(self, i):  # type: ignore[override]
         return read_file_bytes(self.paths[i])
-
-
-def image_format(path: str) -> str:
-    """The `image/format` of a resized file: "png" for .png, else "jpeg"."""
-    return "png" if path[-4:].lower() == ".png" else "jpeg"
 
 
 # The split-manifest columns the packers read (a packing step loads only these).
@@ -80,26 +77,30 @@ def pack_recordio(train: pd.DataFrame, out_dir: Path, *, shuffle_seed: int | Non
 class ImageExampleRows:
     """The rows of a split manifest as tf.train.Example records with the standard image keys:
     `record(i)` reads row i's file and returns the Example as pieces (the image bytes uncopied).
-    The columns are taken out of the DataFrame once, so a record costs a file read and the
-    encoding, nothing per row from pandas."""
+    The columns are taken out of the DataFrame once, as Arrow text and numpy numbers (no
+    Python object per row: a million rows held as lists of str cost ~300 MB), so a record
+    costs a file read, the encoding and two text lookups, nothing per row from pandas."""
 
     def __init__(self, rows: pd.DataFrame):
-        self.files = rows["file"].tolist()
-        self.labels = rows["label_index"].astype("int64").tolist()
-        self.heights = rows["height"].astype("int64").tolist()
-        self.widths = rows["width"].astype("int64").tolist()
-        self.texts = rows["label"].astype(str).tolist()
-        self.formats = [image_format(f) for f in self.files]
-        self.names = rows["source_key"].astype(str).tolist()
+        self.files = text_column(rows["file"])
+        self.names = text_column(rows["source_key"])
+        self.labels = rows["label_index"].to_numpy(np.int64)
+        self.heights = rows["height"].to_numpy(np.int64)
+        self.widths = rows["width"].to_numpy(np.int64)
+        codes, texts = pd.factorize(rows["label"].astype(str))
+        self.text_codes, self.texts = codes, [str(t) for t in texts]
+        self.png = pc.ends_with(pc.utf8_lower(self.files), ".png").to_numpy(zero_copy_only=False)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def record(self, i: int) -> list[bytes]:
-        return make_image_example_parts(read_file_bytes(self.files[i]), label=self.labels[i],
-                                        height=self.heights[i], width=self.widths[i],
-                                        text=self.texts[i], format=self.formats[i],
-                                        filename=self.names[i])
+        return make_image_example_parts(read_file_bytes(self.files[i].as_py()),
+                                        label=int(self.labels[i]), height=int(self.heights[i]),
+                                        width=int(self.widths[i]),
+                                        text=self.texts[self.text_codes[i]],
+                                        format="png" if self.png[i] else "jpeg",
+                                        filename=self.names[i].as_py())
 
 
 def pack_tfrecords(frame: pd.DataFrame, out_dir: Path, *, target_shard_bytes: int,
