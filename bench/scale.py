@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -132,8 +133,11 @@ def recordio_source(n: int) -> Path:
 
 
 def datasets_yaml(name: str, kind: str, source: dict, extra: dict | None = None) -> Path:
+    """The dataset's datasets.yaml, its outputs from any earlier run removed (first runs are
+    first runs: resize and the checksum registry start empty)."""
     import yaml
     folder = CACHE / "runs" / name
+    shutil.rmtree(folder / "outputs", ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     entry = {"name": name, "kind": kind, "source": source,
              "resize": {"mode": "stretch", "width": 32, "height": 32, "quality": 90},

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from ml.columns import text_column
 from ml.containers import read_member
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ImageError, PathEscapeError, SourceError
-from ml.headers import read_headers, status_of
+from ml.headers import HeaderColumns, read_headers, status_of
 from ml.imageio import read_header
 from ml.progress import Progress, ProgressFactory
 from ml.shards import shard_codes, shard_index
@@ -184,35 +186,33 @@ def _member_header(path: str, member: str) -> tuple:
         return "unreadable", exc.reason, None, None, len(data)
 
 
-def _headers(source: pd.DataFrame, workers: int | None, progress: Progress | None) -> dict:
+def _headers(source: pd.DataFrame, workers: int | None,
+             progress: Progress | None) -> HeaderColumns:
     """Header columns (status, reason, width, height, bytes) of every row: plain files across
     cores (ml/headers.py); container members from the source when it knows their size (a
     RecordIO `property`: nothing read), else here; identifiers refused by the source are never
     opened."""
     n = len(source)
-    status, reason = np.full(n, "ok", dtype=object), np.full(n, "", dtype=object)
-    width, height, size = (np.full(n, None, dtype=object) for _ in range(3))
+    columns = HeaderColumns.empty(n)
     invalid = (source["invalid_reason"] != "").to_numpy()
     member = (source["member"] != "").to_numpy() & ~invalid
     plain = np.flatnonzero((source["path"] != "").to_numpy() & ~member & ~invalid)
-    headers = read_headers(source["path"].to_numpy()[plain].tolist(), workers=workers,
-                           progress=progress)
-    if headers:
-        for column, values in zip((status, reason, width, height, size), zip(*headers)):
-            column[plain] = values
+    read = read_headers(text_column(source["path"]).take(pa.array(plain)), workers=workers,
+                        progress=progress)
+    for name in ("status", "reason", "width", "height", "size"):
+        getattr(columns, name)[plain] = getattr(read, name)
     known = member & source["width"].notna().to_numpy() & source["height"].notna().to_numpy()
-    width[known], height[known] = source["width"].to_numpy()[known], \
-        source["height"].to_numpy()[known]
+    columns.width[known] = source["width"].to_numpy()[known]
+    columns.height[known] = source["height"].to_numpy()[known]
     for i in np.flatnonzero(member & ~known):
-        status[i], reason[i], width[i], height[i], size[i] = _member_header(
-            source["path"].iat[i], source["member"].iat[i])
+        columns.fill(int(i), [_member_header(source["path"].iat[i], source["member"].iat[i])])
     nowhere = ~invalid & ~member & (source["path"] == "").to_numpy()
-    status[invalid | nowhere] = "invalid_path"
-    reason[invalid] = source["invalid_reason"].to_numpy()[invalid]
-    reason[nowhere] = "no path"
+    columns.status[invalid | nowhere] = "invalid_path"
+    columns.reason[invalid] = source["invalid_reason"].to_numpy()[invalid]
+    columns.reason[nowhere] = "no path"
     if progress is not None:
         progress.advance(n - len(plain))
-    return {"status": status, "reason": reason, "width": width, "height": height, "bytes": size}
+    return columns
 
 
 def build_catalog(spec: DatasetSpec, *, workers: int | None = None,
@@ -253,7 +253,8 @@ def build_catalog(spec: DatasetSpec, *, workers: int | None = None,
     return CatalogResult(frame=frame, invalid=invalid)
 
 
-def _frame_of(source: pd.DataFrame, headers: dict, label_names: set[str]) -> pd.DataFrame:
+def _frame_of(source: pd.DataFrame, headers: HeaderColumns,
+              label_names: set[str]) -> pd.DataFrame:
     """The catalog's columns from the source's columns and the headers (no Python per row)."""
     ids = source["sample_id"].astype(str)
     group = source["group_id"].astype(str)
@@ -265,15 +266,19 @@ def _frame_of(source: pd.DataFrame, headers: dict, label_names: set[str]) -> pd.
         "group_id": group.where(group != "", ids), "group_kind": source["group_kind"].astype(str),
         "frame_index": source["frame_index"].astype("int64"),
         "role": source["role"].astype(str),
-        "width": pd.array(headers["width"], dtype="Int64"),
-        "height": pd.array(headers["height"], dtype="Int64"),
-        "bytes": pd.array(headers["bytes"], dtype="Int64"),
-        "status": headers["status"], "reason": headers["reason"],
+        "width": _known(headers.width), "height": _known(headers.height),
+        "bytes": _known(headers.size),
+        "status": headers.status, "reason": headers.reason,
         "used": source["used"].astype(bool),
         "index_in_source": source["index_in_source"].astype("int64"),
     })
     frame["label_index"] = _label_indices(frame["label"].astype(object), label_names)
     return frame[CATALOG_COLUMNS]
+
+
+def _known(values: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """An int64 column with -1 for unknown as a nullable Int64 column."""
+    return pd.arrays.IntegerArray(values, values < 0)
 
 
 def usable(frame: pd.DataFrame, exclude: set[str] | frozenset[str] = frozenset()) -> pd.DataFrame:

@@ -15,12 +15,13 @@ Verification only reads: it never writes into the images folder.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -167,7 +168,7 @@ class _Findings:
         self.code = np.zeros(n, np.int8)
         self.reason = np.full(n, "", dtype=object)
         self.detail = np.full(n, "", dtype=object)
-        self.sha256 = np.full(n, "", dtype=object)        # hashed in this run (decode level)
+        self.sha256 = np.zeros(n, dtype="S64")            # hex, hashed in this run (decode)
         self.recorded_sha256: pa.Array | None = None      # the registry's, aligned (exists level)
         self.from_registry = np.zeros(n, bool)            # rows whose hash is the registry's
         self.size = np.full(n, -1, np.int64)              # -1: not looked at
@@ -188,9 +189,13 @@ class _Findings:
     def status(self, pos: int) -> str:
         return STATUSES[self.code[pos]]
 
+    def hashes(self, where) -> pa.StringArray:
+        """The hex sha256 hashed in this run at `where` ('' where none), as Arrow text."""
+        return pa.array(self.sha256[where], pa.binary()).cast(pa.string())
+
     def sha256_column(self) -> pa.Array:
         """Every row's sha256 ('' when unknown): hashed now, or as the registry has it."""
-        hashed = pa.array(self.sha256, pa.string())
+        hashed = self.hashes(slice(None))
         if self.recorded_sha256 is None or not self.from_registry.any():
             return hashed
         return pc.if_else(pa.array(self.from_registry), self.recorded_sha256, hashed)
@@ -421,6 +426,9 @@ def _decode_members(container: str, items: list[tuple[int, str]],
     return results
 
 
+RECORD_BATCH = 65_536      # first sightings written to the registry per transaction
+
+
 def _chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -432,22 +440,29 @@ def _decode_all(positions: np.ndarray, rows: _Rows, found: _Findings, config: Ve
     threads measured as fast as processes: bench/verify.py), `chunk_size` images per task at
     most, fewer when that keeps every worker busy."""
     plain = positions[rows.members[positions] == ""]
-    files = sorted(zip(plain.tolist(), rows.paths.take(pa.array(plain)).to_pylist()),
-                   key=lambda item: item[1])
+    plain = plain[pc.sort_indices(rows.paths.take(pa.array(plain))).to_numpy()]   # disk order
     size = max(1, min(config.chunk_size, math.ceil(len(positions) / (config.num_workers * 4))))
+    in_containers = positions[rows.members[positions] != ""]
+    tasks = itertools.chain(
+        ((_decode_files, [(p, path) for p, path in zip(part.tolist(), rows.paths.take(
+            pa.array(part)).to_pylist())]) for part in _chunks(plain, size)),
+        ((_decode_members, container, chunk) for container, items in
+         _by_container(in_containers, rows).items() for chunk in _chunks(items, size)))
+    in_flight_max = config.num_workers * 4     # tasks made as workers take them: bounded memory
     with ThreadPoolExecutor(max_workers=config.num_workers) as pool:
-        futures = [pool.submit(_decode_files, chunk, config.max_pixels)
-                   for chunk in _chunks(files, size)]
-        in_containers = positions[rows.members[positions] != ""]
-        for container, items in _by_container(in_containers, rows).items():
-            futures += [pool.submit(_decode_members, container, chunk, config.max_pixels)
-                        for chunk in _chunks(items, size)]
-        for future in as_completed(futures):
-            done = future.result()
-            for pos, outcome in done:
-                found.apply(pos, outcome)
-            if progress is not None:
-                progress.advance(len(done))
+        pending: set = set()
+        while True:
+            for fn, *args in itertools.islice(tasks, in_flight_max - len(pending)):
+                pending.add(pool.submit(fn, *args, config.max_pixels))
+            if not pending:
+                break
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                done = future.result()
+                for pos, outcome in done:
+                    found.apply(pos, outcome)
+                if progress is not None:
+                    progress.advance(len(done))
 
 
 # ----------------------------------------------------------------------------- registry
@@ -471,20 +486,21 @@ def _compare_with_registry(registry: ChecksumRegistry, recorded: Recorded, posit
                                   _mtime(found.mtime_ns[p]))
             found.mark(p, CORRUPT, CHANGED, f"{why}; run a decode-level check to compare contents")
         return
-    content_differs = pc.not_equal(pa.array(found.sha256[old], pa.string()),
-                                   recorded.sha256.take(pa.array(old))).to_numpy(zero_copy_only=False)
+    content_differs = pc.not_equal(found.hashes(old), recorded.sha256.take(pa.array(old))
+                                   ).to_numpy(zero_copy_only=False)
     changed = old[content_differs]
     first_seen = new if not accept_changes else np.concatenate([new, changed])
     if not accept_changes:
         keys = rows.keys_at(changed)
         entries = registry.get_many(keys)
         for p, key in zip(changed, keys):
-            found.mark(p, CORRUPT, CHANGED, content_difference(entries[key], found.sha256[p]))
+            found.mark(p, CORRUPT, CHANGED,
+                       content_difference(entries[key], found.sha256[p].decode("ascii")))
     stamp = now_text()
-    registry.record(ChecksumEntry(key, size, _mtime(mtime), sha, stamp) for key, size, mtime, sha
-                    in zip(rows.keys_at(first_seen),
-                           found.size[first_seen].tolist(), found.mtime_ns[first_seen].tolist(),
-                           found.sha256[first_seen].tolist()))
+    for part in _chunks(first_seen, RECORD_BATCH):      # Python objects for a batch at a time
+        registry.record(ChecksumEntry(key, size, _mtime(mtime), sha, stamp) for key, size, mtime,
+                        sha in zip(rows.keys_at(part), found.size[part].tolist(),
+                                   found.mtime_ns[part].tolist(), found.hashes(part).to_pylist()))
     touched = old[~content_differs & stats_differ]      # same bytes, copied or touched
     registry.refresh_stats(zip(rows.keys_at(touched),
                                found.size[touched].tolist(),

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import ml.catalog as catalog_mod
+from ml.columns import text_column
 from ml.catalog import build_catalog, sample_id_for, usable
 from ml.dataset_spec import load_datasets, parse_datasets
 from ml.errors import ConfigError, PathEscapeError, SourceError
@@ -267,7 +268,8 @@ def test_a_shard_keeps_and_opens_only_its_samples_and_agrees_on_label_indices(tm
     opened: list[str] = []
     real = catalog_mod.read_headers
     monkeypatch.setattr(catalog_mod, "read_headers",
-                        lambda paths, **kw: (opened.extend(paths), real(paths, **kw))[1])
+                        lambda paths, **kw: (opened.extend(text_column(paths).to_pylist()),
+                                             real(paths, **kw))[1])
     parts = []
     for index, key in enumerate(shard_keys(4)):
         opened.clear()

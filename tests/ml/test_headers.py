@@ -61,6 +61,11 @@ def test_process_pool_returns_the_same_headers_in_order(golden, tmp_path, monkey
     monkeypatch.setattr(headers, "PARALLEL_FROM", 10)
     from ml.progress import Progress
     progress = Progress(len(paths), "headers", emit=lambda m: None)
-    assert headers.read_headers(paths, workers=2, progress=progress) == serial
+    pooled = headers.read_headers(paths, workers=2, progress=progress)
+    for name in ("status", "reason", "width", "height", "size"):
+        assert getattr(pooled, name).tolist() == getattr(serial, name).tolist()
+    assert serial.status.tolist() == [headers.file_header(p)[0] for p in paths]
+    assert serial.width.tolist() == [h[2] if h[2] is not None else -1
+                                     for h in map(headers.file_header, paths)]
     assert progress.done == len(paths)
-    assert serial[-1][0] == "missing" and serial[0][0] in ("ok", "unreadable")
+    assert serial.status[-1] == "missing" and serial.status[0] in ("ok", "unreadable")
