@@ -11,9 +11,11 @@ filesystem, a cold disk), the rest go to a few threads in chunks instead: waitin
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Sequence
 
 import numpy as np
@@ -28,6 +30,7 @@ SLOW_STAT_S = 20e-6                 # slower than this per file means waiting: u
 PROCESSES_FROM = 200_000            # this many fast stats or more are spread over processes
 PROCESS_CHUNK = 65_536              # paths per process task
 MAX_PROCESSES = 8
+log = logging.getLogger(__name__)
 
 
 def _stat_chunk(paths: Sequence[str], sizes: np.ndarray, mtimes: np.ndarray) -> None:
@@ -71,22 +74,34 @@ def stat_files(paths: Sequence[str] | pa.Array) -> tuple[np.ndarray, np.ndarray]
         with ThreadPoolExecutor(STAT_THREADS) as pool:
             list(pool.map(chunk, range(STAT_CHUNK, n, STAT_CHUNK)))
     elif n - STAT_CHUNK >= PROCESSES_FROM and processes > 1:
-        starts = iter(range(STAT_CHUNK, n, PROCESS_CHUNK))
-        with ProcessPoolExecutor(processes, mp_context=pool_context(["ml.file_stats"])) as pool:
-            pending: dict = {}
-            while True:               # two chunks per process in flight: bounded memory
-                for start in itertools.islice(starts, 2 * processes - len(pending)):
-                    pending[pool.submit(_stat_list, list(_text(paths, start,
-                                                               start + PROCESS_CHUNK)))] = start
-                if not pending:
-                    break
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    start = pending.pop(future)
-                    part_sizes, part_mtimes = future.result()
-                    sizes[start:start + len(part_sizes)] = part_sizes
-                    mtimes[start:start + len(part_mtimes)] = part_mtimes
+        try:
+            _stat_in_processes(paths, sizes, mtimes, processes)
+        except BrokenProcessPool:             # a worker killed (out of memory): no pool then
+            log.warning("stat worker process died; stating %d files in this process", n)
+            for start in range(STAT_CHUNK, n, STAT_CHUNK):
+                chunk(start)
     else:
         for start in range(STAT_CHUNK, n, STAT_CHUNK):
             chunk(start)
     return sizes, mtimes
+
+
+def _stat_in_processes(paths, sizes: np.ndarray, mtimes: np.ndarray, processes: int) -> None:
+    """Rows STAT_CHUNK.. of the result columns, a PROCESS_CHUNK of paths per process task,
+    two tasks per process in flight (bounded memory)."""
+    n = len(paths)
+    starts = iter(range(STAT_CHUNK, n, PROCESS_CHUNK))
+    with ProcessPoolExecutor(processes, mp_context=pool_context(["ml.file_stats"])) as pool:
+        pending: dict = {}
+        while True:               # two chunks per process in flight: bounded memory
+            for start in itertools.islice(starts, 2 * processes - len(pending)):
+                pending[pool.submit(_stat_list, list(_text(paths, start,
+                                                           start + PROCESS_CHUNK)))] = start
+            if not pending:
+                break
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                start = pending.pop(future)
+                part_sizes, part_mtimes = future.result()
+                sizes[start:start + len(part_sizes)] = part_sizes
+                mtimes[start:start + len(part_mtimes)] = part_mtimes

@@ -4,6 +4,7 @@ storage) or spread over processes (many files), with the same answer every way."
 from __future__ import annotations
 
 import os
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pyarrow as pa
@@ -35,3 +36,17 @@ def test_every_way_gives_each_file_its_size_and_mtime(tmp_path, monkeypatch, how
     assert all(mtimes[i] == os.stat(p).st_mtime_ns for i, p in enumerate(paths) if i != 7)
     assert stat_files(paths)[0].tolist() == expected           # a list of str the same
     assert isinstance(sizes, np.ndarray) and sizes.dtype == np.int64
+
+
+def test_a_dead_stat_worker_means_stating_in_this_process(tmp_path, monkeypatch):
+    paths = [str(tmp_path / f"{i}.bin") for i in range(30)]
+    for i, p in enumerate(paths):
+        open(p, "wb").write(b"y" * i)
+
+    def killed(*args):
+        raise BrokenProcessPool("a worker was killed")
+    monkeypatch.setattr(file_stats, "_stat_in_processes", killed)
+    monkeypatch.setattr(file_stats, "STAT_CHUNK", 4)
+    monkeypatch.setattr(file_stats, "PROCESSES_FROM", 10)
+    monkeypatch.setattr(file_stats.os, "cpu_count", lambda: 2)
+    assert stat_files(paths)[0].tolist() == list(range(30))
