@@ -140,7 +140,8 @@ def error_sentence(error, fallback: str | None) -> str:
 
 
 def failure_summary(context: dg.RunFailureSensorContext) -> str:
-    """One paragraph a person can act on: which job and run failed, at which steps, and why."""
+    """One paragraph a person can act on: which job and run failed, at which steps, and why
+    (a failed check's own sentence included)."""
     run = context.dagster_run
     steps = context.get_step_failure_events()
     lines = [f"run {run.run_id} of job {run.job_name!r} failed"]
@@ -150,8 +151,19 @@ def failure_summary(context: dg.RunFailureSensorContext) -> str:
             lines.append(f"  step {event.step_key}: {error_sentence(error, event.message)}")
     else:
         lines.append(f"  before any step failed: {context.failure_event.message}")
+    lines += [f"  check {e.asset_key.to_user_string()} {e.check_name} failed: "
+              f"{e.description or 'no description'}" for e in failed_checks(context)]
     lines.append(f"  logs: the run's page in the UI (/runs/{run.run_id})")
     return "\n".join(lines)
+
+
+def failed_checks(context: dg.RunFailureSensorContext) -> list:
+    """The run's failed asset-check evaluations, each with the check's own sentence (a
+    blocking check's step error only says that one failed)."""
+    records = context.instance.all_logs(context.dagster_run.run_id,
+                                        of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    evaluations = [r.dagster_event.event_specific_data for r in records if r.dagster_event]
+    return [e for e in evaluations if not e.passed]
 
 
 @dg.run_failure_sensor(name="run_failure_summary_sensor",

@@ -65,3 +65,23 @@ def test_run_failure_sensor_summarizes_job_run_step_and_error(tmp_path, capfd):
     run_failure_summary_sensor(context)
     logged = capfd.readouterr().err
     assert "ERROR" in logged and "step gone__catalog:" in logged and result.run_id in logged
+
+
+def test_run_failure_summary_quotes_the_failed_check_and_its_report(tmp_path):
+    root = make_folder_dataset(tmp_path / "src", classes=2, per_class=5)
+    defs = definitions_for(tmp_path, [{"name": "animals", "kind": "image_folder",
+                                       "source": {"root": str(root)}}])
+    instance = dg.DagsterInstance.ephemeral()
+    assert defs.resolve_job_def("prepare").execute_in_process(instance=instance).success
+    (root / "class_0" / "00.jpg").rename(tmp_path / "moved_away.jpg")      # 1 of 10: 10%
+    result = defs.resolve_job_def("reverify_images").execute_in_process(
+        instance=instance, raise_on_error=False)
+    assert not result.success
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_summary_sensor", dagster_instance=instance,
+        dagster_run=result.dagster_run, dagster_event=result.get_run_failure_event(),
+    ).for_run_failure()
+    summary = failure_summary(context)
+    assert "check animals/verification_report" in summary
+    assert "1 missing" in summary and "ratio 10.0000% > 1.0000%" in summary
+    assert "missing_images_report.json" in summary                        # the report's path
