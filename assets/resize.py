@@ -9,11 +9,11 @@ from pydantic import Field
 from assets.options import merged_options
 from assets.progress_observations import progress_for
 from assets.shards import current_shard, shard_folder, shard_partitions
-from ml.catalog import usable
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
 from ml.resize import (ResizeSpec, check_safe_dimensions, output_names, round_to_safe,
                        stage_resize)
+from ml.sample_table import going_on, kept_for_resize, resized as resized_table
 
 CHECK_NAME = "safe_dimensions"
 RESIZE_DEFAULTS = {"width": 224, "height": 224, "mode": "letterbox", "fill": [0, 0, 0],
@@ -42,9 +42,6 @@ def resize_options(spec: DatasetSpec, run_config: ResizeRunConfig | None = None)
     return opts
 
 
-ITEM_SOURCE_COLUMNS = ("sample_id", "source_key", "path", "member", "used", "status")
-
-
 def resize_items(rows: pd.DataFrame) -> pd.DataFrame:
     """The catalog rows as stage_resize's item columns. A sample's output goes to its member
     (HDF5) or source key, relative to the resized folder, without the extension."""
@@ -61,10 +58,7 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         name="resized", key_prefix=[spec.name], group_name=spec.name,
-        ins={"catalog": dg.AssetIn(key=dg.AssetKey([spec.name, "catalog"]),
-                                   metadata={"columns": list(ITEM_SOURCE_COLUMNS)}),
-             "verification": dg.AssetIn(key=dg.AssetKey([spec.name, "verification_report"]),
-                                        metadata={"columns": ["sample_id", "verify_status"]})},
+        ins={"verified": dg.AssetIn(key=dg.AssetKey([spec.name, "verification_report"]))},
         io_manager_key="frame_io_manager", kinds={"pillow", "jpeg"},
         partitions_def=shard_partitions(spec),
         check_specs=[dg.AssetCheckSpec(
@@ -72,17 +66,18 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             description="Output width and height divide by 2**pool_depth, so a network that halves "
                         "the image pool_depth times never floors an odd size (seed 004).")],
         description=f"{spec.name}'s images resized (stretch / letterbox / shorter side + crop) to "
-                    "correct RGB, incrementally, on every core. Sources are never touched."
+                    "correct RGB, incrementally, on every core: the verified samples the dataset "
+                    "uses, with the resized file, its size and what was done, failures dropped "
+                    "(dropped_by 'resized'). Sources are never touched."
                     + (f" Runs per shard ({spec.shards} shards)." if spec.shards > 1 else ""),
     )
     def resized(context: dg.AssetExecutionContext, config: ResizeRunConfig,
-                catalog: pd.DataFrame, verification: pd.DataFrame):
+                verified: pd.DataFrame):
         opts = resize_options(spec, config)
         shard = current_shard(context)
         out_dir = shard_folder(spec.output_dir / "resized", shard)
-        bad = set(verification.loc[verification["verify_status"] != "ok", "sample_id"])
-        rows = usable(catalog, exclude=bad)
-        dropped = int(catalog["used"].sum()) - len(rows)
+        rows = kept_for_resize(verified)
+        dropped = int(verified["used"].sum()) - len(rows)
         items = resize_items(rows)
         rspec = ResizeSpec(width=int(opts["width"]), height=int(opts["height"]), mode=opts["mode"],
                            fill=tuple(opts["fill"]), format=opts["format"],
@@ -94,12 +89,12 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
         progress.finish()
-        frame = result.to_frame()
+        frame = resized_table(rows, result.frame)
         context.log.info(f"resized {result.processed}, unchanged {result.unchanged}, "
                          f"failed {result.failed}, dropped before resizing {dropped}")
         yield dg.Output(frame, metadata={
             "path": dg.MetadataValue.path(str(out_dir)),
-            "images": int((frame["status"] != "failed").sum()),
+            "images": int(going_on(frame).sum()),
             "processed": result.processed, "unchanged": result.unchanged,
             "failed": result.failed, "dropped_bad_samples": dropped,
             "bytes_written": result.bytes_written, "seconds": round(result.seconds, 3),

@@ -11,9 +11,9 @@ from assets.metadata import class_count_summary, image_markdown, save_png
 from assets.options import merged_options
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, DatasetError
-from ml.splits import (RESIZED_COLUMNS, SplitSpec, assign_splits, build_link_tree,
-                       class_balance_png, split_counts, thumbnail_grid, with_resized_files,
-                       write_class_counts, write_manifests)
+from ml.sample_table import going_on
+from ml.splits import (SplitSpec, assign_splits, build_link_tree, class_balance_png,
+                       split_counts, thumbnail_grid, write_class_counts, write_manifests)
 
 SPLIT_DEFAULTS = {"ratios": [0.80, 0.12, 0.08], "names": ["train", "val", "test"], "seed": 0,
                   "group_identities": False, "link_tree": False}
@@ -44,20 +44,18 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         name="splits", key_prefix=[spec.name], group_name=spec.name,
-        ins={"catalog": dg.AssetIn(key=dg.AssetKey([spec.name, "catalog"])),
-             "resized": dg.AssetIn(key=dg.AssetKey([spec.name, "resized"]),
-                                   metadata={"columns": list(RESIZED_COLUMNS)})},
+        ins={"resized": dg.AssetIn(key=dg.AssetKey([spec.name, "resized"]))},
         io_manager_key="frame_io_manager", kinds={"parquet"},
         description=f"{spec.name}'s resized samples assigned to splits by a stable, group-aware "
                     "hash; one Parquet manifest per split.",
     )
     def splits(context: dg.AssetExecutionContext, config: SplitRunConfig,
-               catalog: pd.DataFrame, resized: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+               resized: pd.DataFrame) -> dg.Output[pd.DataFrame]:
         try:
             sspec = split_spec_for(spec, config)
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
-        frame = with_resized_files(catalog, resized)
+        frame = resized.loc[going_on(resized)].reset_index(drop=True)
         if frame.empty:
             raise dg.Failure(description=f"{spec.name}: no resized images to split; check the "
                                          "resized asset's failures and the verification report")

@@ -22,8 +22,8 @@ from assets.shards import current_shard, shard_partitions, shard_path
 from ml.dataset_spec import IMAGES_OPTION, DatasetSpec
 from ml.errors import ConfigError, DatasetError
 from ml.safe_paths import check_output_file
-from ml.verify import (CATALOG_COLUMNS, VerifyConfig, is_report, resolve_report_path, verify_catalog,
-                       write_report)
+from ml.sample_table import verified
+from ml.verify import VerifyConfig, is_report, resolve_report_path, verify_catalog, write_report
 
 CHECK_NAME = "images_within_thresholds"
 
@@ -86,8 +86,7 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         name="verification_report", key_prefix=[spec.name], group_name=spec.name,
-        ins={"catalog": dg.AssetIn(key=dg.AssetKey([spec.name, "catalog"]),
-                                   metadata={"columns": list(CATALOG_COLUMNS)})},
+        ins={"catalog": dg.AssetIn(key=dg.AssetKey([spec.name, "catalog"]))},
         io_manager_key="frame_io_manager", kinds={"pandas", "json"},
         partitions_def=shard_partitions(spec),
         check_specs=[dg.AssetCheckSpec(
@@ -120,7 +119,7 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         r = result.report
         used = r["used_subset"]
         whole = r["whole_label_file"]
-        yield dg.Output(result.per_sample, metadata={
+        yield dg.Output(verified(catalog, result.per_sample), metadata={
             "path": dg.MetadataValue.path(str(report_path)),
             "total_images_checked": r["total_images_checked"],
             "missing_count": r["missing_count"],

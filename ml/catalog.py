@@ -2,9 +2,10 @@
 
 Columns (CATALOG_COLUMNS): a stable sample id (hash of the identifier, so it survives moving the
 dataset), where the sample lives, its label (name and index), its group (identity, object
-sequence or before/after pair), frame index, width, height, bytes, and a status: 'ok', 'missing',
-'unreadable' (the header cannot be read) or 'invalid_path' (the identifier escapes the images
-root; such files are never opened). Verification, not the catalog, decides what is usable.
+sequence or before/after pair), frame index, width, height, bytes, and the sample table's status columns (ml/sample_status.py):
+status 'ok', 'missing', 'corrupt' (the header cannot be read) or 'invalid' (the identifier
+escapes the images root; such files are never opened), its reason, and dropped_by 'catalog' for
+a bad one. Verification, not the catalog, decides what is usable.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from ml.errors import ImageError, PathEscapeError, SourceError
 from ml.headers import HeaderColumns, read_headers, status_of
 from ml.imageio import read_header
 from ml.progress import Progress, ProgressFactory
+from ml.sample_status import CATALOG, CORRUPT, INVALID, OK
 from ml.shards import shard_codes, shard_index
 from ml.sources import SOURCE_READERS, SourceRecord
 
 CATALOG_COLUMNS = [
     "sample_id", "source_key", "path", "member", "label", "label_index", "supercategory",
     "group_id", "group_kind", "frame_index", "role", "width", "height", "bytes", "status",
-    "reason", "used", "index_in_source",
+    "reason", "dropped_by", "used", "index_in_source",
 ]
 
 
@@ -181,9 +183,9 @@ def _member_header(path: str, member: str) -> tuple:
         return status_of(exc), exc.reason, None, None, None
     try:
         h = read_header(data, name=f"{path}:{member}")
-        return "ok", "", h.width, h.height, len(data)
+        return OK, "", h.width, h.height, len(data)
     except ImageError as exc:
-        return "unreadable", exc.reason, None, None, len(data)
+        return CORRUPT, exc.reason, None, None, len(data)
 
 
 def _headers(source: pd.DataFrame, workers: int | None,
@@ -207,7 +209,7 @@ def _headers(source: pd.DataFrame, workers: int | None,
     for i in np.flatnonzero(member & ~known):
         columns.fill(int(i), [_member_header(source["path"].iat[i], source["member"].iat[i])])
     nowhere = ~invalid & ~member & (source["path"] == "").to_numpy()
-    columns.status[invalid | nowhere] = "invalid_path"
+    columns.status[invalid | nowhere] = INVALID
     columns.reason[invalid] = source["invalid_reason"].to_numpy()[invalid]
     columns.reason[nowhere] = "no path"
     if progress is not None:
@@ -269,6 +271,7 @@ def _frame_of(source: pd.DataFrame, headers: HeaderColumns,
         "width": _known(headers.width), "height": _known(headers.height),
         "bytes": _known(headers.size),
         "status": headers.status, "reason": headers.reason,
+        "dropped_by": np.where(headers.status == OK, "", CATALOG).astype(object),
         "used": source["used"].astype(bool),
         "index_in_source": source["index_in_source"].astype("int64"),
     })
@@ -279,12 +282,6 @@ def _frame_of(source: pd.DataFrame, headers: HeaderColumns,
 def _known(values: np.ndarray) -> pd.api.extensions.ExtensionArray:
     """An int64 column with -1 for unknown as a nullable Int64 column."""
     return pd.arrays.IntegerArray(values, values < 0)
-
-
-def usable(frame: pd.DataFrame, exclude: set[str] | frozenset[str] = frozenset()) -> pd.DataFrame:
-    """Rows a downstream step may use: used by the dataset, header readable, not excluded."""
-    mask = frame["used"] & (frame["status"] == "ok") & ~frame["sample_id"].isin(exclude)
-    return frame.loc[mask]
 
 
 def class_counts(frame: pd.DataFrame) -> dict[str, int]:

@@ -27,6 +27,7 @@ from ml.file_bytes import read_file_head
 from ml.imageio import EXIF_SEARCH_BYTES, MISSING, plain_jpeg_size, read_header
 from ml.process_pool import pool_context
 from ml.progress import Progress
+from ml.sample_status import CORRUPT, MISSING as MISSING_STATUS, OK
 
 Header = tuple[str, str, "int | None", "int | None", "int | None"]   # status, reason, w, h, bytes
 
@@ -35,35 +36,35 @@ PARALLEL_FROM = 20_000       # fewer files are read in this process (a pool cost
 
 
 def file_header(path: str) -> Header:
-    """('ok', '', width, height, bytes), or ('missing' | 'unreadable', reason, None, None,
+    """('ok', '', width, height, bytes), or ('missing' | 'corrupt', reason, None, None,
     bytes or None). EXIF orientation is applied to the size."""
     try:
         head, size = read_file_head(path, EXIF_SEARCH_BYTES)
     except FileNotFoundError:
-        return "missing", "no such file", None, None, None
+        return MISSING_STATUS, "no such file", None, None, None
     except OSError:                     # a folder named like an image, an I/O error
         return _pillow_header(path)
     wh = plain_jpeg_size(head)
     if wh is not None:
-        return "ok", "", wh[0], wh[1], size
+        return OK, "", wh[0], wh[1], size
     return _pillow_header(path)
 
 
 def status_of(error: ImageError) -> str:
-    """The catalog status of an image that cannot be read: 'missing' or 'unreadable'."""
-    return "missing" if error.reason == MISSING else "unreadable"
+    """The status of an image that cannot be read: 'missing' or 'corrupt'."""
+    return MISSING_STATUS if error.reason == MISSING else CORRUPT
 
 
 def _pillow_header(path: str) -> Header:
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:
-        return "missing", "no such file", None, None, None
+        return MISSING_STATUS, "no such file", None, None, None
     except OSError:
         size = None
     try:
         h = read_header(path)
-        return "ok", "", h.width, h.height, size
+        return OK, "", h.width, h.height, size
     except ImageError as exc:
         return status_of(exc), exc.reason, None, None, size
 
@@ -86,7 +87,7 @@ class HeaderColumns:
 
     @classmethod
     def empty(cls, n: int) -> "HeaderColumns":
-        return cls(np.full(n, "ok", dtype=object), np.full(n, "", dtype=object),
+        return cls(np.full(n, OK, dtype=object), np.full(n, "", dtype=object),
                    *(np.full(n, -1, np.int64) for _ in range(3)))
 
     def fill(self, start: int, headers: list[Header]) -> None:

@@ -24,7 +24,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ml.atomic import atomic_path
-from ml.columns import text_column
 from ml.errors import ConfigError
 from ml.publish import publish_dir
 from ml.safe_paths import check_name, contained, link_or_copy_new, safe_component, safe_components
@@ -110,29 +109,6 @@ def assign_splits(frame: pd.DataFrame, spec: SplitSpec) -> pd.Series:
     which = np.searchsorted(edges, unit_hashes(spec.seed, uniques), side="right")
     names = np.array(spec.names, dtype=object)
     return pd.Series(names[which][codes], index=frame.index, name="split", dtype="str")
-
-
-RESIZED_COLUMNS = ("sample_id", "output", "width", "height", "status")   # what splits reads
-
-
-def with_resized_files(catalog: pd.DataFrame, resized: pd.DataFrame) -> pd.DataFrame:
-    """The catalog rows whose image was resized, in catalog order, with the resized file
-    (`file`) and its width and height in place of the source's: one Arrow hash join on the
-    sample id (a pandas merge of a million rows took three times as long)."""
-    failed = (resized["status"] == "failed").to_numpy()
-    done = resized.loc[~failed] if failed.any() else resized
-    at = pc.index_in(text_column(catalog["sample_id"]), value_set=text_column(done["sample_id"]))
-    rows = np.flatnonzero(at.is_valid().to_numpy(zero_copy_only=False))
-    picked = at.drop_null().to_numpy(zero_copy_only=False)
-    frame = catalog.drop(columns=["width", "height"])
-    if len(rows) < len(catalog):                   # the common case keeps every row: no copy
-        frame = frame.iloc[rows]
-    frame = frame.reset_index(drop=True)
-    in_order = len(picked) == len(done) and bool((picked == np.arange(len(picked))).all())
-    for name, column in (("file", "output"), ("width", "width"), ("height", "height")):
-        values = done[column].reset_index(drop=True)
-        frame[name] = values if in_order else values.iloc[picked].reset_index(drop=True)
-    return frame
 
 
 def split_counts(frame: pd.DataFrame) -> dict[str, dict[str, int]]:

@@ -42,10 +42,10 @@ from ml.file_stats import NO_MTIME, stat_files
 from ml.imageio import CHANGED, DEFAULT_MAX_PIXELS, MISSING, UNSUPPORTED, decode
 from ml.progress import Progress
 from ml.safe_paths import is_within
+from ml.sample_status import CORRUPT, INVALID, MISSING as MISSING_STATUS, OK, STATUSES
 
 LEVELS = ("exists", "decode")
-OK, MISSING_STATUS, CORRUPT, INVALID = "ok", "missing", "corrupt", "invalid"
-STATUSES = (OK, MISSING_STATUS, CORRUPT, INVALID)   # per-row codes 0..3
+# per-row codes 0..3 are positions in STATUSES (ml/sample_status.py)
 INVALID_REASON = "invalid path"
 # Asking for a 1x1 draft makes the JPEG decoder pick its smallest DCT scale (1/8 of each side):
 # every entropy-coded byte is still decoded (so truncation is caught), the IDCT work shrinks 64x.
@@ -123,11 +123,6 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
     expected = {"bool": bool, "int": int, "float": (int, float), "str": str}[annotation]
     if (isinstance(value, bool) and annotation != "bool") or not isinstance(value, expected):
         raise ConfigError(f"verify setting {name} = {value!r} must be a {annotation}")
-
-
-# The catalog columns verification reads (a step loads only these).
-CATALOG_COLUMNS = ("sample_id", "source_key", "path", "member", "used", "index_in_source",
-                   "status", "reason")
 
 
 @dataclass
@@ -245,7 +240,7 @@ def _invalid_rows(catalog: pd.DataFrame, rows: _Rows, images_dir: str,
     """Mark rows never to open: status 'invalid_path', no path, or (plain files) a path that
     does not start with `images_dir` ('..' inside a folder is caught per folder when listing).
     Returns the invalid mask."""
-    declared = (catalog["status"].astype(str) == "invalid_path").to_numpy()
+    declared = (catalog["status"].astype(str) == INVALID).to_numpy()
     no_path = pc.equal(rows.paths, "").to_numpy(zero_copy_only=False)
     inside = pc.starts_with(rows.paths, _root_prefix(images_dir)).to_numpy(zero_copy_only=False)
     outside = (rows.members == "") & ~inside & ~no_path

@@ -183,7 +183,7 @@ def test_non_utf8_file_and_folder_names_are_reported_invalid_and_the_rest_goes_o
     result = materialize_all(defs, selection=["ds/catalog", "ds/verification_report"])
     assert result.success
     meta = materialization_metadata(result, ["ds", "catalog"])
-    assert meta["samples"] == 8 and meta["status_invalid_path"] == 2 and meta["status_ok"] == 6
+    assert meta["samples"] == 8 and meta["status_invalid"] == 2 and meta["status_ok"] == 6
     shown = json.dumps(meta["invalid_identifiers"])
     assert "caf\\\\xe9.jpg" in shown and "\\\\xff\\\\xfe/a.jpg" in shown and "not valid UTF-8" in shown
 
@@ -200,7 +200,7 @@ def test_hybrid_ids_that_are_not_utf8_are_reported_invalid(tmp_path):
                                                   "images_dir": str(images)}}])
     result = materialize_all(defs, selection=["hy/catalog"])
     meta = materialization_metadata(result, ["hy", "catalog"])
-    assert meta["status_invalid_path"] == 1 and meta["status_ok"] == 2
+    assert meta["status_invalid"] == 1 and meta["status_ok"] == 2
     assert "\\\\xe9t\\\\xe9.jpg" in json.dumps(meta["invalid_identifiers"])
 
 

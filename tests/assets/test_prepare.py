@@ -137,8 +137,10 @@ def test_repo_graph_snapshot():
     assert schedule.cron_schedule == "0 3 * * *"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     graph = defs.resolve_asset_graph()
-    assert graph.get(dg.AssetKey(["faces", "splits"])).parent_keys == {
-        dg.AssetKey(["faces", "catalog"]), dg.AssetKey(["faces", "resized"])}
+    chain = ["catalog", "verification_report", "resized", "splits"]   # each reads its parent only
+    for parent, child in zip(chain, chain[1:]):
+        assert graph.get(dg.AssetKey(["faces", child])).parent_keys == {
+            dg.AssetKey(["faces", parent])}
 
 
 SEED000_YAML = """
@@ -190,3 +192,36 @@ def test_an_existing_insightface_recordio_prepares_end_to_end(tmp_path, golden):
     resized = materialization_metadata(result, ["emore", "resized"])
     catalog = pd.read_parquet(tmp_path / "outputs" / "emore" / "catalog.parquet")
     assert resized["processed"] == len(catalog) > 0
+
+
+def test_the_sample_table_says_which_stage_dropped_each_sample(small):
+    """One vocabulary and a dropped_by column from the catalog to the splits: a file whose
+    header is garbage is dropped by the catalog, one that vanished before verification by
+    verification, and the later tables hold only the samples still going on."""
+    tmp_path, datasets = small
+    folder = tmp_path / "src" / "folder"
+    (folder / "class_1" / "02.jpg").write_bytes(b"not a jpeg")              # bad header
+    defs = definitions_for(tmp_path, [dict(datasets[0], verify={"max_missing_ratio": 0.2})])
+    instance = dg.DagsterInstance.ephemeral()
+    key = lambda a: dg.AssetKey(["animals", a])
+    assert materialize_all(defs, instance=instance, selection=[key("catalog")]).success
+    (folder / "class_2" / "03.jpg").rename(tmp_path / "moved_away.jpg")       # after the catalog
+    assert materialize_all(defs, instance=instance,
+                           selection=[key("verification_report"), key("resized"),
+                                      key("splits")]).success
+    out = tmp_path / "outputs" / "animals"
+    tables = {name: pd.read_parquet(out / f"{name}.parquet")
+              for name in ("catalog", "verification_report", "resized", "splits")}
+    verified = tables["verification_report"].set_index("source_key")
+    assert verified.loc["class_1/02.jpg", ["status", "reason", "dropped_by"]].tolist() == \
+        ["corrupt", "not an image", "catalog"]
+    assert verified.loc["class_2/03.jpg", ["status", "reason", "dropped_by"]].tolist() == \
+        ["missing", "missing", "verification_report"]
+    assert (verified.drop(index=["class_1/02.jpg", "class_2/03.jpg"])["dropped_by"] == "").all()
+    assert len(verified) == len(tables["catalog"]) == 18
+    for name in ("resized", "splits"):
+        table = tables[name]
+        assert len(table) == 16 and (table["dropped_by"] == "").all()
+        assert (table["status"] == "ok").all() and table["file"].str.endswith(".jpg").all()
+    assert set(tables["resized"]["resize"]) == {"resized"}
+    assert tables["splits"]["sha256"].str.len().eq(64).all()

@@ -14,7 +14,7 @@ from PIL import Image
 
 import ml.catalog as catalog_mod
 from ml.columns import text_column
-from ml.catalog import build_catalog, sample_id_for, usable
+from ml.catalog import build_catalog, sample_id_for
 from ml.dataset_spec import load_datasets, parse_datasets
 from ml.errors import ConfigError, PathEscapeError, SourceError
 from ml.shards import shard_codes, shard_keys
@@ -130,7 +130,7 @@ def test_identifiers_escaping_the_root_are_skipped_and_never_opened(tmp_path, mo
     frame = result.frame.set_index("source_key")
     assert frame.loc["ok.jpg", "status"] == "ok"
     for bad in ("../secret/x.jpg", str(tmp_path / "secret" / "x") + ".jpg", "link.jpg"):
-        assert frame.loc[bad, "status"] == "invalid_path"
+        assert frame.loc[bad, "status"] == "invalid"
     assert len(result.invalid) == 3
     assert not any("secret" in p or p.endswith("link.jpg") for p in opened)
     with pytest.raises(PathEscapeError, match="3 identifier"):
@@ -142,12 +142,12 @@ def test_undecodable_header_is_reported_not_raised(golden):
     spec = spec_for(Path("/"), "image_folder", {"root": str(golden)})
     frame = build_catalog(spec).frame
     by_name = frame.set_index(frame["source_key"])
-    assert by_name.loc["images/not_an_image.jpg", "status"] == "unreadable"
+    assert by_name.loc["images/not_an_image.jpg", "status"] == "corrupt"
     assert by_name.loc["images/not_an_image.jpg", "reason"] == "not an image"
     assert by_name.loc["images/bomb_30000x30000.png", "reason"] == "decompression bomb"
     assert by_name.loc["images/zero_bytes.jpg", "reason"] == "empty"
     assert by_name.loc["images/ok.jpg", "status"] == "ok"
-    assert len(usable(frame)) == int((frame["status"] == "ok").sum())
+    assert (frame["dropped_by"] == "catalog").tolist() == (frame["status"] != "ok").tolist()
 
 
 @pytest.mark.parametrize("doc, match", [
@@ -227,7 +227,7 @@ def test_image_folder_symlinked_file_leading_out_is_invalid_and_never_opened(tmp
     frame = build_catalog(spec_for(tmp_path, "image_folder", {"root": "root"})).frame
     status = dict(zip(frame["source_key"], frame["status"]))
     assert status == {"cat/a.jpg": "ok", "cat/alias.jpg": "ok", "cat/b.jpg": "ok",
-                      "cat/leak.jpg": "invalid_path"}
+                      "cat/leak.jpg": "invalid"}
     assert not any(p.endswith("leak.jpg") or "secret" in p for p in opened)
     assert frame.loc[frame["source_key"] == "cat/b.jpg", "path"].item() == \
         str(tmp_path / "root" / "cat" / "b.jpg")

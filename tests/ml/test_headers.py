@@ -32,9 +32,9 @@ def test_exif_rotated_jpeg_reports_its_upright_size(golden):
 
 
 @pytest.mark.parametrize("name, status, reason", [
-    ("zero_bytes.jpg", "unreadable", "empty"),
-    ("not_an_image.jpg", "unreadable", "not an image"),
-    ("bomb_30000x30000.png", "unreadable", "decompression bomb"),
+    ("zero_bytes.jpg", "corrupt", "empty"),
+    ("not_an_image.jpg", "corrupt", "not an image"),
+    ("bomb_30000x30000.png", "corrupt", "decompression bomb"),
     ("absent.jpg", "missing", "no such file"),
 ])
 def test_bad_files_say_what_is_wrong(golden, name, status, reason):
@@ -42,9 +42,9 @@ def test_bad_files_say_what_is_wrong(golden, name, status, reason):
     assert got[:2] == (status, reason) and got[2] is None
 
 
-def test_a_folder_named_like_an_image_is_unreadable(tmp_path):
+def test_a_folder_named_like_an_image_is_corrupt(tmp_path):
     (tmp_path / "x.jpg").mkdir()
-    assert headers.file_header(str(tmp_path / "x.jpg"))[0] == "unreadable"
+    assert headers.file_header(str(tmp_path / "x.jpg"))[0] == "corrupt"
 
 
 def test_process_pool_returns_the_same_headers_in_order(golden, tmp_path, monkeypatch):
@@ -68,4 +68,4 @@ def test_process_pool_returns_the_same_headers_in_order(golden, tmp_path, monkey
     assert serial.width.tolist() == [h[2] if h[2] is not None else -1
                                      for h in map(headers.file_header, paths)]
     assert progress.done == len(paths)
-    assert serial.status[-1] == "missing" and serial.status[0] in ("ok", "unreadable")
+    assert serial.status[-1] == "missing" and serial.status[0] in ("ok", "corrupt")

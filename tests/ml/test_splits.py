@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from ml.errors import ConfigError
-from ml.splits import (SplitSpec, assign_splits, build_link_tree, split_counts, with_resized_files,
-                       write_class_counts, write_manifests)
+from ml.splits import (SplitSpec, assign_splits, build_link_tree, split_counts, write_class_counts,
+                       write_manifests)
 
 
 def frame_of(n_labels=10, per_label=100, group_kind="none", group_size=1):
@@ -118,26 +118,3 @@ def test_the_column_at_once_assigns_exactly_what_the_per_unit_rule_does():
         h = int.from_bytes(hashlib.sha256(f"11\x00{unit}".encode()).digest()[:8], "big") / 2.0 ** 64
         assert got[i] == spec.names[int(np.searchsorted(edges, h, side="right"))]
 
-
-def test_resized_files_join_the_catalog_in_its_order_past_arrow_chunk_size(tmp_path):
-    """140,000 rows read back from Parquet arrive as chunked columns; the join keeps the
-    catalog's order, drops failed and never-resized samples, and takes the resized sizes."""
-    n = 140_000
-    ids = [f"s{i:06d}" for i in range(n)]
-    catalog = pd.DataFrame({"sample_id": ids, "label": [f"c{i % 7}" for i in range(n)],
-                            "width": 640, "height": 480})
-    order = np.random.default_rng(0).permutation(n - 1)           # the last one never resized
-    resized = pd.DataFrame({"sample_id": [ids[i] for i in order],
-                            "output": [f"/out/{ids[i]}.jpg" for i in order],
-                            "width": 32, "height": 24,
-                            "status": ["failed" if i % 1000 == 0 else "resized" for i in order]})
-    catalog.to_parquet(tmp_path / "c.parquet")
-    resized.to_parquet(tmp_path / "r.parquet")
-    frame = with_resized_files(pd.read_parquet(tmp_path / "c.parquet"),
-                               pd.read_parquet(tmp_path / "r.parquet"))
-    kept = [i for i in range(n - 1) if i % 1000 != 0]
-    assert frame["sample_id"].tolist() == [ids[i] for i in kept]
-    assert frame["file"].tolist() == [f"/out/{ids[i]}.jpg" for i in kept]
-    assert (frame["width"] == 32).all() and (frame["height"] == 24).all()
-    assert frame["label"].tolist() == [f"c{i % 7}" for i in kept]
-    assert list(frame.columns) == ["sample_id", "label", "file", "width", "height"]

@@ -224,10 +224,10 @@ def test_invalid_identifiers_reported_and_never_opened(tmp_path, monkeypatch):
     os.symlink(secret, root / "link.jpg")
     frame = catalog([
         {"source_key": "ok.jpg", "path": str(root / "ok.jpg")},
-        {"source_key": "../outside/secret.jpg", "path": "", "status": "invalid_path",
+        {"source_key": "../outside/secret.jpg", "path": "", "status": "invalid",
          "reason": "'..' climbs out of the images folder"},
-        {"source_key": str(secret), "path": "", "status": "invalid_path"},
-        {"source_key": "link.jpg", "path": str(root / "link.jpg"), "status": "invalid_path"},
+        {"source_key": str(secret), "path": "", "status": "invalid"},
+        {"source_key": "link.jpg", "path": str(root / "link.jpg"), "status": "invalid"},
         # defence in depth: rows the catalog let through but whose path leaves the root
         {"source_key": "x/../../outside/secret.jpg",
          "path": str(root / "x" / ".." / ".." / "outside" / "secret.jpg")},
@@ -288,7 +288,7 @@ def test_gate_counts_missing_corrupt_and_invalid_together(tmp_path):
     frame = catalog([{"source_key": "a.jpg", "path": str(root / "a.jpg")},
                      {"source_key": "b.jpg", "path": str(root / "b.jpg")},
                      {"source_key": "c.jpg", "path": str(root / "c.jpg")},
-                     {"source_key": "../d.jpg", "path": "", "status": "invalid_path"}])
+                     {"source_key": "../d.jpg", "path": "", "status": "invalid"}])
     assert run(frame, root, max_missing_ratio=1.0, max_missing_count=3).passed
     failed = run(frame, root, max_missing_ratio=1.0, max_missing_count=2)
     assert not failed.passed

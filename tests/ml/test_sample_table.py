@@ -1,0 +1,61 @@
+"""The sample table narrowed stage by stage: one status vocabulary and the first stage that
+dropped each sample, on one row, past Arrow's chunk size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.sample_table import going_on, kept_for_resize, resized, verified
+
+N = 140_000          # read back from Parquet in chunks of 131,072
+
+
+def catalog_of(n: int) -> pd.DataFrame:
+    status = np.full(n, "ok", dtype=object)
+    status[::1000] = "corrupt"                               # the catalog's bad headers
+    return pd.DataFrame({
+        "sample_id": [f"s{i:06d}" for i in range(n)], "label": [f"c{i % 7}" for i in range(n)],
+        "width": 640, "height": 480, "status": status,
+        "reason": np.where(status == "ok", "", "truncated").astype(object),
+        "dropped_by": np.where(status == "ok", "", "catalog").astype(object),
+        "used": np.arange(n) % 500 != 1})
+
+
+def test_each_sample_keeps_the_first_stage_that_dropped_it(tmp_path):
+    catalog_of(N).to_parquet(tmp_path / "catalog.parquet")
+    catalog = pd.read_parquet(tmp_path / "catalog.parquet")
+    verify_status = np.where(np.arange(N) % 700 == 0, "missing", "ok")   # 0 also the catalog's
+    findings = pd.DataFrame({"sample_id": catalog["sample_id"], "verify_status": verify_status,
+                             "reason": np.where(verify_status == "ok", "", "missing"),
+                             "detail": "", "sha256": "ab" * 32})
+    table = verified(catalog, findings)
+    assert table.loc[0, ["status", "dropped_by"]].tolist() == ["corrupt", "catalog"]
+    assert table.loc[700, ["status", "reason", "dropped_by"]].tolist() == \
+        ["missing", "missing", "verification_report"]
+    assert (table["sha256"] == "ab" * 32).all() and len(table) == N
+
+    rows = kept_for_resize(table)
+    expected = [i for i in range(N) if i % 1000 and i % 700 and i % 500 != 1]
+    assert rows["sample_id"].tolist() == [f"s{i:06d}" for i in expected]
+    failed = np.arange(len(rows)) % 9000 == 5
+    outcomes = pd.DataFrame({"sample_id": rows["sample_id"],
+                             "output": np.where(failed, "", "/out/x.jpg"),
+                             "width": np.where(failed, 0, 32), "height": np.where(failed, 0, 24),
+                             "status": np.where(failed, "failed", "resized"),
+                             "reason": np.where(failed, "not an image", "")})
+    done = resized(rows, outcomes)
+    assert done.loc[failed, "dropped_by"].eq("resized").all()
+    assert done.loc[failed, "status"].eq("corrupt").all()
+    assert done.loc[~failed, ["width", "height"]].drop_duplicates().values.tolist() == [[32, 24]]
+    assert set(done.loc[going_on(done), "resize"]) == {"resized"}
+    assert going_on(done).sum() == len(rows) - failed.sum()
+
+
+def test_findings_out_of_line_with_the_catalog_are_refused():
+    catalog = catalog_of(10)
+    findings = pd.DataFrame({"sample_id": catalog["sample_id"][::-1], "verify_status": "ok",
+                             "reason": "", "detail": "", "sha256": ""})
+    with pytest.raises(ValueError, match="not aligned"):
+        verified(catalog, findings)
