@@ -13,7 +13,7 @@ from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
 from ml.resize import (ResizeSpec, check_safe_dimensions, output_names, round_to_safe,
                        stage_resize)
-from ml.sample_table import going_on, kept_for_resize, resized as resized_table
+from ml.sample_table import for_resize, resized as resized_table, with_files
 
 CHECK_NAME = "safe_dimensions"
 RESIZE_DEFAULTS = {"width": 224, "height": 224, "mode": "letterbox", "fill": [0, 0, 0],
@@ -42,6 +42,9 @@ def resize_options(spec: DatasetSpec, run_config: ResizeRunConfig | None = None)
     return opts
 
 
+ITEM_SOURCE_COLUMNS = ("sample_id", "source_key", "path", "member")   # what items are made of
+
+
 def resize_items(rows: pd.DataFrame) -> pd.DataFrame:
     """The catalog rows as stage_resize's item columns. A sample's output goes to its member
     (HDF5) or source key, relative to the resized folder, without the extension."""
@@ -67,8 +70,8 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                         "the image pool_depth times never floors an odd size (seed 004).")],
         description=f"{spec.name}'s images resized (stretch / letterbox / shorter side + crop) to "
                     "correct RGB, incrementally, on every core: the verified samples the dataset "
-                    "uses, with the resized file, its size and what was done, failures dropped "
-                    "(dropped_by 'resized'). Sources are never touched."
+                    "uses. Its table is the verified one with the resized file, its size and what "
+                    "was done, failures dropped (dropped_by 'resized'). Sources are never touched."
                     + (f" Runs per shard ({spec.shards} shards)." if spec.shards > 1 else ""),
     )
     def resized(context: dg.AssetExecutionContext, config: ResizeRunConfig,
@@ -76,9 +79,9 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         opts = resize_options(spec, config)
         shard = current_shard(context)
         out_dir = shard_folder(spec.output_dir / "resized", shard)
-        rows = kept_for_resize(verified)
-        dropped = int(verified["used"].sum()) - len(rows)
-        items = resize_items(rows)
+        todo = for_resize(verified)
+        dropped = int(verified["used"].sum()) - int(todo.sum())
+        items = resize_items(verified.loc[todo, list(ITEM_SOURCE_COLUMNS)])
         rspec = ResizeSpec(width=int(opts["width"]), height=int(opts["height"]), mode=opts["mode"],
                            fill=tuple(opts["fill"]), format=opts["format"],
                            quality=int(opts["quality"]))
@@ -89,12 +92,12 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
         progress.finish()
-        frame = resized_table(rows, result.frame)
+        frame = resized_table(verified, todo, result.frame)
         context.log.info(f"resized {result.processed}, unchanged {result.unchanged}, "
                          f"failed {result.failed}, dropped before resizing {dropped}")
         yield dg.Output(frame, metadata={
             "path": dg.MetadataValue.path(str(out_dir)),
-            "images": int(going_on(frame).sum()),
+            "images": int(with_files(frame).sum()),
             "processed": result.processed, "unchanged": result.unchanged,
             "failed": result.failed, "dropped_bad_samples": dropped,
             "bytes_written": result.bytes_written, "seconds": round(result.seconds, 3),

@@ -11,7 +11,7 @@ from assets.metadata import class_count_summary, image_markdown, save_png
 from assets.options import merged_options
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, DatasetError
-from ml.sample_table import going_on
+from ml.sample_table import with_files
 from ml.splits import (SplitSpec, assign_splits, build_link_tree, class_balance_png,
                        split_counts, thumbnail_grid, write_class_counts, write_manifests)
 
@@ -55,7 +55,7 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             sspec = split_spec_for(spec, config)
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
-        frame = resized.loc[going_on(resized)].reset_index(drop=True)
+        frame = resized.loc[with_files(resized)].reset_index(drop=True)
         if frame.empty:
             raise dg.Failure(description=f"{spec.name}: no resized images to split; check the "
                                          "resized asset's failures and the verification report")

@@ -2,17 +2,24 @@
 
 The catalog is the table's first form: one row per declared sample. Verification adds its
 findings to every row (`detail`, `sha256`; `status`, `reason` and `dropped_by` where it finds a
-sample bad that the catalog had not dropped). Resize takes the rows still going on that the
-dataset uses, and adds the resized `file`, its `width` and `height`, and what was done
-(`resize`: resized | unchanged), dropping the ones it fails on. Splits take the rows resize
-kept. Each stage reads only its parent's table: nothing is joined back.
+sample bad that the catalog had not dropped). Resize works on the rows still going on that the
+dataset uses and adds, on every row, the resized `file` and what was done (`resize`: resized |
+unchanged; '' for a row it did not resize), with `width` and `height` now those of the file
+(none where there is no file), dropping the ones it fails on. Splits take the rows that have a
+file and are still going on. Each stage reads only its parent's table (nothing is joined back)
+and narrows it by marking, not by copying: the rows a stage drops stay, with `dropped_by`
+saying which stage stopped them, so the resized table answers "where did my sample go" for
+every declared sample, and no stage holds two copies of a million-row table.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from ml.columns import text_column
 from ml.imageio import MISSING as MISSING_REASON
 from ml.sample_status import CORRUPT, MISSING, OK, RESIZE, VERIFICATION
 
@@ -40,30 +47,55 @@ def verified(catalog: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
                     findings["reason"].to_numpy(), VERIFICATION)
 
 
-def kept_for_resize(table: pd.DataFrame) -> pd.DataFrame:
+def for_resize(table: pd.DataFrame) -> np.ndarray:
     """The rows resize works on: going on, and used by the dataset."""
-    return table.loc[going_on(table) & table["used"].to_numpy(bool)].reset_index(drop=True)
+    return going_on(table) & table["used"].to_numpy(bool)
 
 
-def resized(rows: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
-    """`rows` (kept_for_resize's) with stage_resize's `outcomes` (same order): the resized
-    file and its size, `resize` resized | unchanged, and the failures dropped."""
-    failed = (outcomes["status"] == "failed").to_numpy()
-    reason = outcomes["reason"].to_numpy()
-    status = np.where(reason == MISSING_REASON, MISSING, CORRUPT)
-    table = rows.assign(width=outcomes["width"].to_numpy(), height=outcomes["height"].to_numpy(),
-                        file=outcomes["output"].to_numpy(),
-                        resize=np.where(failed, "", outcomes["status"].to_numpy()))
-    return _dropped(table, failed, status, reason, RESIZE)
+def with_files(table: pd.DataFrame) -> np.ndarray:
+    """The rows that made it through resize: going on, with a resized file."""
+    return for_resize(table) & (table["file"] != "").to_numpy()
 
 
-def _dropped(table: pd.DataFrame, where: np.ndarray, status: np.ndarray, reason: np.ndarray,
-             stage: str) -> pd.DataFrame:
-    """`table` with the rows at `where` given that status and reason, dropped by `stage`."""
+def resized(table: pd.DataFrame, done: np.ndarray, outcomes: pd.DataFrame) -> pd.DataFrame:
+    """`table` with stage_resize's `outcomes` for the rows at `done` (a mask; the outcomes in
+    the order of those rows): their file, its width and height, `resize` resized | unchanged,
+    and the failures dropped. Other rows keep no file and no size. Columns are spread onto the
+    table's rows by one Arrow take each (no Python object per row)."""
+    n = len(table)
+    source = np.full(n, -1, np.int64)                   # each row's outcome, -1: none
+    source[done] = np.arange(int(done.sum()))
+    at = pa.array(source, mask=source < 0)
+
+    def spread(column: str) -> pa.Array:
+        return text_column(outcomes[column]).take(at)
+
+    failed_at = pc.fill_null(pc.equal(spread("status"), "failed"), False).to_numpy(
+        zero_copy_only=False)
+    made = done & ~failed_at
+    sizes = {side: pd.arrays.IntegerArray(
+        np.where(made, np.asarray(outcomes[side].to_numpy(np.int64))[np.maximum(source, 0)], 0)
+        if len(outcomes) else np.zeros(n, np.int64), ~made) for side in ("width", "height")}
+    resize = pc.if_else(pa.array(made), spread("status"), "")
+    reason = spread("reason").fill_null("")
+    status = pc.if_else(pc.equal(reason, MISSING_REASON), MISSING, CORRUPT)
+    table = table.assign(**sizes, file=spread("output").fill_null("").to_pandas(),
+                         resize=resize.to_pandas())
+    return _dropped(table, failed_at, status, reason, RESIZE)
+
+
+def _dropped(table: pd.DataFrame, where: np.ndarray, status, reason, stage: str) -> pd.DataFrame:
+    """`table` with the rows at `where` given that status and reason (columns over all rows,
+    numpy or Arrow; only the dropped rows' values are read), dropped by `stage`."""
     if not where.any():
         return table
-    index = table.index
-    return table.assign(
-        status=table["status"].mask(where, pd.Series(status, index=index).astype(str)),
-        reason=table["reason"].mask(where, pd.Series(reason, index=index).astype(str)),
-        dropped_by=table["dropped_by"].mask(where, stage))
+    rows = np.flatnonzero(where)
+    columns = {}
+    for name, values in (("status", status), ("reason", reason), ("dropped_by", None)):
+        column = table[name].copy()
+        picked = ([stage] * len(rows) if values is None else
+                  values.take(pa.array(rows)).to_pylist() if isinstance(values, pa.Array)
+                  else np.asarray(values, dtype=object)[rows].tolist())
+        column.iloc[rows] = picked
+        columns[name] = column
+    return table.assign(**columns)

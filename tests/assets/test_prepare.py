@@ -197,7 +197,7 @@ def test_an_existing_insightface_recordio_prepares_end_to_end(tmp_path, golden):
 def test_the_sample_table_says_which_stage_dropped_each_sample(small):
     """One vocabulary and a dropped_by column from the catalog to the splits: a file whose
     header is garbage is dropped by the catalog, one that vanished before verification by
-    verification, and the later tables hold only the samples still going on."""
+    verification; the resized table still shows both, the splits hold only what made it."""
     tmp_path, datasets = small
     folder = tmp_path / "src" / "folder"
     (folder / "class_1" / "02.jpg").write_bytes(b"not a jpeg")              # bad header
@@ -219,9 +219,11 @@ def test_the_sample_table_says_which_stage_dropped_each_sample(small):
         ["missing", "missing", "verification_report"]
     assert (verified.drop(index=["class_1/02.jpg", "class_2/03.jpg"])["dropped_by"] == "").all()
     assert len(verified) == len(tables["catalog"]) == 18
-    for name in ("resized", "splits"):
-        table = tables[name]
-        assert len(table) == 16 and (table["dropped_by"] == "").all()
-        assert (table["status"] == "ok").all() and table["file"].str.endswith(".jpg").all()
-    assert set(tables["resized"]["resize"]) == {"resized"}
-    assert tables["splits"]["sha256"].str.len().eq(64).all()
+    done = tables["resized"].set_index("source_key")          # every sample, its fate marked
+    assert len(done) == 18 and done.loc["class_2/03.jpg", "dropped_by"] == "verification_report"
+    assert (done["file"] != "").sum() == 16 and done.loc["class_1/02.jpg", "file"] == ""
+    assert set(done.loc[done["file"] != "", "resize"]) == {"resized"}
+    splits = tables["splits"]
+    assert len(splits) == 16 and (splits["dropped_by"] == "").all()
+    assert (splits["status"] == "ok").all() and splits["file"].str.endswith(".jpg").all()
+    assert splits["sha256"].str.len().eq(64).all()

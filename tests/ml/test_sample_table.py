@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.sample_table import going_on, kept_for_resize, resized, verified
+from ml.sample_table import for_resize, resized, verified, with_files
 
 N = 140_000          # read back from Parquet in chunks of 131,072
 
@@ -36,21 +36,29 @@ def test_each_sample_keeps_the_first_stage_that_dropped_it(tmp_path):
         ["missing", "missing", "verification_report"]
     assert (table["sha256"] == "ab" * 32).all() and len(table) == N
 
-    rows = kept_for_resize(table)
+    todo = for_resize(table)
     expected = [i for i in range(N) if i % 1000 and i % 700 and i % 500 != 1]
-    assert rows["sample_id"].tolist() == [f"s{i:06d}" for i in expected]
-    failed = np.arange(len(rows)) % 9000 == 5
-    outcomes = pd.DataFrame({"sample_id": rows["sample_id"],
+    assert np.flatnonzero(todo).tolist() == expected
+    n = len(expected)
+    failed = np.arange(n) % 9000 == 5
+    outcomes = pd.DataFrame({"sample_id": table.loc[todo, "sample_id"].to_numpy(),
                              "output": np.where(failed, "", "/out/x.jpg"),
                              "width": np.where(failed, 0, 32), "height": np.where(failed, 0, 24),
                              "status": np.where(failed, "failed", "resized"),
                              "reason": np.where(failed, "not an image", "")})
-    done = resized(rows, outcomes)
-    assert done.loc[failed, "dropped_by"].eq("resized").all()
-    assert done.loc[failed, "status"].eq("corrupt").all()
-    assert done.loc[~failed, ["width", "height"]].drop_duplicates().values.tolist() == [[32, 24]]
-    assert set(done.loc[going_on(done), "resize"]) == {"resized"}
-    assert going_on(done).sum() == len(rows) - failed.sum()
+    done = resized(table, todo, outcomes)
+    assert len(done) == N                                    # every sample, marked not removed
+    at = np.flatnonzero(todo)
+    assert done.loc[at[failed], "dropped_by"].eq("resized").all()
+    assert done.loc[at[failed], "status"].eq("corrupt").all()
+    made = with_files(done)
+    assert np.flatnonzero(made).tolist() == at[~failed].tolist()
+    assert done.loc[made, ["width", "height"]].drop_duplicates().values.tolist() == [[32, 24]]
+    assert done.loc[~made, "width"].isna().all() and (done.loc[~made, "file"] == "").all()
+    assert set(done.loc[made, "resize"]) == {"resized"}
+    assert done.loc[0, "dropped_by"] == "catalog" and done.loc[700, "dropped_by"] == \
+        "verification_report"
+    assert done.loc[1, "dropped_by"] == "" and not done.loc[1, "used"]  # unused: not dropped
 
 
 def test_findings_out_of_line_with_the_catalog_are_refused():
