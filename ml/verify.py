@@ -260,21 +260,36 @@ def _invalid_rows(catalog: pd.DataFrame, rows: _Rows, images_dir: str,
 
 # ----------------------------------------------------------------------------- existence
 
-def _list_folder(folder: str) -> tuple[set[str], str]:
+def _list_folder(folder: str) -> tuple[list[str], str]:
     """Names of the files in `folder` from one listing, or (empty, why it cannot be listed).
     A folder whose link count says it has no subfolders (2 on ext4, xfs and tmpfs) is listed
     by name alone, a third faster than typing each entry: none of its names is a folder."""
     try:
         if os.stat(folder).st_nlink == 2:
-            return set(os.listdir(folder)), ""
+            return os.listdir(folder), ""
         with os.scandir(folder) as entries:
-            return {e.name for e in entries if e.is_file()}, ""
+            return [e.name for e in entries if e.is_file()], ""
     except FileNotFoundError:
-        return set(), f"folder {folder} does not exist"
+        return [], f"folder {folder} does not exist"
     except NotADirectoryError:
-        return set(), f"{folder} is not a folder"
+        return [], f"{folder} is not a folder"
     except OSError as exc:
-        return set(), f"folder {folder} cannot be listed ({exc.strerror})"
+        return [], f"folder {folder} cannot be listed ({exc.strerror})"
+
+
+ARROW_NAMES_FROM = 4096    # a folder with this many samples is checked by one Arrow is_in
+
+
+def _absent(names: pa.StringArray, listed: list[str]) -> np.ndarray:
+    """Which of `names` are not among `listed`: a Python set for a small folder, Arrow's hash
+    set for a large one (no Python string per sample)."""
+    if len(names) >= ARROW_NAMES_FROM:
+        present = pc.is_in(names, value_set=pa.array(listed, pa.string()))
+        return ~present.to_numpy(zero_copy_only=False)
+    wanted, have = names.to_pylist(), set(listed)
+    if have.issuperset(wanted):                     # all there: the common case, at C speed
+        return np.zeros(len(wanted), bool)
+    return np.fromiter((n not in have for n in wanted), bool, len(wanted))
 
 
 def _escapes(folder: str, root: str) -> str:
@@ -287,7 +302,8 @@ def _escapes(folder: str, root: str) -> str:
 
 def _check_files_exist(positions: np.ndarray, rows: _Rows, found: _Findings, root: str,
                        progress: Progress | None) -> None:
-    """One listing per folder; rows grouped by folder with Arrow, names tested against a set."""
+    """One listing per folder; rows grouped by folder with Arrow, names tested against the
+    listing as a set."""
     if len(positions) == 0:
         return
     parts = pc.split_pattern(rows.paths.take(pa.array(positions)), "/", max_splits=1, reverse=True)
@@ -296,7 +312,6 @@ def _check_files_exist(positions: np.ndarray, rows: _Rows, found: _Findings, roo
     order = np.argsort(codes, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(folders.dictionary)))])
     name_column = pc.list_element(parts, 1).take(pa.array(order))
-    names = name_column.to_pylist()
     for k, folder in enumerate(folders.dictionary.to_pylist()):
         lo, hi = bounds[k], bounds[k + 1]
         escape = _escapes(folder, root)
@@ -304,11 +319,10 @@ def _check_files_exist(positions: np.ndarray, rows: _Rows, found: _Findings, roo
             found.mark(positions[order[lo:hi]], INVALID, INVALID_REASON, escape)
         else:
             listed, why = _list_folder(folder or "/")
-            if not listed.issuperset(names[lo:hi]):          # all there: the common case
-                gone = pa.array(list(set(names[lo:hi]) - listed), pa.string())  # at C speed
-                absent = pc.is_in(name_column.slice(lo, hi - lo), value_set=gone)
-                found.mark(positions[order[lo:hi][absent.to_numpy(zero_copy_only=False)]],
-                           MISSING_STATUS, MISSING, why or "no such file")
+            absent = _absent(name_column.slice(lo, hi - lo), listed)
+            if absent.any():
+                found.mark(positions[order[lo:hi][absent]], MISSING_STATUS, MISSING,
+                           why or "no such file")
         if progress is not None:
             progress.advance(int(hi - lo))
 

@@ -466,3 +466,17 @@ def test_a_folder_named_like_an_image_is_missing_not_present(tmp_path):
     result = run(frame, tmp_path, None, level="exists")
     found = {k: v[0] for k, v in statuses(result, frame).items()}
     assert found == {"a.jpg": "ok", "b.jpg": "missing", "c.jpg": "ok"}
+
+
+@pytest.mark.parametrize("arrow_from", [1, 10_000])
+def test_missing_files_are_found_by_set_or_by_arrow_alike(tmp_path, monkeypatch, arrow_from):
+    monkeypatch.setattr(verify_mod, "ARROW_NAMES_FROM", arrow_from)
+    images = tmp_path / "images"
+    keys = [f"f{i % 2}/{i:02d}.jpg" for i in range(12)]
+    for key in keys:
+        if key not in ("f0/04.jpg", "f1/09.jpg"):
+            jpeg(images / key)
+    frame = files_catalog(images, keys)
+    result = run(frame, images, None, level="exists")
+    missing = sorted(k for k, v in statuses(result, frame).items() if v[0] == "missing")
+    assert missing == ["f0/04.jpg", "f1/09.jpg"]
