@@ -55,11 +55,12 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             sspec = split_spec_for(spec, config)
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
-        frame = resized.loc[with_files(resized)].reset_index(drop=True)
+        kept = with_files(resized)
+        frame = resized if kept.all() else resized.loc[kept].reset_index(drop=True)
         if frame.empty:
             raise dg.Failure(description=f"{spec.name}: no resized images to split; check the "
                                          "resized asset's failures and the verification report")
-        frame["split"] = assign_splits(frame, sspec)
+        frame = frame.assign(split=assign_splits(frame, sspec))
         paths = write_manifests(frame, out_dir, sspec)
         counts = split_counts(frame)
         meta: dict = {
