@@ -66,3 +66,19 @@ def class_count_summary(counts: Mapping[str, int], shown: int = CLASSES_SHOWN) -
             "median": float(np.median(values)) if len(values) else 0.0,
             "max": int(values.max()) if len(values) else 0,
             "largest": {str(k): int(v) for k, v in largest}}
+
+
+BAD_SAMPLE_COLUMNS = ("source_key", "status", "reason", "detail", "dropped_by")
+SHOWN_BAD_SAMPLES = 100       # rows of the table in metadata; the JSON report lists them all
+SHOWN_TEXT = 80               # characters of a value shown: the table stays under 40 KB
+
+
+def bad_samples_table(table) -> dg.TableMetadataValue:
+    """The first SHOWN_BAD_SAMPLES samples the dataset uses whose status is not ok, as a table
+    the UI shows (identifier, status, reason, detail, the stage that dropped it)."""
+    bad = table.loc[(table["status"] != "ok").to_numpy() & table["used"].to_numpy(bool),
+                    list(BAD_SAMPLE_COLUMNS)].head(SHOWN_BAD_SAMPLES)
+    records = [dg.TableRecord({name: str(value)[:SHOWN_TEXT] for name, value in row.items()})
+               for row in bad.to_dict("records")]
+    return dg.MetadataValue.table(records, schema=dg.TableSchema(
+        columns=[dg.TableColumn(name, "string") for name in BAD_SAMPLE_COLUMNS]))

@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 from pydantic import Field
 
+from assets.metadata import bad_samples_table
 from assets.options import merged_options
 from assets.progress_observations import progress_for
 from assets.shards import current_shard, shard_partitions, shard_path
@@ -119,8 +120,10 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         r = result.report
         used = r["used_subset"]
         whole = r["whole_label_file"]
-        yield dg.Output(verified(catalog, result.per_sample), metadata={
+        table = verified(catalog, result.per_sample)
+        yield dg.Output(table, metadata={
             "path": dg.MetadataValue.path(str(report_path)),
+            "bad_samples": bad_samples_table(table),
             "total_images_checked": r["total_images_checked"],
             "missing_count": r["missing_count"],
             "corrupt_count": r["corrupt_count"],

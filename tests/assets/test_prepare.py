@@ -116,6 +116,9 @@ def test_reverify_job_rechecks_disk_without_rematerializing_the_catalog(small):
     assert keys == {"verification_report"}
     meta = materialization_metadata(result, ["animals", "verification_report"])
     assert meta["missing_count"] == 1
+    bad = [r.data for r in meta["bad_samples"].records]            # the UI's table of bad files
+    assert bad == [{"source_key": "class_0/00.jpg", "status": "missing", "reason": "missing",
+                    "detail": "no such file", "dropped_by": "verification_report"}]
 
 
 def test_repo_graph_snapshot():
