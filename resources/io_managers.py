@@ -1,8 +1,9 @@
 """IO managers that hand downstream assets what they need, picked by the input's type annotation.
 
-DataFrame outputs (catalog, verification results, resize manifests, split manifests) are stored
-as Parquet under `<storage_root>/<asset key path>.parquet`, written atomically, with the path,
-row count and size recorded as metadata; downstream assets get a pandas DataFrame back.
+DataFrame outputs (the sample table at each stage, split manifests) are stored as Parquet under
+`<storage_root>/<asset key path>.parquet`, written atomically, with the path, row count, size
+and column schema (names and types, shown by the UI) recorded as metadata; downstream assets
+get a pandas DataFrame back.
 A partitioned (sharded, assets/shards.py) asset stores one file per shard under
 `<asset key path>/<shard>.parquet`; a downstream input receives the shards it depends on
 concatenated: its own shard for a sharded asset, every shard for an unpartitioned one (splits),
@@ -24,6 +25,12 @@ from pydantic import Field
 from ml.atomic import atomic_path, atomic_write_text, remove_stale_temps
 from ml.formats.handles import Handle, MemfileHandle, TFRecordShardsHandle
 from ml.publish import prune_for
+
+
+def column_schema(frame: pd.DataFrame) -> dg.TableSchema:
+    """The frame's columns and their types, as the UI shows a table's schema."""
+    return dg.TableSchema(columns=[dg.TableColumn(str(name), str(dtype))
+                                   for name, dtype in frame.dtypes.items()])
 
 
 class ParquetFrameIOManager(dg.ConfigurableIOManager):
@@ -50,6 +57,8 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
             "parquet": dg.MetadataValue.path(str(path)),
             "rows": len(obj),
             "parquet_bytes": path.stat().st_size,
+            "dagster/row_count": len(obj),
+            "dagster/column_schema": column_schema(obj),
         })
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:

@@ -18,6 +18,18 @@ def _stored(tmp_path) -> ParquetFrameIOManager:
     return manager
 
 
+def test_an_output_records_its_column_schema_and_row_count(tmp_path):
+    manager = ParquetFrameIOManager(base_dir=str(tmp_path))
+    context = dg.build_output_context(asset_key=["ds", "catalog"])
+    manager.handle_output(context, pd.DataFrame({"sample_id": ["a"], "width": [3],
+                                                 "used": [True]}))
+    meta = context.get_logged_metadata()
+    assert meta["dagster/row_count"].value == 1
+    schema = meta["dagster/column_schema"].value
+    assert [(c.name, c.type) for c in schema.columns] == [
+        ("sample_id", "str"), ("width", "int64"), ("used", "bool")]
+
+
 def test_an_input_reads_every_column_by_default(tmp_path):
     manager = _stored(tmp_path)
     frame = manager.load_input(dg.build_input_context(asset_key=["ds", "catalog"]))
