@@ -6,13 +6,13 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from assets.options import merged_options
+from assets.options import choices, merged_options
 from assets.progress_observations import progress_for
 from assets.shards import current_shard, shard_folder, shard_partitions
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
-from ml.resize import (ResizeSpec, check_safe_dimensions, output_names, round_to_safe,
-                       stage_resize)
+from ml.resize import (FORMATS, MODES, ResizeSpec, check_safe_dimensions, output_names,
+                       round_to_safe, stage_resize)
 from ml.sample_table import for_resize, resized as resized_table, with_files
 
 CHECK_NAME = "safe_dimensions"
@@ -21,13 +21,17 @@ RESIZE_DEFAULTS = {"width": 224, "height": 224, "mode": "letterbox", "fill": [0,
                    "workers": 0, "on_error": "skip"}
 
 
+ResizeMode = choices("ResizeMode", MODES)
+ResizeFormat = choices("ResizeFormat", FORMATS)
+
+
 class ResizeRunConfig(dg.Config):
     """Overrides of the dataset's `resize:` section for one run (empty = use datasets.yaml)."""
 
     width: Optional[int] = Field(default=None, description="Output width in pixels")
     height: Optional[int] = Field(default=None, description="Output height in pixels")
-    mode: Optional[str] = Field(default=None, description="stretch | letterbox | shorter_side_crop")
-    format: Optional[str] = Field(default=None, description="jpeg | png")
+    mode: Optional[ResizeMode] = Field(default=None, description="Geometry: stretch | letterbox | shorter_side_crop")
+    format: Optional[ResizeFormat] = Field(default=None, description="Output file format: jpeg | png")
     quality: Optional[int] = Field(default=None, description="JPEG quality 1-100")
     pool_depth: Optional[int] = Field(default=None, description="Number of 2x poolings the model applies; sides must divide by 2**pool_depth")
     round_to_safe: Optional[bool] = Field(default=None, description="Round width/height to the nearest safe size instead of failing the check")

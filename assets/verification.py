@@ -17,22 +17,26 @@ import yaml
 from pydantic import Field
 
 from assets.metadata import bad_samples_table
-from assets.options import merged_options
+from assets.options import choices, merged_options, overrides
 from assets.progress_observations import progress_for
 from assets.shards import current_shard, shard_partitions, shard_path
 from ml.dataset_spec import IMAGES_OPTION, DatasetSpec
 from ml.errors import ConfigError, DatasetError
 from ml.safe_paths import check_output_file
 from ml.sample_table import verified
-from ml.verify import VerifyConfig, is_report, resolve_report_path, verify_catalog, write_report
+from ml.verify import (LEVELS, VerifyConfig, is_report, resolve_report_path, verify_catalog,
+                       write_report)
 
 CHECK_NAME = "images_within_thresholds"
+
+
+VerifyLevel = choices("VerifyLevel", LEVELS)
 
 
 class VerifyRunConfig(dg.Config):
     """Overrides of the dataset's `verify:` section for one run (empty = use datasets.yaml)."""
 
-    level: Optional[str] = Field(default=None, description="'exists' (fast) or 'decode' (full)")
+    level: Optional[VerifyLevel] = Field(default=None, description="'exists' (fast) or 'decode' (full)")
     max_missing_ratio: Optional[float] = Field(default=None, description="Fail above this ratio of bad images in the used subset")
     max_missing_count: Optional[int] = Field(default=None, description="Fail above this many bad images")
     num_workers: Optional[int] = Field(default=None, description="Parallel decode workers")
@@ -62,9 +66,7 @@ def verify_config_for(spec: DatasetSpec, run_config: VerifyRunConfig | None = No
     seed000 = seed000_section(spec)
     if seed000 is not None:
         base = VerifyConfig.from_seed000_yaml(seed000)
-        overrides = {k: v for k, v in (run_config.model_dump() if run_config else {}).items()
-                     if v is not None}
-        return dataclasses.replace(base, **overrides)
+        return dataclasses.replace(base, **overrides(run_config))
     defaults = {f.name: f.default for f in dataclasses.fields(VerifyConfig)}
     return VerifyConfig(**merged_options(defaults, spec.verify, run_config, f"{spec.name}.verify"))
 

@@ -230,3 +230,30 @@ def test_the_sample_table_says_which_stage_dropped_each_sample(small):
     assert len(splits) == 16 and (splits["dropped_by"] == "").all()
     assert (splits["status"] == "ok").all() and splits["file"].str.endswith(".jpg").all()
     assert splits["sha256"].str.len().eq(64).all()
+
+
+def test_choice_options_are_dropdowns_in_the_launchpad_and_run_as_values(small):
+    """mode, format and level are Enums of the library's own lists (dropdowns), and a run
+    config naming a choice reaches the step as its plain value."""
+    from dagster._config.config_type import ConfigTypeKind
+    from dagster._config.pythonic_config.config import infer_schema_from_config_class
+
+    from assets.resize import ResizeRunConfig
+    from assets.verification import VerifyRunConfig
+    from ml.resize import FORMATS, MODES
+    from ml.verify import LEVELS
+    for config, field, values in ((ResizeRunConfig, "mode", MODES),
+                                  (ResizeRunConfig, "format", tuple(FORMATS)),
+                                  (VerifyRunConfig, "level", LEVELS)):
+        kind = infer_schema_from_config_class(config).config_type.fields[field].config_type
+        assert kind.inner_type.kind == ConfigTypeKind.ENUM
+        assert [v.config_value for v in kind.inner_type.enum_values] == list(values)
+    tmp_path, datasets = small
+    defs = definitions_for(tmp_path, datasets[:1])
+    result = materialize_all(defs, run_config={"ops": {
+        "animals__verification_report": {"config": {"level": "exists"}},
+        "animals__resized": {"config": {"mode": "stretch", "format": "png"}}}})
+    assert materialization_metadata(result, ["animals", "verification_report"])[
+        "check_level"] == "exists"
+    assert materialization_metadata(result, ["animals", "resized"])["mode"] == "stretch"
+    assert (tmp_path / "outputs" / "animals" / "resized" / "class_0" / "00.png").exists()
