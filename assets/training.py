@@ -118,6 +118,14 @@ def stage_inputs(inputs: dict[str, Any], folder: Path) -> list[str]:
     return args
 
 
+FIGURE_DIGITS = 4       # significant digits a figure is shown with (0.93, not 0.9299999999999999)
+
+
+def for_people(value: float) -> float:
+    """A figure rounded to FIGURE_DIGITS significant digits."""
+    return float(f"{value:.{FIGURE_DIGITS}g}")
+
+
 def summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
     """The trainer's summary as typed metadata: numbers plot over runs, paths link, PNGs show."""
     meta: dict[str, Any] = {}
@@ -125,7 +133,7 @@ def summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, bool) or value is None:
             meta[key] = str(value)
         elif isinstance(value, (int, float)):
-            meta[key] = dg.MetadataValue.float(float(value)) if isinstance(value, float) \
+            meta[key] = dg.MetadataValue.float(for_people(value)) if isinstance(value, float) \
                 and math.isfinite(value) else value
         elif isinstance(value, str) and (key == "checkpoint" or key.endswith(("_png", "_path"))):
             meta[key] = dg.MetadataValue.path(value)
@@ -221,9 +229,9 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
         card = "\n".join([
             f"# {spec.name} {model.task} model", "",
             f"- checkpoint: `{model.checkpoint}` (sha256 {digest})",
-            f"- epoch: {state['epoch']}, step: {state['step']}, values: {params:,}", "",
+            f"- epoch: {state['epoch']}, step: {state['step']}, parameters: {params:,}", "",
             "| figure | value |", "| --- | --- |",
-            *[f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
+            *[f"| {k} | {for_people(v):g} |" if isinstance(v, float) else f"| {k} | {v} |"
               for k, v in sorted(figures.items())], ""])
         path = Path(model.out_dir) / "MODEL_CARD.md"
         atomic_write_text(path, card)

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.training import TASK_INPUTS, trainer_command
+from assets.training import TASK_INPUTS, summary_metadata, trainer_command
 from ml.errors import ConfigError
 from ml.formats.handles import CheckpointHandle, Handle
 from tests.assets.helpers import definitions_for, materialization_metadata, materialize_all
@@ -48,7 +48,8 @@ def test_training_runs_through_pipes_and_the_checkpoint_reaches_the_next_asset(t
 
     card_meta = materialization_metadata(result, ["seq", "model_card"])
     assert card_meta["parameters"] > 1000 and card_meta["epoch"] == 1
-    assert "knn_accuracy" in Path(card_meta["path"]).read_text()
+    card = Path(card_meta["path"]).read_text()
+    assert "knn_accuracy" in card and "parameters: " in card and "values:" not in card
 
     # the same data and config again: nothing to train, so no new model is recorded as fresh
     instance = dg.DagsterInstance.ephemeral()
@@ -99,3 +100,10 @@ def test_each_task_names_its_inputs_and_torchrun_is_used_for_several_processes()
     assert one[1:4] == ["-m", "resources.pipes_entry", "face"]
     two = trainer_command("face", 2, ["--out", "x"])
     assert "torch.distributed.run" in two and "--nproc_per_node=2" in two
+
+
+def test_figures_are_rounded_for_people():
+    meta = summary_metadata({"val_accuracy": 0.9299999999999999, "psnr": 23.456789,
+                             "images": 1200, "loss": 0.000123456})
+    assert meta["val_accuracy"].value == 0.93 and meta["psnr"].value == 23.46
+    assert meta["loss"].value == 0.0001235 and meta["images"] == 1200
