@@ -44,17 +44,22 @@ def test_new_images_in_the_stage_folder_start_prepare_for_that_dataset_only(tmp_
     assert not tick(arrived.cursor).run_requests             # the cursor moved on
 
 
+def failure_context(result: dg.ExecuteInProcessResult, instance) -> dg.RunFailureSensorContext:
+    """The run-failure sensor's context for a run that failed."""
+    assert not result.success
+    return dg.build_run_status_sensor_context(
+        sensor_name="run_failure_summary_sensor", dagster_instance=instance,
+        dagster_run=result.dagster_run, dagster_event=result.get_run_failure_event(),
+    ).for_run_failure()
+
+
 def test_run_failure_sensor_summarizes_job_run_step_and_error(tmp_path, capfd):
     defs = definitions_for(tmp_path, [{"name": "gone", "kind": "image_folder",
                                        "source": {"root": str(tmp_path / "no_such_folder")}}])
     instance = dg.DagsterInstance.ephemeral()
     result = defs.resolve_job_def("prepare").execute_in_process(instance=instance,
                                                                 raise_on_error=False)
-    assert not result.success
-    context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_summary_sensor", dagster_instance=instance,
-        dagster_run=result.dagster_run, dagster_event=result.get_run_failure_event(),
-    ).for_run_failure()
+    context = failure_context(result, instance)
     summary = failure_summary(context)
     assert f"run {result.run_id} of job 'prepare' failed" in summary
     assert "step gone__catalog: dataset 'gone': source.root" in summary   # the sentence, no class
@@ -76,12 +81,7 @@ def test_run_failure_summary_quotes_the_failed_check_and_its_report(tmp_path):
     (root / "class_0" / "00.jpg").rename(tmp_path / "moved_away.jpg")      # 1 of 10: 10%
     result = defs.resolve_job_def("reverify_images").execute_in_process(
         instance=instance, raise_on_error=False)
-    assert not result.success
-    context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_summary_sensor", dagster_instance=instance,
-        dagster_run=result.dagster_run, dagster_event=result.get_run_failure_event(),
-    ).for_run_failure()
-    summary = failure_summary(context)
+    summary = failure_summary(failure_context(result, instance))
     assert "check animals/verification_report" in summary
     assert "1 missing" in summary and "ratio 10.0000% > 1.0000%" in summary
     assert "missing_images_report.json" in summary                        # the report's path
