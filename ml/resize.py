@@ -45,7 +45,7 @@ from ml.atomic import remove_stale_temps_under, sync_filesystem, temp_sibling
 from ml.columns import text_column
 from ml.containers import close_all as close_containers, read_member
 from ml.errors import ConfigError, DatasetError, ImageError, PathEscapeError
-from ml.imageio import MISSING, NOT_AN_IMAGE, UNSUPPORTED, load_rgb, read_header
+from ml.imageio import MISSING, UNSUPPORTED, load_rgb, read_header
 from ml.process_pool import pool_context
 from ml.file_stats import stat_files
 from ml.resize_manifest import MANIFEST_NAME, ResizeManifest  # noqa: F401 (named here too)
@@ -169,9 +169,6 @@ class ResizeResult:
         counts = {s: int(np.count_nonzero(status == s)) for s in (RESIZED, UNCHANGED, FAILED)}
         return cls(frame, counts[RESIZED], counts[UNCHANGED], counts[FAILED], seconds,
                    bytes_written)
-
-    def to_frame(self) -> "pd.DataFrame":
-        return self.frame
 
     @property
     def outcomes(self) -> list[ResizeOutcome]:

@@ -248,7 +248,7 @@ def test_bad_images_become_failed_outcomes_with_the_reason(tmp_path, golden):
     assert (res.failed, res.processed) == (len(BAD), 1)
     assert all(o.output == "" for o in res.outcomes if o.status == "failed")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MANIFEST_NAME, "ok.jpg"]
-    frame = res.to_frame()
+    frame = res.frame
     assert list(frame.columns) == ["sample_id", "output", "width", "height", "status", "reason"]
     assert frame.set_index("sample_id").loc["truncated", "reason"] == TRUNCATED
 
