@@ -11,6 +11,7 @@ import pandas as pd
 
 from ml.dataset_spec import load_datasets
 from ml.formats.handles import CheckpointHandle, Handle
+from ml.splits import CLASS_COUNTS_NAME
 
 # the figures printed per trained model, when its summary has them
 MODEL_FIGURES = ("val_accuracy", "raw_pixel_accuracy", "knn_accuracy", "knn_accuracy_random_init",
@@ -39,10 +40,12 @@ def summarize(outputs: Path | None = None) -> str:
                          f"passed={r.get('passed')}  ({report})")
         resized = out_dir / "resized"
         if resized.exists():
-            n = sum(1 for p in resized.rglob("*") if p.is_file() and not p.name.startswith("."))
+            n = sum(1 for p in resized.rglob("*") if p.is_file() and not any(
+                part.startswith(".") for part in p.relative_to(resized).parts))  # no manifest
             lines.append(f"  resized:  {n} images  ({resized})")
         splits = out_dir / "splits"
-        counts = {p.stem: len(pd.read_parquet(p)) for p in sorted(splits.glob("*.parquet"))}
+        counts = {p.stem: len(pd.read_parquet(p)) for p in sorted(splits.glob("*.parquet"))
+                  if p.name != CLASS_COUNTS_NAME}                  # samples per split only
         if counts:
             lines.append(f"  splits:   {counts}  ({splits})")
         for handle_file in sorted((root / d.name).glob("*.handle.json")):
