@@ -13,10 +13,13 @@ from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, DatasetError
 from ml.sample_table import with_files
 from ml.splits import (SplitSpec, assign_splits, build_link_tree, class_balance_png,
-                       split_counts, thumbnail_grid, write_class_counts, write_manifests)
+                       coverage_warnings, split_counts, thumbnail_grid, write_class_counts,
+                       write_manifests)
+
+COVERAGE_CHECK = "splits_cover_every_class"
 
 SPLIT_DEFAULTS = {"ratios": [0.80, 0.12, 0.08], "names": ["train", "val", "test"], "seed": 0,
-                  "group_identities": False, "link_tree": False}
+                  "group_identities": False, "link_tree": False, "min_split_size": 1}
 
 
 class SplitRunConfig(dg.Config):
@@ -26,6 +29,7 @@ class SplitRunConfig(dg.Config):
     seed: Optional[int] = Field(default=None, description="Seed of the hash that assigns groups to splits")
     group_identities: Optional[bool] = Field(default=None, description="Keep every identity inside one split (face verification)")
     link_tree: Optional[bool] = Field(default=None, description="Also build an ImageFolder tree of hard links")
+    min_split_size: Optional[int] = Field(default=None, description="Warn when a split has fewer samples")
 
 
 def split_spec_for(spec: DatasetSpec, config: SplitRunConfig | None = None) -> SplitSpec:
@@ -42,15 +46,21 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     out_dir = spec.output_dir / "splits"
     split_spec_for(spec)       # a bad splits: section fails when definitions load
 
+    key = dg.AssetKey([spec.name, "splits"])
+
     @dg.asset(
         name="splits", key_prefix=[spec.name], group_name=spec.name,
         ins={"resized": dg.AssetIn(key=dg.AssetKey([spec.name, "resized"]))},
         io_manager_key="frame_io_manager", kinds={"parquet"},
+        check_specs=[dg.AssetCheckSpec(
+            COVERAGE_CHECK, asset=key, blocking=False,
+            description="Every split is at least splits.min_split_size samples, and every class "
+                        "has samples in every split (unless identities are kept whole); a "
+                        "warning, not a stop.")],
         description=f"{spec.name}'s resized samples assigned to splits by a stable, group-aware "
                     "hash; one Parquet manifest per split.",
     )
-    def splits(context: dg.AssetExecutionContext, config: SplitRunConfig,
-               resized: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    def splits(context: dg.AssetExecutionContext, config: SplitRunConfig, resized: pd.DataFrame):
         try:
             sspec = split_spec_for(spec, config)
         except DatasetError as exc:
@@ -87,6 +97,13 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         meta["preview"] = dg.MetadataValue.md(
             f"### {spec.name} splits\n\n{image_markdown(hist, 'class balance')}\n\n"
             f"{image_markdown(grid, 'sample thumbnails')}")
-        return dg.Output(frame, metadata=meta)
+        yield dg.Output(frame, metadata=meta)
+        problems = coverage_warnings(counts, sspec)
+        for problem in problems:
+            context.log.warning(f"{spec.name} splits: {problem}")
+        yield dg.AssetCheckResult(
+            check_name=COVERAGE_CHECK, asset_key=key, passed=not problems,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="; ".join(problems) or "every split and every class has samples")
 
     return splits

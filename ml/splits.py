@@ -40,6 +40,7 @@ class SplitSpec:
     seed: int = 0
     group_identities: bool = False                     # keep each identity inside one split
     link_tree: bool = False                            # also build an ImageFolder tree of hard links
+    min_split_size: int = 1                            # a smaller split is warned about
 
     def __post_init__(self):
         for name in self.names:
@@ -60,10 +61,14 @@ class SplitSpec:
                               "otherwise")
         if len(set(self.names)) != len(self.names):
             raise ConfigError(f"splits: names {list(self.names)} must be distinct")
+        if not isinstance(self.min_split_size, int) or isinstance(self.min_split_size, bool) \
+                or self.min_split_size < 0:
+            raise ConfigError(f"splits: min_split_size {self.min_split_size!r} must be a whole "
+                              "number >= 0")
 
     @classmethod
     def from_options(cls, options: dict) -> "SplitSpec":
-        known = {"ratios", "names", "seed", "group_identities", "link_tree"}
+        known = {"ratios", "names", "seed", "group_identities", "link_tree", "min_split_size"}
         unknown = set(options) - known
         if unknown:
             raise ConfigError(f"splits: unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -118,6 +123,33 @@ def split_counts(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
     for (split, label), n in table.items():
         out.setdefault(str(split), {})[str(label)] = int(n)
     return out
+
+
+SHOWN_CLASSES = 5         # classes named in a coverage warning
+
+
+def coverage_warnings(counts: dict[str, dict[str, int]], spec: SplitSpec) -> list[str]:
+    """What a user should know before training on these splits: a split (with a ratio above 0)
+    smaller than spec.min_split_size, and classes with no sample in such a split (not asked
+    when identities are kept whole: held-out identities are the point then)."""
+    asked = [name for name, ratio in zip(spec.names, spec.ratios) if ratio > 0]
+    problems = []
+    for name in asked:
+        size = sum(counts.get(name, {}).values())
+        if size < spec.min_split_size:
+            problems.append(f"split {name!r} has {size} sample(s), fewer than min_split_size "
+                            f"{spec.min_split_size}")
+    if spec.group_identities:
+        return problems
+    labels = sorted({label for per in counts.values() for label in per if label != ""})
+    for name in asked:
+        absent = [label for label in labels if not counts.get(name, {}).get(label)]
+        if absent:
+            shown = ", ".join(absent[:SHOWN_CLASSES]) + (" ..." if len(absent) > SHOWN_CLASSES
+                                                         else "")
+            problems.append(f"{len(absent)} of {len(labels)} classes have no {name!r} sample "
+                            f"({shown})")
+    return problems
 
 
 def write_class_counts(frame: pd.DataFrame, out_dir: Path) -> Path:

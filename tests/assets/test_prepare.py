@@ -257,3 +257,14 @@ def test_choice_options_are_dropdowns_in_the_launchpad_and_run_as_values(small):
         "check_level"] == "exists"
     assert materialization_metadata(result, ["animals", "resized"])["mode"] == "stretch"
     assert (tmp_path / "outputs" / "animals" / "resized" / "class_0" / "00.png").exists()
+
+
+def test_a_split_missing_classes_is_a_warning_not_a_stop(small):
+    tmp_path, datasets = small
+    defs = definitions_for(tmp_path, [dict(datasets[0], splits={"min_split_size": 5})])
+    result = materialize_all(defs)
+    assert result.success                                   # non-blocking: nothing stopped
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    coverage = checks["splits_cover_every_class"]
+    assert not coverage.passed and coverage.severity == dg.AssetCheckSeverity.WARN
+    assert "fewer than min_split_size 5" in coverage.description

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from ml.errors import ConfigError
-from ml.splits import (SplitSpec, assign_splits, build_link_tree, split_counts, write_class_counts,
-                       write_manifests)
+from ml.splits import (SplitSpec, assign_splits, build_link_tree, coverage_warnings, split_counts,
+                       write_class_counts, write_manifests)
 
 
 def frame_of(n_labels=10, per_label=100, group_kind="none", group_size=1):
@@ -118,3 +118,20 @@ def test_the_column_at_once_assigns_exactly_what_the_per_unit_rule_does():
         h = int.from_bytes(hashlib.sha256(f"11\x00{unit}".encode()).digest()[:8], "big") / 2.0 ** 64
         assert got[i] == spec.names[int(np.searchsorted(edges, h, side="right"))]
 
+
+
+def test_coverage_warnings_name_small_splits_and_classes_missing_from_a_split():
+    counts = {"train": {"ant": 4, "bee": 30, "cat": 20}, "val": {"bee": 3, "cat": 1},
+              "test": {"bee": 2}}
+    spec = SplitSpec(min_split_size=3)
+    assert coverage_warnings(counts, spec) == [
+        "split 'test' has 2 sample(s), fewer than min_split_size 3",
+        "1 of 3 classes have no 'val' sample (ant)",
+        "2 of 3 classes have no 'test' sample (ant, cat)"]
+    held_out = SplitSpec(min_split_size=3, group_identities=True)   # identities kept whole
+    assert coverage_warnings(counts, held_out) == [
+        "split 'test' has 2 sample(s), fewer than min_split_size 3"]
+    assert coverage_warnings({"train": {"a": 8}, "val": {"a": 1}, "test": {"a": 1}},
+                             SplitSpec()) == []
+    with pytest.raises(ConfigError, match="min_split_size"):
+        SplitSpec(min_split_size=-1)
