@@ -209,6 +209,9 @@ def build_link_tree(frame: pd.DataFrame, tree_dir: Path, file_column: str = "fil
     return counts
 
 
+CHART_MAX_INCHES = 10      # 1,000 px at 100 dpi: the chart fits the UI's page at any class count
+
+
 def class_balance_png(counts: dict[str, dict[str, int]], max_labels: int = 40) -> bytes:
     """A grouped bar chart of samples per class and split (top classes when there are many)."""
     import matplotlib
@@ -221,7 +224,8 @@ def class_balance_png(counts: dict[str, dict[str, int]], max_labels: int = 40) -
             totals[label] = totals.get(label, 0) + n
     labels = sorted(totals, key=lambda l: (-totals[l], l))[:max_labels]
     splits = list(counts)
-    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(labels) + 2), 3.6), dpi=100)
+    fig, ax = plt.subplots(figsize=(min(CHART_MAX_INCHES, max(6, 0.25 * len(labels) + 2)), 3.6),
+                           dpi=100)
     width = 0.8 / max(1, len(splits))
     x = np.arange(len(labels))
     for i, split in enumerate(splits):
@@ -233,7 +237,7 @@ def class_balance_png(counts: dict[str, dict[str, int]], max_labels: int = 40) -
     if len(totals) > max_labels:
         title += f" (top {max_labels} of {len(totals)} classes)"
     ax.set_title(title)
-    ax.legend()
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -135,3 +135,15 @@ def test_coverage_warnings_name_small_splits_and_classes_missing_from_a_split():
                              SplitSpec()) == []
     with pytest.raises(ConfigError, match="min_split_size"):
         SplitSpec(min_split_size=-1)
+
+
+def test_the_class_balance_chart_fits_the_page_at_many_classes():
+    import io
+
+    from PIL import Image
+
+    from ml.splits import class_balance_png
+    counts = {split: {f"identity_{i:03d}": 5 + i % 7 for i in range(120)}
+              for split in ("train", "val", "test")}
+    width, height = Image.open(io.BytesIO(class_balance_png(counts))).size
+    assert width <= 1000 and height <= 400
