@@ -13,8 +13,8 @@ from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, DatasetError
 from ml.sample_table import with_files
 from ml.splits import (SplitSpec, assign_splits, build_link_tree, class_balance_png,
-                       coverage_warnings, split_counts, thumbnail_grid, write_class_counts,
-                       write_manifests)
+                       coverage_warnings, preview_rows, split_counts, thumbnail_grid,
+                       write_class_counts, write_manifests)
 
 COVERAGE_CHECK = "splits_cover_every_class"
 
@@ -90,7 +90,7 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                          "hard_links": links["link"], "copies": links["copy"]})
         hist = class_balance_png(counts)
         meta["class_balance_png"] = save_png(hist, out_dir / "class_balance.png")
-        sample = frame.groupby("split", sort=False).head(8).head(24)
+        sample = preview_rows(frame)
         grid = thumbnail_grid(sample["file"].tolist(),
                               [f"{s}:{l}" for s, l in zip(sample["split"], sample["label"])])
         meta["thumbnails_png"] = save_png(grid, out_dir / "thumbnails.png")

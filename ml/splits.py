@@ -245,6 +245,16 @@ def class_balance_png(counts: dict[str, dict[str, int]], max_labels: int = 40) -
     return buf.getvalue()
 
 
+def preview_rows(frame: pd.DataFrame, per_split: int = 8) -> pd.DataFrame:
+    """Up to `per_split` rows of each split for the thumbnail grid, each of another class while
+    classes last (the first rows of a split are often one class: one identity's images)."""
+    distinct = frame.drop_duplicates(["split", "label"])
+    rest = frame.drop(index=distinct.index)
+    picked = pd.concat([distinct, rest]).groupby("split", sort=False).head(per_split)
+    return picked.sort_values("split", kind="stable", key=lambda s: s.map(
+        {name: i for i, name in enumerate(pd.unique(frame["split"]))}))
+
+
 def thumbnail_grid(files: list[str], captions: list[str], cell: int = 64, columns: int = 8) -> bytes:
     """A small PNG grid of thumbnails with captions (for the asset's markdown)."""
     from PIL import Image, ImageDraw

@@ -147,3 +147,15 @@ def test_the_class_balance_chart_fits_the_page_at_many_classes():
               for split in ("train", "val", "test")}
     width, height = Image.open(io.BytesIO(class_balance_png(counts))).size
     assert width <= 1000 and height <= 400
+
+
+def test_the_preview_shows_many_classes_per_split():
+    from ml.splits import preview_rows
+    frame = pd.DataFrame({"split": ["train"] * 30 + ["val"] * 6,
+                          "label": [f"id{i // 10}" for i in range(30)] + ["a", "a", "b", "c", "c", "d"],
+                          "file": [f"{i}.jpg" for i in range(36)]})
+    rows = preview_rows(frame, per_split=4)
+    train = rows.loc[rows["split"] == "train", "label"].tolist()
+    assert train[:3] == ["id0", "id1", "id2"] and len(train) == 4      # every class first
+    assert rows.loc[rows["split"] == "val", "label"].tolist() == ["a", "b", "c", "d"]
+    assert rows["split"].tolist() == ["train"] * 4 + ["val"] * 4
