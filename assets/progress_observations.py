@@ -2,15 +2,16 @@
 
 `progress_for(context, total, what)` returns an ml.progress.Progress that logs done / total,
 rate and ETA every few seconds through the run's log and, with each of those messages and once
-at the end, records an AssetObservation on the asset (metadata done, total, percent,
-rate_per_s, eta_s). The UI's asset page lists the observations and plots their numbers, so a
-long verification or resize shows how far it is without opening the run's logs.
+at the end, records an AssetObservation on the asset (metadata `progress_of` and `progress`,
+"done/total (percent), rate/s, ETA t", as text: the UI plots numbers, and progress plotted
+beside an asset's quality figures only crowded them). The UI's asset page lists the
+observations, so a long verification or resize shows how far it is without opening the logs.
 """
 
 import dagster as dg
 
 from assets.shards import current_shard
-from ml.progress import Progress, ProgressFactory
+from ml.progress import Progress, ProgressFactory, progress_text
 
 
 def progress_observer(context: dg.AssetExecutionContext, what: str):
@@ -20,18 +21,10 @@ def progress_observer(context: dg.AssetExecutionContext, what: str):
     partition = current_shard(context)
 
     def observe(done: int, total: int, rate: float) -> None:
-        left = max(0, total - done)
-        metadata = {
-            "progress_of": what, "done": int(done), "total": int(total),
-            "percent": dg.MetadataValue.float(round(100.0 * done / total, 2) if total else 100.0),
-            "rate_per_s": dg.MetadataValue.float(round(float(rate), 2)),
-        }
-        if total <= 0:               # total not known yet: no percent or ETA to plot
-            del metadata["percent"]
-        elif rate > 0:
-            metadata["eta_s"] = dg.MetadataValue.float(round(left / rate, 1))
         context.log_event(dg.AssetObservation(
-            asset_key=key, partition=partition, metadata=metadata,
+            asset_key=key, partition=partition,
+            metadata={"progress_of": what,
+                      "progress": dg.MetadataValue.text(progress_text(done, total, rate))},
             description=f"{what}: {done}/{total}"))
 
     return observe

@@ -56,13 +56,7 @@ class Progress:
         return self.done / elapsed if elapsed > 0 else 0.0
 
     def message(self) -> str:
-        rate = self.rate
-        if self.total <= 0:          # not known yet (a source still being read)
-            return f"{self.what}: {self.done} so far, {rate:.1f}/s"
-        left = self.eta_seconds()
-        eta = format_duration(left) if left is not None else "?"
-        pct = 100.0 * self.done / self.total if self.total else 100.0
-        return f"{self.what}: {self.done}/{self.total} ({pct:.1f}%), {rate:.1f}/s, ETA {eta}"
+        return f"{self.what}: {progress_text(self.done, self.total, self.rate)}"
 
     def advance(self, n: int = 1) -> None:
         self.done += n
@@ -73,10 +67,7 @@ class Progress:
 
     def eta_seconds(self) -> float | None:
         """Seconds left at the current rate; None before anything is done."""
-        rate = self.rate
-        if self.total <= 0:
-            return None
-        return max(0, self.total - self.done) / rate if rate > 0 else None
+        return _eta(self.done, self.total, self.rate)
 
     def _report(self) -> None:
         self.messages += 1
@@ -96,3 +87,20 @@ class Progress:
 
 
 ProgressFactory = Callable[[int, str], Progress]   # (total, what) -> a started Progress
+
+
+def progress_text(done: int, total: int, rate: float) -> str:
+    """'done/total (percent), rate/s, ETA t', or 'done so far, rate/s' while the total is not
+    known yet (a source still being read)."""
+    if total <= 0:
+        return f"{done} so far, {rate:.1f}/s"
+    left = _eta(done, total, rate)
+    eta = format_duration(left) if left is not None else "?"
+    return f"{done}/{total} ({100.0 * done / total:.1f}%), {rate:.1f}/s, ETA {eta}"
+
+
+def _eta(done: int, total: int, rate: float) -> float | None:
+    """Seconds left at `rate`; None when the total or the rate is not known yet."""
+    if total <= 0 or rate <= 0:
+        return None
+    return max(0, total - done) / rate
