@@ -39,6 +39,7 @@ from ml.checksums import files_sha256
 from ml.dataset_spec import DatasetSpec, repo_root
 from ml.errors import ConfigError
 from ml.formats.handles import CheckpointHandle, Handle
+from ml.train.gate import GATES
 from resources.trainer_launchers import K8S_CONFIG_TAG, TrainerLauncher, k8s_gpu_config
 
 # task -> {trainer input name: upstream asset of the same dataset}
@@ -49,7 +50,8 @@ TASK_INPUTS: dict[str, dict[str, str]] = {
     "unet": {"splits": "splits"},
 }
 TRAIN_DEFAULTS: dict[str, Any] = {"task": None, "config": "config/train.yaml", "processes": 1,
-                                  "set": {}, "fresh": False}
+                                  "set": {}, "fresh": False, "gate_margin": None}
+GATE_CHECK = "model_beats_baseline"
 GPU_TAGS = {"imageds/gpu": "1"}
 GPU_POOL = "gpu"
 
@@ -82,6 +84,11 @@ def training_options(spec: DatasetSpec, run_config: TrainRunConfig | None = None
     if opts["task"] not in TASK_INPUTS:
         raise ConfigError(f"{spec.name}.train.task: {opts['task']!r} is not a training task; "
                           f"use one of {sorted(TASK_INPUTS)}")
+    margin = opts["gate_margin"]
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))
+                               or not math.isfinite(margin)):
+        raise ConfigError(f"{spec.name}.train.gate_margin: expected a number (how far the model's "
+                          f"figure must beat its baseline), got {margin!r}")
     if not isinstance(opts["processes"], int) or opts["processes"] < 1:
         raise ConfigError(f"{spec.name}.train.processes: expected a whole number >= 1, got "
                           f"{opts['processes']!r}")
@@ -155,6 +162,8 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
     opts = training_options(spec)
     task = opts["task"]
     out_dir = spec.output_dir / "train" / task
+    gate = GATES[task]
+    gate_margin = gate.margin if opts["gate_margin"] is None else opts["gate_margin"]
     ins = {name: dg.AssetIn(key=dg.AssetKey([spec.name, upstream]))
            for name, upstream in TASK_INPUTS[task].items()}
 
@@ -207,6 +216,24 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
                      "events": dg.MetadataValue.path(str(out_dir / "events.jsonl"))})
         yield dg.Output(handle, metadata=meta)
 
+    @dg.asset_check(
+        asset=model, name=GATE_CHECK, blocking=True,
+        description=f"The model's {gate.figure} beats {gate.what} ({gate.baseline}) by at least "
+                    f"{gate_margin:g}; a model that did not learn does not reach its card",
+    )
+    def model_beats_baseline(context: dg.AssetCheckExecutionContext,
+                             model: CheckpointHandle) -> dg.AssetCheckResult:
+        verdict = gate.judge(model.summary, gate_margin)
+        (context.log.info if verdict.passed else context.log.error)(
+            f"{spec.name}: {verdict.sentence}")
+        return dg.AssetCheckResult(
+            passed=verdict.passed, severity=dg.AssetCheckSeverity.ERROR,
+            description=verdict.sentence,
+            metadata={"figure": for_people(verdict.figure),
+                      "baseline": for_people(verdict.baseline),
+                      "required_margin": for_people(verdict.margin),
+                      "margin": for_people(verdict.figure - verdict.baseline)})
+
     @dg.asset(
         name="model_card", key_prefix=[spec.name], group_name=spec.name,
         ins={"model": dg.AssetIn(key=dg.AssetKey([spec.name, "model"]))},
@@ -239,7 +266,7 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
             "path": dg.MetadataValue.path(str(path)), "card": dg.MetadataValue.md(card),
             "parameters": params, "epoch": state["epoch"], "checkpoint_sha256": digest})
 
-    return [model, model_card]
+    return [model, model_beats_baseline, model_card]
 
 
 def _tensors(part: Any):

@@ -16,6 +16,9 @@ class ClassAccuracy:
     per_class: dict[int, float]        # class -> recall, for classes present in the labels
     mean_class_accuracy: float         # mean of per_class (every present class counts alike)
     samples: int
+    chance_stderr: float               # standard error of mean_class_accuracy for a uniform
+                                       # guess among the present classes: how much a model that
+                                       # learnt nothing scatters on this evaluation set
 
 
 def class_accuracy(predicted: np.ndarray, labels: np.ndarray) -> ClassAccuracy:
@@ -25,9 +28,13 @@ def class_accuracy(predicted: np.ndarray, labels: np.ndarray) -> ClassAccuracy:
         raise DatasetError(f"class_accuracy: {predicted.size} predictions for {labels.size} "
                            "labels; need the same, non-zero number")
     right = predicted == labels
-    per_class = {int(c): float(right[labels == c].mean()) for c in np.unique(labels)}
+    classes, counts = np.unique(labels, return_counts=True)
+    per_class = {int(c): float(right[labels == c].mean()) for c in classes}
+    p = 1.0 / len(classes)
+    chance_stderr = float(np.sqrt(np.sum(p * (1 - p) / counts)) / len(classes))
     return ClassAccuracy(float(right.mean()), per_class,
-                         float(np.mean(list(per_class.values()))), int(labels.size))
+                         float(np.mean(list(per_class.values()))), int(labels.size),
+                         chance_stderr)
 
 
 def majority_baseline(train_counts: np.ndarray, labels: np.ndarray) -> ClassAccuracy:

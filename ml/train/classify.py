@@ -234,5 +234,6 @@ def accuracy_summary(scores: ClassAccuracy, majority: ClassAccuracy,
         "mean_class_accuracy": scores.mean_class_accuracy,
         "majority_class_accuracy": majority.accuracy,
         "majority_mean_class_accuracy": majority.mean_class_accuracy,
+        "mean_class_accuracy_chance_stderr": scores.chance_stderr,
         "per_class_accuracy": named(scores.per_class, names),
     }

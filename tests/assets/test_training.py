@@ -15,6 +15,7 @@ from ml.formats.handles import CheckpointHandle, Handle
 from tests.assets.helpers import definitions_for, materialization_metadata, materialize_all
 
 FAST_CONTRASTIVE = {"epochs": 1, "batch_size": 8, "image_size": 32, "knn_k": 3}
+UNGATED = -1.0    # one step on ten sequences learns nothing: these tests turn the gate off
 
 
 def sequences_dataset(golden: Path, **train) -> dict:
@@ -22,7 +23,8 @@ def sequences_dataset(golden: Path, **train) -> dict:
             "source": {"file": str(golden / "hdf5/sequences.h5")},
             "resize": {"mode": "shorter_side_crop", "width": 32, "height": 32, "workers": 1},
             "formats": {"h5_store": {}},
-            "train": {"task": "contrastive", "set": FAST_CONTRASTIVE, **train}}
+            "train": {"task": "contrastive", "set": FAST_CONTRASTIVE, "gate_margin": UNGATED,
+                      **train}}
 
 
 def run_logs(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> list[str]:
@@ -36,6 +38,8 @@ def test_training_runs_through_pipes_and_the_checkpoint_reaches_the_next_asset(t
     result = materialize_all(defs)          # prepare, then the model, then its card
     meta = materialization_metadata(result, ["seq", "model"])
     assert meta["task"] == "contrastive" and meta["processes"] == 1
+    gate = {e.check_name: e for e in result.get_asset_check_evaluations()}["model_beats_baseline"]
+    assert gate.passed, gate.description
     for key in ("knn_accuracy", "knn_accuracy_random_init"):
         assert 0.0 <= meta[key] <= 1.0
     checkpoint = Path(meta["checkpoint"])
@@ -107,3 +111,18 @@ def test_figures_are_rounded_for_people():
                              "images": 1200, "loss": 0.000123456})
     assert meta["val_accuracy"].value == 0.93 and meta["psnr"].value == 23.46
     assert meta["loss"].value == 0.0001235 and meta["images"] == 1200
+
+
+@pytest.mark.slow
+def test_a_model_that_fails_its_quality_gate_does_not_reach_its_card(tmp_path, golden):
+    # no model beats its untrained self by a whole 1.0 of kNN accuracy
+    defs = definitions_for(tmp_path, [sequences_dataset(golden, gate_margin=1.0)])
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize_all(defs, instance=instance, raise_on_error=False)
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    gate = checks["model_beats_baseline"]
+    assert not gate.passed and "knn_accuracy" in gate.description
+    assert "did not learn" in gate.description
+    assert result.asset_materializations_for_node("seq__model"), "the model itself is recorded"
+    assert not result.asset_materializations_for_node("seq__model_card"), "blocked by the gate"
+    assert any("does not beat the untrained network" in m for m in run_logs(instance, result))

@@ -20,6 +20,7 @@ from ml.resize import ResizeItem, ResizeSpec, resize_image
 from ml.sample_data import generate_inat
 from ml.train.classify import Config, train
 from ml.train.config import build_config, load_section
+from ml.train.gate import GATES
 from ml.train.distributed import DistEnv
 from ml.train.report import Reporter
 
@@ -27,10 +28,10 @@ TRAIN_COUNTS = (28, 14, 7, 4)          # per class in the generator's train spli
 SIZE = 48
 
 
-def letterboxed_frame(root: Path) -> pd.DataFrame:
+def letterboxed_frame(root: Path, train_counts=TRAIN_COUNTS) -> pd.DataFrame:
     """The generated iNat-style images (readable ones) letterboxed to SIZE, as a split table:
     per class, every fourth image is a test image, the rest train."""
-    paths = generate_inat(root / "inat", train_counts=TRAIN_COUNTS)
+    paths = generate_inat(root / "inat", train_counts=train_counts)
     spec = ResizeSpec(width=SIZE, height=SIZE, mode="letterbox")
     rows = []
     for split_file in ("train", "val"):
@@ -122,3 +123,24 @@ def test_config_sections_are_valid(path):
     repo = Path(__file__).resolve().parents[2]
     cfg = build_config(Config, load_section(repo / path, "classify"), path)
     assert cfg.epochs >= 1
+
+
+def test_quality_gate_passes_a_model_that_learnt_and_fails_one_trained_on_shuffled_labels(
+        tmp_path):
+    frame = letterboxed_frame(tmp_path, train_counts=(30, 30, 30, 30))
+    shuffled = frame.copy()
+    order = np.random.default_rng(0).permutation(len(frame))
+    shuffled[["label_index", "label"]] = frame[["label_index", "label"]].to_numpy()[order]
+    verdicts = {}
+    for name, table in (("true", frame), ("shuffled", shuffled)):
+        handle = tmp_path / f"{name}.handle.json"
+        handle.write_text(pack_tfrecords(table, tmp_path / name, target_shard_bytes=64 * 1024)
+                          .to_json())
+        verdicts[name] = GATES["classify"].judge(run(handle, tmp_path / f"out_{name}",
+                                                     model="small_cnn"))
+    assert verdicts["true"].passed, verdicts["true"].sentence
+    assert not verdicts["shuffled"].passed, verdicts["shuffled"].sentence
+    assert "did not learn" in verdicts["shuffled"].sentence
+    # 30 test images in 4 classes: luck alone scatters the mean class accuracy by ~0.08, so
+    # the gate asks for two of those rather than the bare 0.05
+    assert verdicts["shuffled"].margin > 0.14
