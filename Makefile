@@ -11,7 +11,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export DAGSTER_DISABLE_TELEMETRY := 1
 export IMAGEDS_ROOT := $(CURDIR)
 
-.PHONY: bootstrap home sample demo train test ui bench lock clean golden
+.PHONY: bootstrap home sample demo train test ui tensorboard bench lock clean golden
 
 bootstrap: $(VENV)/.installed home
 
@@ -46,6 +46,10 @@ test: bootstrap
 
 ui: bootstrap
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+# Every trainer's TensorBoard event files (outputs/<dataset>/train/<task>/tb/), one run per model.
+tensorboard: bootstrap
+	$(BIN)/tensorboard --logdir $(OUTPUT_DIR) --host 127.0.0.1 --port 6006
 
 bench: bootstrap
 	for b in resize verify pack loader stale_temps; do $(BIN)/python bench/$$b.py || exit 1; done

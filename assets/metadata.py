@@ -14,6 +14,14 @@ from PIL import Image
 from ml.atomic import atomic_write_bytes
 
 
+FIGURE_DIGITS = 4       # significant digits a figure is shown with (0.93, not 0.9299999999999999)
+
+
+def for_people(value: float) -> float:
+    """A figure rounded to FIGURE_DIGITS significant digits."""
+    return float(f"{value:.{FIGURE_DIGITS}g}")
+
+
 INLINE_IMAGE_BYTES = 16_000   # per picture in a markdown value (before base64): 3 fit in 64 KB
 
 

@@ -5,7 +5,7 @@ A dataset opts in with a `train:` section in config/datasets.yaml:
 
 ```yaml
 train:
-  task: face                 # face | contrastive | classify | unet (ml/train/cli.py TASKS)
+  task: face                 # face | contrastive | classify | unet (ml/train/tasks.py TASKS)
   config: config/train.yaml  # YAML with a section per task (config/gpu.yaml for a real GPU run)
   processes: 1               # > 1 launches torchrun --nproc_per_node=N (gloo on CPU, nccl on GPU)
   set: {epochs: 4}           # overrides of the task's options
@@ -32,7 +32,8 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from assets.metadata import image_markdown
+from assets.metadata import for_people, image_markdown
+from assets.training_progress import observing_training
 from assets.options import merged_options
 from ml.atomic import atomic_path, atomic_write_text
 from ml.checksums import files_sha256
@@ -40,18 +41,17 @@ from ml.dataset_spec import DatasetSpec, repo_root
 from ml.errors import ConfigError
 from ml.formats.handles import CheckpointHandle, Handle
 from ml.train.gate import GATES
+from ml.train.tasks import TASKS
+from ml.train.tensorboard import TENSORBOARD_DIR
 from resources.trainer_launchers import K8S_CONFIG_TAG, TrainerLauncher, k8s_gpu_config
 
 # task -> {trainer input name: upstream asset of the same dataset}
 TASK_INPUTS: dict[str, dict[str, str]] = {
-    "face": {"recordio": "recordio", "validation": "validation_memfile"},
-    "contrastive": {"h5_store": "h5_store"},
-    "classify": {"tfrecords": "tfrecords"},
-    "unet": {"splits": "splits"},
-}
+    task: {name: inp.asset for name, inp in spec.inputs.items()} for task, spec in TASKS.items()}
 TRAIN_DEFAULTS: dict[str, Any] = {"task": None, "config": "config/train.yaml", "processes": 1,
                                   "set": {}, "fresh": False, "gate_margin": None}
 GATE_CHECK = "model_beats_baseline"
+EVENTS_FILE = "events.jsonl"     # every event of every run of the trainer, as JSON lines
 GPU_TAGS = {"imageds/gpu": "1"}
 GPU_POOL = "gpu"
 
@@ -125,14 +125,6 @@ def stage_inputs(inputs: dict[str, Any], folder: Path) -> list[str]:
     return args
 
 
-FIGURE_DIGITS = 4       # significant digits a figure is shown with (0.93, not 0.9299999999999999)
-
-
-def for_people(value: float) -> float:
-    """A figure rounded to FIGURE_DIGITS significant digits."""
-    return float(f"{value:.{FIGURE_DIGITS}g}")
-
-
 def summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
     """The trainer's summary as typed metadata: numbers plot over runs, paths link, PNGs show."""
     meta: dict[str, Any] = {}
@@ -190,7 +182,7 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
                 *stage_inputs(inputs, out_dir / "inputs"),
                 *[a for k, v in run_opts["set"].items() for a in ("--set", f"{k}={v}")],
                 *(["--fresh"] if run_opts["fresh"] else []),
-                "--events", str(out_dir / "events.jsonl")]
+                "--events", str(out_dir / EVENTS_FILE)]
         from ml.train.cli import nothing_to_train    # torch is imported at run time only
         idle = nothing_to_train([task, *args])
         if idle is not None:
@@ -200,8 +192,9 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
         command = trainer_command(task, run_opts["processes"], args)
         context.log.info("launching: " + " ".join(command))
         env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-        invocation = trainer_launcher.launch(context=context, command=command, env=env,
-                                             cwd=str(root))
+        with observing_training(context, context.asset_key, out_dir / EVENTS_FILE):
+            invocation = trainer_launcher.launch(context=context, command=command, env=env,
+                                                 cwd=str(root))
         summaries = [m["summary"] for m in invocation.get_custom_messages()
                      if isinstance(m, dict) and "summary" in m]
         if not summaries:
@@ -213,7 +206,8 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
         meta = summary_metadata(summary)
         meta.update({"task": task, "processes": run_opts["processes"],
                      "config": dg.MetadataValue.path(str(cfg)),
-                     "events": dg.MetadataValue.path(str(out_dir / "events.jsonl"))})
+                     "events": dg.MetadataValue.path(str(out_dir / EVENTS_FILE)),
+                     "tensorboard": dg.MetadataValue.path(str(out_dir / TENSORBOARD_DIR))})
         yield dg.Output(handle, metadata=meta)
 
     @dg.asset_check(

@@ -3,8 +3,8 @@
 The training assets launch this module (through PipesSubprocessClient, or through torchrun when
 more than one process is asked for) with the arguments of `python -m ml.train`. Rank 0 opens
 the Pipes connection and forwards the trainer's events into the Dagster run: log lines and
-metrics as run logs, metrics and the final summary (checkpoint path, accuracies) as custom
-messages the asset turns into metadata. Other ranks, and runs outside Dagster, train exactly
+readable metric lines as run logs, the final summary (checkpoint path, accuracies) as a custom
+message the asset turns into metadata. Other ranks, and runs outside Dagster, train exactly
 as `python -m ml.train` does. ml/ itself never imports Dagster or dagster_pipes.
 """
 
@@ -17,23 +17,21 @@ from dagster_pipes import PipesContext, PipesEnvVarParamsLoader, open_dagster_pi
 
 from ml.errors import DatasetError
 from ml.train.cli import main as train_main
+from ml.train.report import readable_sink
 
 
 def pipes_sink(pipes: PipesContext):
+    """Readable lines into the run's log (step lines at most every few seconds, as on a
+    terminal); the summary as the custom message the model asset records. The live metrics
+    reach the UI as asset observations from the events file (assets/training_progress.py)."""
+    show = readable_sink(pipes.log.info)
+
     def forward(event: dict) -> None:
-        kind = event.get("event")
-        if kind == "log":
-            pipes.log.info(event["message"])
-        elif kind == "metric":
-            values = {k: v for k, v in event.items() if k not in ("event", "time", "step", "epoch")}
-            shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
-            pipes.log.info(f"epoch {event.get('epoch')} step {event['step']}: {shown}")
-            pipes.report_custom_message({"metric": event})
-        elif kind == "artifact":
-            pipes.log.info(f"{event['name']}: {event['path']}")
-        elif kind == "summary":
+        if event.get("event") == "summary":
             pipes.report_custom_message({"summary": {k: v for k, v in event.items()
                                                      if k not in ("event", "time")}})
+        else:
+            show(event)
     return forward
 
 

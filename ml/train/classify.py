@@ -171,6 +171,8 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
                               cfg.warmup_epochs * steps_per_epoch)
     modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
     start_epoch, step, checkpoint = resume(out, modules, reporter, env)
+    reporter.plan(cfg.epochs, steps_per_epoch, cfg.batch_size * env.world_size, start_step=step)
+    first_step = step + 1
     evaluation = None
 
     drawn = np.zeros(num_classes, dtype=np.int64)
@@ -186,13 +188,15 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
             optimizer_step(loss, optimizer, scheduler)
             step += 1
+            if step == first_step:
+                reporter.images("train", step, images)
             reporter.metric(step, epoch + 1, loss=env.mean(loss.item()),
                             lr=scheduler.get_last_lr()[0])
         evaluation = predicted, labels = evaluate(model, eval_streams, cfg, env)
         scores = class_accuracy(predicted, labels)
-        reporter.metric(step, epoch + 1, accuracy=scores.accuracy,
-                        mean_class_accuracy=scores.mean_class_accuracy,
-                        majority_class_accuracy=majority_baseline(counts, labels).accuracy)
+        reporter.evaluation(step, epoch + 1, accuracy=scores.accuracy,
+                            mean_class_accuracy=scores.mean_class_accuracy,
+                            majority_class_accuracy=majority_baseline(counts, labels).accuracy)
         reporter.log(f"epoch {epoch + 1}/{cfg.epochs}: accuracy {scores.accuracy:.3f}, mean "
                      f"class accuracy {scores.mean_class_accuracy:.3f}")
         checkpoint = save_epoch(out, epoch + 1, step, modules, reporter, env,

@@ -24,14 +24,9 @@ from ml.train.fingerprint import (PREVIOUS_SUFFIX, prepare_checkpoints, run_fing
                                   recorded_fingerprint, why_not_resume)
 from ml.train.loop import CHECKPOINTS
 from ml.train.report import Reporter, Sink
+from ml.train.tasks import TASKS, inputs_help
+from ml.train.tensorboard import TENSORBOARD_DIR
 
-# task name -> module with `Config` (a dataclass) and `train(cfg, inputs, out, reporter, env) -> dict` (the summary, which main reports)
-TASKS = {
-    "face": "ml.train.face",
-    "contrastive": "ml.train.contrastive",
-    "classify": "ml.train.classify",
-    "unet": "ml.train.unet",
-}
 
 
 def parse_inputs(pairs: list[str]) -> dict[str, str]:
@@ -45,7 +40,9 @@ def parse_inputs(pairs: list[str]) -> dict[str, str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ml.train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m ml.train", description=__doc__.split("\n\n")[0],
+                                epilog=inputs_help(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("task", choices=sorted(TASKS))
     p.add_argument("--config", help="YAML file with a section per task (config/train.yaml)")
     p.add_argument("--out", required=True, help="output folder (checkpoints, curves, summary)")
@@ -61,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, Any, Any]:
     args = parser().parse_args(argv)
-    module = importlib.import_module(TASKS[args.task])
+    module = importlib.import_module(TASKS[args.task].module)
     where = f"{args.config or '(defaults)'}: {args.task}"
     values = {**load_section(args.config, args.task), **parse_overrides(args.set)}
     return args, module, build_config(module.Config, values, where)
@@ -87,7 +84,8 @@ def main(argv: list[str] | None = None, sinks: list[Sink] | None = None) -> dict
     out = Path(args.out)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    reporter = Reporter(sinks, enabled=env.is_main, jsonl_path=args.events)
+    reporter = Reporter(sinks, enabled=env.is_main, jsonl_path=args.events,
+                        tensorboard_dir=out / TENSORBOARD_DIR)
     inputs = parse_inputs(args.input)
     env.setup()
     try:
@@ -114,6 +112,7 @@ def main(argv: list[str] | None = None, sinks: list[Sink] | None = None) -> dict
         reporter.finish(**summary)       # the one summary event: what the launching asset records
         return summary
     finally:
+        reporter.close()
         env.teardown()
 
 

@@ -198,6 +198,8 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
                               cfg.warmup_epochs * steps_per_epoch)
     modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
     start_epoch, step, checkpoint = resume(out, modules, reporter, env)
+    reporter.plan(cfg.epochs, steps_per_epoch, cfg.batch_size * env.world_size, start_step=step)
+    first_step = step + 1
 
     random_knn = heldout_knn(random_init, frames, bank_rows, query_rows, cfg, env)
     del random_init
@@ -215,12 +217,14 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
             loss = nt_xent_loss(z_a, z_b, cfg.temperature, groups)
             optimizer_step(loss, optimizer, scheduler)
             step += 1
+            if step == first_step:
+                reporter.images("two_views", step, torch.cat([view_a[:8], view_b[:8]]))
             fallbacks += int(fallback.sum())
             reporter.metric(step, epoch + 1, loss=env.mean(loss.item()),
                             lr=scheduler.get_last_lr()[0])
         knn = heldout_knn(model, frames, bank_rows, query_rows, cfg, env)
-        reporter.metric(step, epoch + 1, knn_accuracy=knn, knn_accuracy_random_init=random_knn,
-                        fallback_pairs=env.sum(fallbacks))
+        reporter.evaluation(step, epoch + 1, knn_accuracy=knn,
+                            knn_accuracy_random_init=random_knn, fallback_pairs=env.sum(fallbacks))
         reporter.log(f"epoch {epoch + 1}/{cfg.epochs}: kNN accuracy {knn:.3f} "
                      f"(random init {random_knn:.3f})")
         checkpoint = save_epoch(out, epoch + 1, step, modules, reporter, env,

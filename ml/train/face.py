@@ -273,6 +273,7 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
                               round(cfg.warmup_epochs * steps_per_epoch), cfg.min_lr_ratio)
     modules = {"model": model, "head": head, "optimizer": optimizer, "scheduler": scheduler}
     start_epoch, step, checkpoint = resume(out, modules, reporter, env)
+    reporter.plan(cfg.epochs, steps_per_epoch, cfg.batch_size * env.world_size, start_step=step)
 
     raw = verifier.score_raw_pixels()
     reporter.log(f"face: raw-pixel baseline {raw['raw_pixel_accuracy']:.4f}")
@@ -293,6 +294,8 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
             images, labels, masks = batch_to_device(batch, env, cfg.channels_last)
             losses = train_step(ddp, optimizer, scheduler, images, labels, masks, env, cfg.amp)
             step += 1
+            if batches == 1 and epoch == start_epoch + 1:
+                reporter.images("train", step, images)
             images_seen += len(labels)
             values = {k: float(v) for k, v in losses.items()}
             if not math.isfinite(values["loss"]):
@@ -307,7 +310,8 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
         if epoch == cfg.epochs or (cfg.eval_every and epoch % cfg.eval_every == 0):
             last_eval = verifier.score_model(model)
             figures.update(last_eval, raw_pixel_accuracy=raw["raw_pixel_accuracy"])
-        reporter.metric(step, epoch, **{k: v for k, v in figures.items() if "threshold" not in k})
+        reporter.evaluation(step, epoch,
+                            **{k: v for k, v in figures.items() if "threshold" not in k})
         checkpoint = save_epoch(out, epoch, step, modules, reporter, env,
                                 extra={"num_classes": num_classes, "config": asdict(cfg)})
 

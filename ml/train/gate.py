@@ -39,8 +39,8 @@ class QualityGate:
 
     def judge(self, summary: Mapping[str, Any], margin: float | None = None) -> "GateResult":
         margin = self.margin if margin is None else float(margin)
-        scatter = float(summary.get(self.stderr, 0.0)) if self.stderr else 0.0
-        margin = max(margin, STDERRS_REQUIRED * scatter)
+        if self.stderr and self.stderr in summary:
+            margin = max(margin, STDERRS_REQUIRED * float(summary[self.stderr]))
         missing = [k for k in (self.figure, self.baseline) if k not in summary]
         if missing:
             return GateResult(False, f"the summary has no {' or '.join(missing)}: the trainer "

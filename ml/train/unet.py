@@ -157,6 +157,8 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
                               cfg.warmup_epochs * steps_per_epoch)
     modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
     start_epoch, step, checkpoint = resume(out, modules, reporter, env)
+    reporter.plan(cfg.epochs, steps_per_epoch, cfg.batch_size * env.world_size, start_step=step)
+    first_step = step + 1
     val_identity = score(nn.Identity(), val_pairs, cfg, env) if val_pairs is not None else None
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -171,13 +173,15 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
             loss = F.l1_loss(output.float(), after)
             optimizer_step(loss, optimizer, scheduler)
             step += 1
+            if step == first_step:
+                reporter.images("before_after", step, torch.cat([before[:8], after[:8]]))
             losses.append(env.mean(loss.item()))
             reporter.metric(step, epoch + 1, loss=losses[-1], lr=scheduler.get_last_lr()[0])
         if val_pairs is not None:
             val = score(model, val_pairs, cfg, env)
-            reporter.metric(step, epoch + 1, val_l1=val["l1"], val_psnr_db=val["psnr_db"],
-                            val_identity_l1=val_identity["l1"],
-                            val_identity_psnr_db=val_identity["psnr_db"])
+            reporter.evaluation(step, epoch + 1, val_l1=val["l1"], val_psnr_db=val["psnr_db"],
+                                val_identity_l1=val_identity["l1"],
+                                val_identity_psnr_db=val_identity["psnr_db"])
         reporter.log(f"epoch {epoch + 1}/{cfg.epochs}: train L1 {np.mean(losses):.4f}")
         checkpoint = save_epoch(out, epoch + 1, step, modules, reporter, env,
                                 extra={"base": cfg.base, "depth": cfg.depth,

@@ -4,12 +4,14 @@ metadata, and the next asset loads the checkpoint through the handle IO manager.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from assets.training import TASK_INPUTS, summary_metadata, trainer_command
+from assets.training_progress import observing_training
 from ml.errors import ConfigError
 from ml.formats.handles import CheckpointHandle, Handle
 from tests.assets.helpers import definitions_for, materialization_metadata, materialize_all
@@ -126,3 +128,57 @@ def test_a_model_that_fails_its_quality_gate_does_not_reach_its_card(tmp_path, g
     assert result.asset_materializations_for_node("seq__model"), "the model itself is recorded"
     assert not result.asset_materializations_for_node("seq__model_card"), "blocked by the gate"
     assert any("does not beat the untrained network" in m for m in run_logs(instance, result))
+
+
+@pytest.mark.slow
+def test_training_figures_reach_the_ui_as_observations_while_the_trainer_runs(tmp_path, golden):
+    defs = definitions_for(tmp_path, [sequences_dataset(golden, set={**FAST_CONTRASTIVE,
+                                                                      "epochs": 3})])
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize_all(defs, instance=instance, selection="*seq/model")
+    records = instance.fetch_observations(dg.AssetKey(["seq", "model"]), limit=100).records
+    observations = sorted(records, key=lambda r: r.timestamp)
+    texts = [r.asset_observation.metadata["progress"].value for r in observations]
+    assert any("epoch 1/3, step 1/" in t and "images/s, ETA" in t for t in texts), texts
+    assert sum("evaluation" in t for t in texts) == 3, "every epoch's kNN accuracy"
+    numbers = observations[-1].asset_observation.metadata
+    assert 0.0 <= numbers["knn_accuracy"].value <= 1.0
+    steps = [r.asset_observation.metadata for r in observations if "loss" in
+             r.asset_observation.metadata]
+    assert steps and "eta_s" not in steps[0], "the ETA is text, not a chart"
+    assert Path(materialization_metadata(result, ["seq", "model"])["checkpoint"]).name == \
+        "epoch_0003.pt"
+    logs = run_logs(instance, result)
+    assert any(m.startswith("epoch 1/3, step 1/") for m in logs), "readable lines, not JSON"
+    assert not any(m.startswith("{") for m in logs)
+
+
+def test_an_observation_is_in_the_event_log_while_the_trainer_still_runs(tmp_path):
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps({"event": "metric", "step": 9, "loss": 9.0}) + "\n")  # old run
+    seen_while_running = []
+
+    @dg.asset(name="model")
+    def fake_training(context):
+        with observing_training(context, context.asset_key, events):
+            with events.open("a") as f:       # the trainer writes its first step
+                f.write(json.dumps({"event": "metric", "time": time.time(), "step": 1,
+                                    "epoch": 1, "loss": 2.5, "lr": 0.1, "epochs": 4,
+                                    "total_steps": 40, "images_per_s": 50.0, "eta_s": 30.0})
+                        + "\n")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not seen_while_running:
+                seen_while_running.extend(context.instance.fetch_observations(
+                    context.asset_key, limit=10).records)
+                time.sleep(0.1)
+        return 1
+
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([fake_training], instance=instance).success
+    assert len(seen_while_running) == 1, "logged while the step was still waiting"
+    meta = seen_while_running[0].asset_observation.metadata
+    assert meta["loss"].value == 2.5 and meta["images_per_s"].value == 50.0
+    assert meta["progress"].value == ("epoch 1/4, step 1/40 (2.5%): loss 2.5, lr 0.1 | "
+                                      "50 images/s, ETA 30s")
+    assert len(instance.fetch_observations(dg.AssetKey("model"), limit=10).records) == 1, \
+        "the old run's events are not replayed"

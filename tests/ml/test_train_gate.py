@@ -30,3 +30,9 @@ def test_chance_scatter_raises_the_margin():
     verdict = GATES["classify"].judge(summary)
     assert not verdict.passed and verdict.margin == pytest.approx(0.16)
     assert GATES["classify"].judge({**summary, "mean_class_accuracy_chance_stderr": 0.01}).passed
+
+
+def test_a_dataset_may_lower_the_margin_below_zero():
+    verdict = GATES["contrastive"].judge(
+        {"knn_accuracy": 0.3, "knn_accuracy_random_init": 0.4}, margin=-1.0)
+    assert verdict.passed and verdict.margin == -1.0

@@ -1,0 +1,48 @@
+"""The training tasks: which module trains each and which packed artifacts it takes, by name.
+
+One table read by the CLI (`python -m ml.train TASK --input NAME=FILE`, and its --help), the
+Dagster model asset (which upstream asset feeds each input) and the quality gate
+(ml/train/gate.py). Importing it imports no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TaskInput:
+    asset: str          # the prepare asset of the same dataset that provides it
+    what: str           # what the file is, for --help
+
+
+@dataclass(frozen=True)
+class Task:
+    module: str                     # defines `Config` and `train(cfg, inputs, out, reporter, env)`
+    inputs: dict[str, TaskInput]    # --input NAME -> where it comes from
+
+
+TASKS: dict[str, Task] = {
+    "face": Task("ml.train.face", {
+        "recordio": TaskInput("recordio", "the train split packed as insightface RecordIO "
+                                          "(outputs/<dataset>/recordio.handle.json)"),
+        "validation": TaskInput("validation_memfile", "the verification pairs "
+                                "(outputs/<dataset>/validation_memfile.handle.json)")}),
+    "contrastive": Task("ml.train.contrastive", {
+        "h5_store": TaskInput("h5_store", "frame sequences in an HDF5 store "
+                                          "(outputs/<dataset>/h5_store.handle.json)")}),
+    "classify": Task("ml.train.classify", {
+        "tfrecords": TaskInput("tfrecords", "the splits as TFRecord shards "
+                                            "(outputs/<dataset>/tfrecords.handle.json)")}),
+    "unet": Task("ml.train.unet", {
+        "splits": TaskInput("splits", "the before/after split table: a Parquet file with "
+                                      "group_id, role, file and split columns")}),
+}
+
+
+def inputs_help() -> str:
+    """The --input names each task needs, for --help."""
+    lines = ["inputs each task needs (--input NAME=FILE):"]
+    for name, task in TASKS.items():
+        lines += [f"  {name}:"] + [f"    {key}: {inp.what}" for key, inp in task.inputs.items()]
+    return "\n".join(lines)
