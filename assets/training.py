@@ -24,6 +24,7 @@ Kubernetes a pod of its own (jobs/k8s.py).
 
 import math
 import os
+from datetime import datetime, timezone
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -40,6 +41,7 @@ from ml.checksums import files_sha256
 from ml.dataset_spec import DatasetSpec, repo_root
 from ml.errors import ConfigError
 from ml.formats.handles import CheckpointHandle, Handle
+from ml.train.card import model_card as model_card_markdown
 from ml.train.gate import GATES
 from ml.train.tasks import TASKS
 from ml.train.tensorboard import TENSORBOARD_DIR
@@ -51,6 +53,7 @@ TASK_INPUTS: dict[str, dict[str, str]] = {
 TRAIN_DEFAULTS: dict[str, Any] = {"task": None, "config": "config/train.yaml", "processes": 1,
                                   "set": {}, "fresh": False, "gate_margin": None}
 GATE_CHECK = "model_beats_baseline"
+PROVENANCE_ASSETS = ["verification_report", "splits"]   # named in every card, beside the inputs
 EVENTS_FILE = "events.jsonl"     # every event of every run of the trainer, as JSON lines
 GPU_TAGS = {"imageds/gpu": "1"}
 GPU_POOL = "gpu"
@@ -148,6 +151,20 @@ def summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
+def upstream_runs(instance: dg.DagsterInstance, keys: list[dg.AssetKey]) -> dict[str, Any]:
+    """{asset: {run_id, materialized}} of each key's latest materialization (the data this
+    model was trained on came from those runs)."""
+    runs = {}
+    for key in keys:
+        event = instance.get_latest_materialization_event(key)
+        if event is not None:
+            runs[key.to_user_string()] = {
+                "run_id": event.run_id,
+                "materialized": datetime.fromtimestamp(event.timestamp, timezone.utc)
+                .isoformat(timespec="seconds")}
+    return runs
+
+
 def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
     if not spec.train:
         return []
@@ -201,6 +218,10 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
             raise dg.Failure(description=f"{spec.name}: the {task} trainer exited without a "
                                          f"summary; see the run's logs and {out_dir}")
         summary = summaries[-1]
+        if "provenance" in summary:
+            summary["provenance"]["dagster_runs"] = upstream_runs(
+                context.instance, [dg.AssetKey([spec.name, a]) for a in sorted(
+                    set(PROVENANCE_ASSETS) | set(TASK_INPUTS[task].values()))])
         handle = CheckpointHandle(task=task, checkpoint=str(summary["checkpoint"]),
                                   out_dir=str(out_dir), summary=summary)
         meta = summary_metadata(summary)
@@ -208,6 +229,8 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
                      "config": dg.MetadataValue.path(str(cfg)),
                      "events": dg.MetadataValue.path(str(out_dir / EVENTS_FILE)),
                      "tensorboard": dg.MetadataValue.path(str(out_dir / TENSORBOARD_DIR))})
+        provenance = summary.get("provenance", {})
+        meta.update({k: str(provenance[k]) for k in ("code_version", "device") if k in provenance})
         yield dg.Output(handle, metadata=meta)
 
     @dg.asset_check(
@@ -245,15 +268,9 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
             raise dg.Failure(description=f"{model.checkpoint}: {bad} weights are NaN or "
                                          "infinite; the training diverged, lower the learning rate")
         digest = files_sha256([model.checkpoint])
-        figures = {k: v for k, v in model.summary.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        card = "\n".join([
-            f"# {spec.name} {model.task} model", "",
-            f"- checkpoint: `{model.checkpoint}` (sha256 {digest})",
-            f"- epoch: {state['epoch']}, step: {state['step']}, parameters: {params:,}", "",
-            "| figure | value |", "| --- | --- |",
-            *[f"| {k} | {for_people(v):g} |" if isinstance(v, float) else f"| {k} | {v} |"
-              for k, v in sorted(figures.items())], ""])
+        card = model_card_markdown(f"{spec.name} {model.task} model", model.checkpoint, digest,
+                                   state["epoch"], state["step"], params, model.summary,
+                                   gate.judge(model.summary, gate_margin))
         path = Path(model.out_dir) / "MODEL_CARD.md"
         atomic_write_text(path, card)
         return dg.MaterializeResult(metadata={

@@ -23,6 +23,7 @@ from ml.train.distributed import DistEnv
 from ml.train.fingerprint import (PREVIOUS_SUFFIX, prepare_checkpoints, run_fingerprint,
                                   recorded_fingerprint, why_not_resume)
 from ml.train.loop import CHECKPOINTS
+from ml.train.provenance import run_provenance
 from ml.train.report import Reporter, Sink
 from ml.train.tasks import TASKS, inputs_help
 from ml.train.tensorboard import TENSORBOARD_DIR
@@ -106,7 +107,9 @@ def main(argv: list[str] | None = None, sinks: list[Sink] | None = None) -> dict
             reporter.log("nothing to train: the checkpoints already cover every epoch of this "
                          "config and these inputs; the model is unchanged")
         else:
-            summary = {**summary, "trained_epochs": trained}
+            summary = {**summary, "trained_epochs": trained,
+                       "provenance": run_provenance(cfg, inputs, env.device, env.world_size,
+                                                    Path(__file__).resolve().parents[2])}
             if env.is_main:
                 atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
         reporter.finish(**summary)       # the one summary event: what the launching asset records
@@ -114,9 +117,6 @@ def main(argv: list[str] | None = None, sinks: list[Sink] | None = None) -> dict
     finally:
         reporter.close()
         env.teardown()
-
-
-
 
 
 def run() -> None:

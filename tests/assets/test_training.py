@@ -56,6 +56,18 @@ def test_training_runs_through_pipes_and_the_checkpoint_reaches_the_next_asset(t
     assert card_meta["parameters"] > 1000 and card_meta["epoch"] == 1
     card = Path(card_meta["path"]).read_text()
     assert "knn_accuracy" in card and "parameters: " in card and "values:" not in card
+    assert "quality gate: passed" in card
+    # provenance: the exact inputs, the runs that made them, the config, the code and the device
+    provenance = meta["provenance"]
+    h5 = json.loads((tmp_path / "outputs/seq/h5_store.handle.json").read_text())
+    assert provenance["inputs"]["h5_store"]["sha256"] == h5["sha256"] and h5["sha256"] in card
+    assert set(provenance["dagster_runs"]) == {"seq/h5_store", "seq/splits",
+                                              "seq/verification_report"}
+    assert all(r["run_id"] == result.run_id for r in provenance["dagster_runs"].values())
+    assert result.run_id in card and '"batch_size": 8' in card and "```json" in card
+    assert provenance["config"]["knn_k"] == 3 and meta["device"].startswith("cpu (")
+    assert len(meta["code_version"].split("+")[0]) == 40 or meta["code_version"].startswith(
+        "unknown"), meta["code_version"]
 
     # the same data and config again: nothing to train, so no new model is recorded as fresh
     instance = dg.DagsterInstance.ephemeral()
