@@ -143,11 +143,13 @@ def summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
             meta[key] = dg.MetadataValue.json(value)
         else:
             meta[key] = str(value)
-    pngs = [v for k, v in summary.items() if k.endswith("_png") and isinstance(v, str)
-            and Path(v).is_file()]
-    if pngs:
-        meta["curves"] = dg.MetadataValue.md("\n\n".join(
-            image_markdown(Path(p).read_bytes(), Path(p).stem) for p in pngs))
+    pngs = {k: v for k, v in summary.items() if k.endswith("_png") and isinstance(v, str)
+            and Path(v).is_file()}
+    for key, names in (("curves", [k for k in pngs if k == "curves_png"]),
+                       ("evaluation", [k for k in pngs if k != "curves_png"])):
+        if names:
+            meta[key] = dg.MetadataValue.md("\n\n".join(
+                image_markdown(Path(pngs[k]).read_bytes(), Path(pngs[k]).stem) for k in names))
     return meta
 
 

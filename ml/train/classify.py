@@ -36,6 +36,7 @@ from ml.datasets import TFRecordStream
 from ml.datasets.balanced_stream import ClassBalancedStream, count_labels
 from ml.errors import ConfigError
 from ml.eval.classification import ClassAccuracy, class_accuracy, majority_baseline
+from ml.eval.pictures import confusion_picture
 from ml.formats.handles import TFRecordShardsHandle
 from ml.models.backbones import (IMAGENET_MEAN, IMAGENET_STD, SMALL_CNN_WIDTHS,
                                  build_backbone, input_transform)
@@ -223,11 +224,17 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
         "curves_png": str(curves),
         "epochs": cfg.epochs,
         "model": cfg.model,
+        **({"confusion_png": str(confusion_picture(
+            predicted, labels, names, out / "confusion.png",
+            f"{cfg.model} on {', '.join(cfg.eval_splits)}: mean class accuracy "
+            f"{scores.mean_class_accuracy:.2f}"))} if env.is_main else {}),
         "eval_splits": ",".join(cfg.eval_splits),
         "eval_records": scores.samples,
         "train_records": int(counts.sum()),
         "seconds": round(time.perf_counter() - started, 2),
     }
+    if "confusion_png" in summary:
+        reporter.artifact("confusion_png", summary["confusion_png"])
     return summary
 
 

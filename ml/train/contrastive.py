@@ -28,8 +28,10 @@ import torchvision.transforms as T
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ml.datasets import H5StoreDataset, TemporalPairDataset
+from ml.datasets.h5_store import read_store_image
 from ml.errors import ConfigError, DatasetError
 from ml.eval.knn import knn_accuracy
+from ml.eval.pictures import image_grid_picture
 from ml.formats.h5store import H5StoreIndex
 from ml.formats.handles import H5StoreHandle
 from ml.models.backbones import (IMAGENET_MEAN, IMAGENET_STD, SMALL_CNN_WIDTHS,
@@ -155,13 +157,38 @@ def store_features(model: torch.nn.Module, frames: H5StoreDataset, cfg: Config,
     return features[torch.argsort(rows)].cpu()
 
 
+NEIGHBOUR_QUERIES, NEIGHBOURS = 4, 5       # rows and neighbours of the nearest-neighbour picture
+
+
+def neighbours_picture(features: torch.Tensor, frames: H5StoreDataset, bank_rows: np.ndarray,
+                       query_rows: np.ndarray, path: Path, title: str) -> Path:
+    """Held-out query frames (spread over the held-out set) and their nearest training frames
+    by cosine similarity, each captioned with its class and the similarity."""
+    normed = torch.nn.functional.normalize(features.float(), dim=1)
+    picks = query_rows[np.linspace(0, len(query_rows) - 1, NEIGHBOUR_QUERIES).astype(int)] \
+        if len(query_rows) else query_rows
+    rows, captions = [], []
+    for query in np.unique(picks):
+        similarity = normed[bank_rows] @ normed[int(query)]
+        best = torch.topk(similarity, min(NEIGHBOURS, len(bank_rows))).indices.numpy()
+        shown = [int(query)] + [int(bank_rows[b]) for b in best]
+        rows.append([np.asarray(read_store_image(frames.reader, r)) for r in shown])
+        names = [frames.classes[int(frames.labels[r])] for r in shown]
+        captions.append([f"query: {names[0]}"] + [f"{n} ({float(similarity[b]):.2f})"
+                                                  for n, b in zip(names[1:], best)])
+    return image_grid_picture(rows, ["held-out query"] + [f"neighbour {i + 1}" for i in
+                                                          range(NEIGHBOURS)],
+                              path, title, captions)
+
+
 def heldout_knn(model: torch.nn.Module, frames: H5StoreDataset, bank_rows: np.ndarray,
-                query_rows: np.ndarray, cfg: Config, env: DistEnv) -> float:
-    """kNN accuracy of the held-out frames' classes, the training frames as the bank."""
+                query_rows: np.ndarray, cfg: Config, env: DistEnv) -> tuple[float, torch.Tensor]:
+    """kNN accuracy of the held-out frames' classes, the training frames as the bank; and the
+    features it was computed from."""
     features = store_features(model, frames, cfg, env)
     labels = torch.from_numpy(frames.labels)
     return knn_accuracy(features[bank_rows], labels[bank_rows], features[query_rows],
-                        labels[query_rows], k=cfg.knn_k, temperature=cfg.knn_temperature)
+                        labels[query_rows], k=cfg.knn_k, temperature=cfg.knn_temperature), features
 
 
 def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
@@ -201,7 +228,7 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
     reporter.plan(cfg.epochs, steps_per_epoch, cfg.batch_size * env.world_size, start_step=step)
     first_step = step + 1
 
-    random_knn = heldout_knn(random_init, frames, bank_rows, query_rows, cfg, env)
+    random_knn, _ = heldout_knn(random_init, frames, bank_rows, query_rows, cfg, env)
     del random_init
     reporter.log(f"kNN accuracy of the random-init {cfg.backbone}: {random_knn:.3f}")
     knn = None
@@ -222,7 +249,7 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
             fallbacks += int(fallback.sum())
             reporter.metric(step, epoch + 1, loss=env.mean(loss.item()),
                             lr=scheduler.get_last_lr()[0])
-        knn = heldout_knn(model, frames, bank_rows, query_rows, cfg, env)
+        knn, features = heldout_knn(model, frames, bank_rows, query_rows, cfg, env)
         reporter.evaluation(step, epoch + 1, knn_accuracy=knn,
                             knn_accuracy_random_init=random_knn, fallback_pairs=env.sum(fallbacks))
         reporter.log(f"epoch {epoch + 1}/{cfg.epochs}: kNN accuracy {knn:.3f} "
@@ -231,7 +258,7 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
                                 extra={"backbone": cfg.backbone, "image_size": cfg.image_size})
 
     if knn is None:                          # resumed after the last epoch: score what was saved
-        knn = heldout_knn(model, frames, bank_rows, query_rows, cfg, env)
+        knn, features = heldout_knn(model, frames, bank_rows, query_rows, cfg, env)
     curves = write_curves(out, reporter, env,
                           {"NT-Xent loss": ["loss"],
                            "held-out kNN accuracy": ["knn_accuracy", "knn_accuracy_random_init"]},
@@ -252,4 +279,9 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
         "frames_without_partner": int(pairs.fallback_count),
         "seconds": round(time.perf_counter() - started, 2),
     }
+    if env.is_main:
+        summary["neighbours_png"] = str(neighbours_picture(
+            features, frames, bank_rows, query_rows, out / "neighbours.png",
+            f"nearest training frames, kNN accuracy {knn:.2f}"))
+        reporter.artifact("neighbours_png", summary["neighbours_png"])
     return summary

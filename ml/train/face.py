@@ -44,6 +44,7 @@ from ml.collate import FACE_NORMALIZER, Uint8Collate
 from ml.datasets.recordio import RecordIODataset
 from ml.datasets.validation_memfile import ValidationMemfileDataset
 from ml.errors import ConfigError
+from ml.eval.pictures import verification_picture
 from ml.eval.verification import (evaluate_sets, memfile_pair_distances,
                                   pixel_embedding, summary_figures, validation_sets)
 from ml.formats.handles import MemfileHandle, RecordIOHandle
@@ -215,6 +216,7 @@ class Verifier:
                                                       where=self.dataset.path)
         self.env, self.batch_pairs, self.amp, self.channels_last = env, batch_pairs, amp, channels_last
         self.my_pairs = np.array_split(np.arange(self.dataset.num_pairs), env.world_size)[env.rank]
+        self.evaluated: dict[str, tuple[np.ndarray, dict]] = {}   # prefix -> (distances, results)
 
     @property
     def set_names(self) -> list[str]:
@@ -228,8 +230,22 @@ class Verifier:
         return self.env.gather_cat(torch.from_numpy(mine)).numpy()
 
     def score(self, embed, prefix: str) -> dict[str, float]:
-        results = evaluate_sets(self.distances(embed), self.pair_issame, self.sets)
+        dist = self.distances(embed)
+        results = evaluate_sets(dist, self.pair_issame, self.sets)
+        self.evaluated[prefix] = (dist, results)
         return summary_figures(results, prefix)
+
+    def picture(self, path: Path, title: str) -> Path:
+        """ROC curves (model and raw pixels) and the model's pair distances, per set, from the
+        latest evaluation of each."""
+        curves = {s.name: {label: (self.evaluated[prefix][1][s.name].fpr,
+                                   self.evaluated[prefix][1][s.name].tpr,
+                                   self.evaluated[prefix][0][s.start:s.stop])
+                           for label, prefix in (("model", "val"), ("raw pixels", "raw_pixel"))
+                           if prefix in self.evaluated}
+                  for s in self.sets}
+        issame = {s.name: self.pair_issame[s.start:s.stop] for s in self.sets}
+        return verification_picture(curves, issame, path, title)
 
     def score_model(self, model: FaceModel) -> dict[str, float]:
         with evaluating(model, self.env) as net:
@@ -334,6 +350,10 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
         "curves_png": str(write_curves(out, reporter, env, CURVE_PANELS,
                                        f"face verification, {cfg.backbone} + {cfg.head}")),
     }
+    if env.is_main:
+        summary["verification_png"] = str(verifier.picture(
+            out / "verification.png", f"face verification after {step} steps"))
+        reporter.artifact("verification_png", summary["verification_png"])
     reporter.log(f"face: val_accuracy {summary['val_accuracy']:.4f} (raw pixels "
                  f"{summary['raw_pixel_accuracy']:.4f}) after {step} steps")
     return summary

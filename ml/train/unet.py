@@ -30,8 +30,10 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from ml.datasets.before_after import BeforeAfterPairs, pair_table
 from ml.errors import ConfigError, SourceError
+from ml.eval.pictures import image_grid_picture
 from ml.imageio import read_header
 from ml.models.unet import UNet, check_input_size
+from ml.train.checkpoint import unwrap
 from ml.train.distributed import DistEnv
 from ml.train.inputs import input_path
 from ml.train.loop import (autocast, evaluating, optimizer_step, place, resume, save_epoch,
@@ -124,6 +126,26 @@ def score(model: torch.nn.Module, pairs: BeforeAfterPairs, cfg: Config,
     return {"l1": float(every[:, 0].mean()), "psnr_db": float(every[:, 1].mean())}
 
 
+PICTURE_PAIRS = 4        # test pairs in the input / prediction / target picture
+
+
+def prediction_picture(model: torch.nn.Module, pairs: BeforeAfterPairs, cfg: Config,
+                       env: DistEnv, path: Path, title: str) -> Path:
+    """Input, prediction and target of the first PICTURE_PAIRS pairs, whole images (rank 0
+    only, after training: no collective calls)."""
+    net = unwrap(model)
+    net.eval()
+    rows = []
+    with torch.no_grad():
+        for i in range(min(PICTURE_PAIRS, len(pairs))):
+            before, after = pairs[i]
+            with autocast(env, cfg.amp):
+                output = net(to_device(before[None], env, cfg.channels_last))
+            images = (before, output.float().clamp(0, 1)[0].cpu(), after)
+            rows.append([t.permute(1, 2, 0).numpy() for t in images])
+    return image_grid_picture(rows, ["input", "prediction", "target"], path, title)
+
+
 def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
           env: DistEnv) -> dict[str, Any]:
     started = time.perf_counter()
@@ -208,5 +230,11 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
         "train_pairs": len(train_pairs),
         "depth": cfg.depth,
         "seconds": round(time.perf_counter() - started, 2),
+        **({"predictions_png": str(prediction_picture(
+            model, eval_pairs, cfg, env, out / "predictions.png",
+            f"{cfg.eval_split} pairs: PSNR {test['psnr_db']:.1f} dB "
+            f"(input as is: {identity['psnr_db']:.1f} dB)"))} if env.is_main else {}),
     }
+    if "predictions_png" in summary:
+        reporter.artifact("predictions_png", summary["predictions_png"])
     return summary

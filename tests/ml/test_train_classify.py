@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from ml.datasets import TFRecordStream
 from ml.datasets.balanced_stream import ClassBalancedStream, balanced_rates, count_labels
@@ -90,6 +91,8 @@ def test_classifier_beats_the_majority_class(tfrecords, tmp_path, model):
     assert max(shares) < 2.5 * min(shares), f"balanced draw: {shares}"
     assert Path(summary["checkpoint"]).name == "epoch_0012.pt"
     assert Path(summary["curves_png"]).is_file()
+    with Image.open(summary["confusion_png"]) as confusion:       # one row and column per class
+        assert confusion.width > 300 and confusion.height > 300
     json.dumps(summary)
 
 

@@ -106,6 +106,8 @@ def test_learned_features_beat_random_init_on_held_out_sequences(store, tmp_path
     assert sum(losses[-3:]) < sum(losses[:3]), "the NT-Xent loss went down"
     assert Path(summary["checkpoint"]).name == "epoch_0010.pt"
     assert Path(summary["curves_png"]).is_file()
+    with Image.open(summary["neighbours_png"]) as grid:   # queries x (query + 5 neighbours)
+        assert grid.width > grid.height > 100
     json.dumps(summary)
 
 

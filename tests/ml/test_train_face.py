@@ -72,6 +72,7 @@ def test_short_run_beats_chance_and_reports_what_the_asset_records(sample_faces,
         assert key in summary
     assert (summary["epochs"], summary["steps"], summary["num_classes"]) == (5, 50, 81)
     assert Path(summary["curves_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Path(summary["verification_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
     model = CheckpointHandle(task="face", checkpoint=summary["checkpoint"],
                              out_dir=str(tmp_path / "run"), summary=summary).load()

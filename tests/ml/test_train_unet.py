@@ -61,6 +61,7 @@ def test_unet_beats_the_identity_mapping_on_test_pairs(pairs, tmp_path):
     assert summary["test_psnr_db"] > summary["identity_psnr_db"] + 1.0, summary
     assert Path(summary["checkpoint"]).name == "epoch_0006.pt"
     assert Path(summary["curves_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Path(summary["predictions_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     json.dumps(summary)                                  # metadata-ready
 
 
