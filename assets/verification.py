@@ -16,10 +16,11 @@ import pandas as pd
 import yaml
 from pydantic import Field
 
-from assets.metadata import bad_samples_table
+from assets.metadata import bad_samples_table, image_markdown
 from assets.options import choices, merged_options, overrides
 from assets.progress_observations import progress_for
 from assets.shards import current_shard, shard_partitions, shard_path
+from ml.corrupt_gallery import corrupt_gallery
 from ml.dataset_spec import IMAGES_OPTION, DatasetSpec
 from ml.errors import ConfigError, DatasetError
 from ml.safe_paths import check_output_file
@@ -41,6 +42,7 @@ class VerifyRunConfig(dg.Config):
     max_missing_count: Optional[int] = Field(default=None, description="Fail above this many bad images")
     num_workers: Optional[int] = Field(default=None, description="Parallel decode workers")
     allow_missing_images: Optional[bool] = Field(default=None, description="Training replaces bad images with counted placeholders")
+CORRUPT_GALLERY = "corrupt_images.png"   # under <output>/assets/: what of each corrupt file decodes
 
 
 def seed000_section(spec: DatasetSpec) -> dict | None:
@@ -123,9 +125,17 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         used = r["used_subset"]
         whole = r["whole_label_file"]
         table = verified(catalog, result.per_sample)
+        gallery_path = shard_path(spec.output_dir / "assets" / CORRUPT_GALLERY, shard)
+        gallery = corrupt_gallery(table, gallery_path,
+                                  f"{spec.name}: corrupt images, what still decodes")
+        if gallery is None:
+            gallery_path.unlink(missing_ok=True)         # an earlier run's picture is stale
         yield dg.Output(table, metadata={
             "path": dg.MetadataValue.path(str(report_path)),
             "bad_samples": bad_samples_table(table),
+            **({"corrupt_gallery": dg.MetadataValue.md(image_markdown(
+                gallery.read_bytes(), "corrupt images")),
+                "corrupt_gallery_path": dg.MetadataValue.path(str(gallery))} if gallery else {}),
             "total_images_checked": r["total_images_checked"],
             "missing_count": r["missing_count"],
             "corrupt_count": r["corrupt_count"],

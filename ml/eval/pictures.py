@@ -104,7 +104,7 @@ def image_grid_picture(rows: Sequence[Sequence[np.ndarray]], column_titles: Sequ
     """A grid of H x W x 3 images (uint8, or floats in 0..1), one list per row, titled by
     column; `captions[r][c]` under each image when given."""
     columns = max(len(r) for r in rows)
-    figure = Figure(figsize=(1.9 * columns, 2.0 * len(rows) + 0.4), dpi=90)
+    figure = Figure(figsize=(max(1.9 * columns, 5.0), 2.0 * len(rows) + 0.4), dpi=90)
     FigureCanvasAgg(figure)
     for r, images in enumerate(rows):
         for c, image in enumerate(images):
@@ -117,5 +117,5 @@ def image_grid_picture(rows: Sequence[Sequence[np.ndarray]], column_titles: Sequ
             if captions is not None:
                 axes.set_xlabel(captions[r][c], fontsize=7)
     if title:
-        figure.suptitle(title)
+        figure.suptitle(title, fontsize=10)
     return _save(figure, path)

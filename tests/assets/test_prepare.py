@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from PIL import Image
 import pytest
 
 from tests.assets.helpers import (definitions_for, make_folder_dataset, make_pairs_dataset,
@@ -106,19 +107,27 @@ def test_unsafe_dimensions_fail_the_check_and_rounding_fixes_them(small):
 
 def test_reverify_job_rechecks_disk_without_rematerializing_the_catalog(small):
     tmp_path, datasets = small
-    defs = definitions_for(tmp_path, [dict(datasets[0], verify={"max_missing_ratio": 0.1})])
+    defs = definitions_for(tmp_path, [dict(datasets[0], verify={"max_missing_ratio": 0.2,
+                                                                 "level": "decode"})])
     instance = dg.DagsterInstance.ephemeral()
     assert materialize_all(defs, instance=instance).success
     (tmp_path / "src" / "folder" / "class_0" / "00.jpg").rename(tmp_path / "moved_away.jpg")
+    cut = tmp_path / "src" / "folder" / "class_1" / "00.jpg"      # this test's own copy
+    cut.write_bytes(cut.read_bytes()[:-80])                       # cut short in the scan
     result = defs.resolve_job_def("reverify_images").execute_in_process(instance=instance)
     keys = {e.event_specific_data.materialization.asset_key.path[-1]
             for e in result.get_asset_materialization_events()}
     assert keys == {"verification_report"}
     meta = materialization_metadata(result, ["animals", "verification_report"])
-    assert meta["missing_count"] == 1
+    assert meta["missing_count"] == 1 and meta["corrupt_count"] == 1
     bad = [r.data for r in meta["bad_samples"].records]            # the UI's table of bad files
-    assert bad == [{"source_key": "class_0/00.jpg", "status": "missing", "reason": "missing",
-                    "detail": "no such file", "dropped_by": "verification_report"}]
+    assert bad[0] == {"source_key": "class_0/00.jpg", "status": "missing", "reason": "missing",
+                      "detail": "no such file", "dropped_by": "verification_report"}
+    assert bad[1]["source_key"] == "class_1/00.jpg" and bad[1]["status"] == "corrupt"
+    # the truncated file's top half still decodes: the gallery shows it, inline and on disk
+    assert "](data:image/" in meta["corrupt_gallery"]
+    with Image.open(meta["corrupt_gallery_path"]) as gallery:
+        assert gallery.width > 100
 
 
 def test_repo_graph_snapshot():
