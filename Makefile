@@ -15,12 +15,20 @@ export IMAGEDS_ROOT := $(CURDIR)
 
 bootstrap: $(VENV)/.installed home
 
+# One line per package while pip works (it is silent for minutes otherwise); pip's whole output
+# stays in .venv/pip-install.log.
 $(VENV)/.installed: pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
-	$(BIN)/python -c "import dagster, torch, torchvision, h5py, PIL, pandas, pyarrow, crc32c" \
-	  || { echo "dependency install failed: see the pip output above" >&2; exit 1; }
-	touch $@
+	@echo "==> creating the virtual environment $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing the pinned dependencies (constraints.txt): a few minutes on a fresh machine"
+	@$(BIN)/pip install --disable-pip-version-check --progress-bar off -c constraints.txt -e '.[dev]' 2>&1 \
+	  | tee $(VENV)/pip-install.log | awk '/^Collecting /{print "  fetching " $$2; fflush()} \
+	    /^Installing collected packages/{print "  unpacking " split($$0, p, ",") " packages into .venv (torch takes a minute or two)"; fflush()} \
+	    /^(ERROR|error)/{print; fflush()}' || true
+	@$(BIN)/python -c "import dagster, torch, torchvision, h5py, PIL, pandas, pyarrow, crc32c, tensorboard" \
+	  || { echo "dependency install failed: see $(VENV)/pip-install.log" >&2; exit 1; }
+	@echo "==> dependencies installed"
+	@touch $@
 
 # DAGSTER_HOME must be an absolute, existing folder holding dagster.yaml; it is git-ignored.
 home: $(DAGSTER_HOME)/dagster.yaml
@@ -30,12 +38,28 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 sample: $(VENV)/.installed
-	$(BIN)/python -m ml.sample_data --out $(SAMPLE_DIR)
+	@echo "==> generating the sample datasets in $(SAMPLE_DIR)"
+	@$(BIN)/python -m ml.sample_data --out $(SAMPLE_DIR)
+
+# The demo shows INFO lines (steps, progress, training figures) with a short prefix; every event,
+# DEBUG included, goes to outputs/demo.log. `dagster job execute` is the documented CLI: its
+# "superseded" notice is silenced here.
+DEMO_LOG := $(OUTPUT_DIR)/demo.log
+DAGSTER_CLI := PYTHONWARNINGS='ignore:Function `job_execute_command` is superseded' $(BIN)/dagster
+SHOW_INFO := grep --line-buffered -v -e ' - DEBUG - ' | sed -u -E \
+	-e 's/^[0-9-]+ ([0-9:]+) [+0-9]+ - dagster - INFO - [^ ]+ - [0-9a-f-]{36} - /\1 /' \
+	-e 's/^[0-9-]+ ([0-9:]+) [+0-9]+ - dagster - ([A-Z]+) - [^ ]+ - [0-9a-f-]{36} - /\1 \2 /'
 
 demo: bootstrap sample
-	$(BIN)/dagster job execute -m definitions -j prepare -c config/demo.yaml
-	$(BIN)/dagster job execute -m definitions -j train
-	$(BIN)/python -m ml.demo_summary --outputs $(OUTPUT_DIR)
+	@mkdir -p $(OUTPUT_DIR) && : > $(DEMO_LOG)
+	@echo "==> prepare job: catalog, verify, resize, split and pack the four sample datasets (about 2 minutes; every event: $(DEMO_LOG))"
+	@set -o pipefail; $(DAGSTER_CLI) job execute -m definitions -j prepare -c config/demo.yaml 2>&1 \
+	  | tee -a $(DEMO_LOG) | $(SHOW_INFO)
+	@echo "==> train job: the four demo models on what prepare packed (3 to 4 minutes on 2 cores)"
+	@set -o pipefail; $(DAGSTER_CLI) job execute -m definitions -j train 2>&1 \
+	  | tee -a $(DEMO_LOG) | $(SHOW_INFO)
+	@echo "==> done"
+	@$(BIN)/python -m ml.demo_summary --outputs $(OUTPUT_DIR)
 
 # Train every dataset's model on what prepare packed (config/train.yaml; resumes from checkpoints).
 train: bootstrap

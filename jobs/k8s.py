@@ -30,7 +30,7 @@ from pydantic import Field
 
 from ml.dataset_spec import DatasetsFile
 from ml.errors import ConfigError
-from resources.trainer_launchers import K8S_CONFIG_TAG, TrainerLauncher
+from resources.trainer_launchers import K8S_CONFIG_TAG, TrainerLauncher, quiet_pipes_preview
 
 IMAGE_ENV, NAMESPACE_ENV, DATA_PVC_ENV = ("IMAGEDS_K8S_IMAGE", "IMAGEDS_K8S_NAMESPACE",
                                           "IMAGEDS_K8S_DATA_PVC")
@@ -75,9 +75,10 @@ class PipesK8sTrainerLauncher(TrainerLauncher):
     def launch(self, context: dg.AssetExecutionContext, command: list[str], env: dict[str, str],
                cwd: str) -> dg.PipesClientCompletedInvocation:
         client = PipesK8sClient(load_incluster_config=self.load_incluster_config)
-        return client.run(context=context, image=self.image, command=command, env=env,
-                          namespace=self.namespace,
-                          base_pod_spec=self.pod_spec(dict(context.op_def.tags), cwd))
+        with quiet_pipes_preview():
+            return client.run(context=context, image=self.image, command=command, env=env,
+                              namespace=self.namespace,
+                              base_pod_spec=self.pod_spec(dict(context.op_def.tags), cwd))
 
 
 def k8s_executor(namespace: str, claim: str | None, mount_path: str) -> dg.ExecutorDefinition:

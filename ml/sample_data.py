@@ -564,7 +564,8 @@ def _map_jobs(fn: Callable, jobs: list, workers: int | None, progress: Progress)
             results.append(fn(job))
             progress.advance()
         return results
-    with pool_context(["ml.sample_data"]).Pool(workers) as pool:
+    with pool_context().Pool(workers) as pool:     # no preload: under -m the workers
+        # load this module as __mp_main__, and a preloaded copy made Python warn twice
         for result in pool.imap(fn, jobs):
             results.append(result)
             progress.advance()

@@ -9,7 +9,9 @@ own with the GPUs the step asks for (`PipesK8sTrainerLauncher` in jobs/k8s.py).
 
 from __future__ import annotations
 
+import warnings
 from abc import abstractmethod
+from contextlib import contextmanager
 
 import dagster as dg
 
@@ -39,4 +41,17 @@ class SubprocessTrainerLauncher(TrainerLauncher):
 
     def launch(self, context: dg.AssetExecutionContext, command: list[str], env: dict[str, str],
                cwd: str) -> dg.PipesClientCompletedInvocation:
-        return dg.PipesSubprocessClient().run(command=command, context=context, env=env, cwd=cwd)
+        with quiet_pipes_preview():
+            return dg.PipesSubprocessClient().run(command=command, context=context, env=env,
+                                                  cwd=cwd)
+
+
+@contextmanager
+def quiet_pipes_preview():
+    """Dagster's own Pipes message handler reads a preview API of itself and warns about it on
+    every launch (PreviewWarning: PipesMessageReader.expected_writer_count); nothing a user can
+    act on, so it is not shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning,
+                                message=".*expected_writer_count")
+        yield

@@ -49,7 +49,7 @@ class QualityGate:
         passed = math.isfinite(figure) and figure >= baseline + margin
         verdict = "beats" if passed else "does not beat"
         sentence = (f"{self.figure} {figure:.4g} {verdict} {self.what} ({self.baseline} "
-                    f"{baseline:.4g}) by the required {margin:g} (margin {figure - baseline:+.4g})")
+                    f"{baseline:.4g}) by the required {margin:.3g} (margin {figure - baseline:+.4g})")
         if not passed:
             sentence += ("; the model did not learn: check the labels, the learning rate and the "
                          "number of epochs")

@@ -194,3 +194,14 @@ def test_an_observation_is_in_the_event_log_while_the_trainer_still_runs(tmp_pat
                                       "50 images/s, ETA 30s")
     assert len(instance.fetch_observations(dg.AssetKey("model"), limit=10).records) == 1, \
         "the old run's events are not replayed"
+
+
+def test_launching_a_trainer_shows_no_pipes_preview_warning(recwarn):
+    import warnings
+
+    from resources.trainer_launchers import quiet_pipes_preview
+    with quiet_pipes_preview():
+        warnings.warn("Function `PipesMessageReader.expected_writer_count` is currently in "
+                      "preview", dg.PreviewWarning)
+        warnings.warn("something else in preview", dg.PreviewWarning)
+    assert [str(w.message) for w in recwarn] == ["something else in preview"]
