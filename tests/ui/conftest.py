@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from tests.assets.helpers import make_folder_dataset, make_pairs_dataset
+from tests.conftest import golden_root
 from tests.services import free_port, kill_process_group, start_process_group, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,6 +32,11 @@ LOCATION = "definitions"                # workspace.yaml's python_module code lo
 STARTUP_TIMEOUT_S = 300                 # 2 busy cores: imports (torch) take a while
 # Per dataset: what the UI must show after a run (images in the source folder).
 SMALL_DATASETS = {"animals": 18, "pairs": 12}
+# A dataset with a model whose training lasts long enough to be watched live (its epochs are many
+# and tiny: one step each on the golden store's frames); the quality gate is off, as a demo of
+# watching, not of learning.
+TRAINED_DATASET = "seq"
+WATCHED_EPOCHS = 60
 DATASET_ASSETS = ("catalog", "verification_report", "resized", "splits")
 
 
@@ -93,6 +99,14 @@ def write_small_datasets(root: Path) -> Path:
         {"name": "pairs", "kind": "before_after", "source": {"root": str(pairs)},
          "description": "Generated before/after pairs (UI test)",
          "resize": {"mode": "stretch", "width": 64, "height": 48, "workers": 1}},
+        {"name": TRAINED_DATASET, "kind": "h5_store",
+         "source": {"file": str(golden_root() / "hdf5" / "sequences.h5")},
+         "description": "The golden frame sequences, trained on while the UI watches (UI test)",
+         "resize": {"mode": "shorter_side_crop", "width": 32, "height": 32, "workers": 1},
+         "formats": {"h5_store": {}},
+         "train": {"task": "contrastive", "gate_margin": -1.0,
+                   "set": {"epochs": WATCHED_EPOCHS, "batch_size": 8, "image_size": 32,
+                           "knn_k": 3}}},
     ]}
     path = root / "datasets.yaml"
     path.write_text(yaml.safe_dump(doc))

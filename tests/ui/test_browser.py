@@ -16,7 +16,8 @@ import time
 import pytest
 
 from tests.services import require_executable, require_module
-from tests.ui.conftest import ARTIFACTS, DATASET_ASSETS, LOCATION, SMALL_DATASETS
+from tests.ui.conftest import (ARTIFACTS, DATASET_ASSETS, LOCATION, SMALL_DATASETS, TRAINED_DATASET,
+                              WATCHED_EPOCHS)
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
 
@@ -153,3 +154,43 @@ def test_user_materializes_from_the_asset_graph_and_reads_metadata(browser, dags
             page.wait_for_function(DECODED, arg=pictures.element_handles())
             sizes = pictures.evaluate_all("imgs => imgs.map(img => img.naturalWidth)")
             assert len(sizes) >= 2 and all(w > 0 for w in sizes), sizes   # histogram + grid
+
+
+LIVE_TIMEOUT_S = 240             # the model's page to show a figure of the running trainer
+
+
+def test_user_watches_a_model_train_live_on_its_asset_page(browser, dagster_dev, page):
+    """The trainer's figures reach the model's page while its run is still going: the user sees
+    the progress line (epoch k of n, images/s, ETA) of a step that is not the last."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    client = DagsterGraphQLClient("127.0.0.1", port_number=dagster_dev.port)
+    name = TRAINED_DATASET
+    prepared = client.submit_job_execution(
+        "prepare", repository_location_name=LOCATION,
+        asset_selection=[[name, a] for a in (*DATASET_ASSETS, "h5_store")])
+    status = wait_for_run(dagster_dev, prepared)
+    assert status == "SUCCESS", f"{status}: {dagster_dev.run_errors(prepared)}"
+    run_id = client.submit_job_execution("train", repository_location_name=LOCATION,
+                                         asset_selection=[[name, "model"]])
+    seen, running = "", False
+    with step(page, "07-model-live"):
+        deadline = time.monotonic() + LIVE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            page.goto(f"{dagster_dev.url}/assets/{name}/model?view=events")
+            page.wait_for_timeout(3000)
+            text = page.inner_text("body")
+            match = re.search(rf"epoch \d+/{WATCHED_EPOCHS}, step \d+/\d+ \([\d.]+%\)[^\n]*", text)
+            state = dagster_dev.graphql(RUN_STATUS, {"runId": run_id})["runOrError"]["status"]
+            if match:
+                seen, running = match.group(0), state not in TERMINAL
+                break
+            if state in TERMINAL:
+                break
+        print(f"model page showed: {seen!r} while the run was "
+              f"{'running' if running else 'over'}")
+        assert seen, f"no live figure on the model's page:\n{page.inner_text('body')[:3000]}"
+        assert running, "the figure appeared only after the run ended"
+        assert f"/{WATCHED_EPOCHS}," in seen
+    status = wait_for_run(dagster_dev, run_id)
+    assert status == "SUCCESS", f"{status}: {dagster_dev.run_errors(run_id)}"
