@@ -198,8 +198,6 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
         reporter.evaluation(step, epoch + 1, accuracy=scores.accuracy,
                             mean_class_accuracy=scores.mean_class_accuracy,
                             majority_class_accuracy=majority_baseline(counts, labels).accuracy)
-        reporter.log(f"epoch {epoch + 1}/{cfg.epochs}: accuracy {scores.accuracy:.3f}, mean "
-                     f"class accuracy {scores.mean_class_accuracy:.3f}")
         checkpoint = save_epoch(out, epoch + 1, step, modules, reporter, env,
                                 extra={"model": cfg.model, "image_size": cfg.image_size,
                                        "num_classes": num_classes})

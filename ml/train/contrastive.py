@@ -252,8 +252,6 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
         knn, features = heldout_knn(model, frames, bank_rows, query_rows, cfg, env)
         reporter.evaluation(step, epoch + 1, knn_accuracy=knn,
                             knn_accuracy_random_init=random_knn, fallback_pairs=env.sum(fallbacks))
-        reporter.log(f"epoch {epoch + 1}/{cfg.epochs}: kNN accuracy {knn:.3f} "
-                     f"(random init {random_knn:.3f})")
         checkpoint = save_epoch(out, epoch + 1, step, modules, reporter, env,
                                 extra={"backbone": cfg.backbone, "image_size": cfg.image_size})
 
