@@ -34,8 +34,8 @@ import pandas as pd
 from pydantic import Field
 
 from assets.metadata import for_people, image_markdown
+from assets.options import choices, merged_options
 from assets.training_progress import observing_training
-from assets.options import merged_options
 from ml.atomic import atomic_path, atomic_write_text
 from ml.checksums import files_sha256
 from ml.dataset_spec import DatasetSpec, repo_root
@@ -43,7 +43,7 @@ from ml.errors import ConfigError
 from ml.formats.handles import CheckpointHandle, Handle
 from ml.train.card import model_card as model_card_markdown
 from ml.train.gate import GATES
-from ml.train.tasks import TASKS
+from ml.train.tasks import DEVICES, TASKS
 from ml.train.tensorboard import TENSORBOARD_DIR
 from resources.trainer_launchers import K8S_CONFIG_TAG, TrainerLauncher, k8s_gpu_config
 
@@ -64,13 +64,17 @@ def training_op_tags(processes: int) -> dict[str, Any]:
     return {**GPU_TAGS, K8S_CONFIG_TAG: k8s_gpu_config(processes)}
 
 
+TrainDevice = choices("TrainDevice", DEVICES)
+
+
 class TrainRunConfig(dg.Config):
     """Overrides of the dataset's `train:` section for one run (empty = use datasets.yaml)."""
 
     config: Optional[str] = Field(default=None, description="Training YAML (e.g. config/gpu.yaml)")
     processes: Optional[int] = Field(default=None, description="Processes; > 1 runs torchrun")
     epochs: Optional[int] = Field(default=None, description="Epochs to train (overrides the YAML)")
-    device: Optional[str] = Field(default=None, description="auto, cpu or cuda")
+    device: Optional[TrainDevice] = Field(default=None, description="auto (cuda when present), "
+                                          "cpu or cuda")
     fresh: Optional[bool] = Field(default=None, description="Start from scratch even when "
                                   "checkpoints of the same inputs and config exist")
 
@@ -82,7 +86,8 @@ def training_options(spec: DatasetSpec, run_config: TrainRunConfig | None = None
                                        ("processes", run_config.processes),
                                        ("fresh", run_config.fresh)) if v is not None})
         opts["set"] = {**opts["set"], **{k: v for k, v in (("epochs", run_config.epochs),
-                                                           ("device", run_config.device))
+                                                           ("device", run_config.device
+                                                            and run_config.device.value))
                                          if v is not None}}
     if opts["task"] not in TASK_INPUTS:
         raise ConfigError(f"{spec.name}.train.task: {opts['task']!r} is not a training task; "

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+DEVICES = ("auto", "cpu", "cuda")    # a trainer's `device` option (auto: cuda when present)
+
+
 @dataclass(frozen=True)
 class TaskInput:
     asset: str          # the prepare asset of the same dataset that provides it

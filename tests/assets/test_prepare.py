@@ -248,12 +248,15 @@ def test_choice_options_are_dropdowns_in_the_launchpad_and_run_as_values(small):
     from dagster._config.pythonic_config.config import infer_schema_from_config_class
 
     from assets.resize import ResizeRunConfig
+    from assets.training import TrainRunConfig
     from assets.verification import VerifyRunConfig
     from ml.resize import FORMATS, MODES
+    from ml.train.tasks import DEVICES
     from ml.verify import LEVELS
     for config, field, values in ((ResizeRunConfig, "mode", MODES),
                                   (ResizeRunConfig, "format", tuple(FORMATS)),
-                                  (VerifyRunConfig, "level", LEVELS)):
+                                  (VerifyRunConfig, "level", LEVELS),
+                                  (TrainRunConfig, "device", DEVICES)):
         kind = infer_schema_from_config_class(config).config_type.fields[field].config_type
         assert kind.inner_type.kind == ConfigTypeKind.ENUM
         assert [v.config_value for v in kind.inner_type.enum_values] == list(values)

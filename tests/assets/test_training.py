@@ -205,3 +205,13 @@ def test_launching_a_trainer_shows_no_pipes_preview_warning(recwarn):
                       "preview", dg.PreviewWarning)
         warnings.warn("something else in preview", dg.PreviewWarning)
     assert [str(w.message) for w in recwarn] == ["something else in preview"]
+
+
+def test_a_run_config_device_reaches_the_trainer_as_its_plain_value(tmp_path, golden):
+    from assets.training import TrainRunConfig, training_options
+    from ml.dataset_spec import parse_datasets
+
+    spec = parse_datasets({"storage_root": str(tmp_path), "datasets": [sequences_dataset(golden)]},
+                          tmp_path / "datasets.yaml").datasets[0]
+    opts = training_options(spec, TrainRunConfig(device="cpu", epochs=2))
+    assert opts["set"]["device"] == "cpu" and opts["set"]["epochs"] == 2
