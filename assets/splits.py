@@ -1,25 +1,37 @@
 """The `splits` asset: train/val/test manifests (ml/splits.py), optional ImageFolder link tree,
 class-balance histogram and a thumbnail grid in the asset's markdown."""
 
+from pathlib import Path
 from typing import Optional
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
 from assets.metadata import class_count_summary, image_markdown, save_png
-from assets.options import merged_options
+from assets.options import choices, merged_options
+from ml.atomic import atomic_path
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, DatasetError
+from ml.quality.issues import QualityConfig
+from ml.quality.leakage import (LEAKAGE_POLICIES, cross_split_pairs, duplicate_pairs,
+                                find_duplicates, keep_in_train, label_conflicts, merged_units)
+from ml.safe_paths import contained
 from ml.sample_table import with_files
 from ml.splits import (SplitSpec, assign_splits, build_link_tree, class_balance_png,
-                       coverage_warnings, preview_rows, split_counts, thumbnail_grid,
-                       write_class_counts, write_manifests)
+                       coverage_warnings, preview_rows, split_counts, split_units,
+                       thumbnail_grid, write_class_counts, write_manifests)
 
 COVERAGE_CHECK = "splits_cover_every_class"
+LEAKAGE_CHECK = "no_leakage_across_splits"
+LEAKAGE_TABLE = "splits_leakage.parquet"     # in the dataset's output folder
+SHOWN_PAIRS = 20                             # crossing pairs named in the check's description
 
 SPLIT_DEFAULTS = {"ratios": [0.80, 0.12, 0.08], "names": ["train", "val", "test"], "seed": 0,
-                  "group_identities": False, "link_tree": False, "min_split_size": 1}
+                  "group_identities": False, "link_tree": False, "min_split_size": 1,
+                  "group_duplicates": True, "leakage": "fail"}
+Leakage = choices("Leakage", LEAKAGE_POLICIES)
 
 
 class SplitRunConfig(dg.Config):
@@ -30,6 +42,8 @@ class SplitRunConfig(dg.Config):
     group_identities: Optional[bool] = Field(default=None, description="Keep every identity inside one split (face verification)")
     link_tree: Optional[bool] = Field(default=None, description="Also build an ImageFolder tree of hard links")
     min_split_size: Optional[int] = Field(default=None, description="Warn when a split has fewer samples")
+    group_duplicates: Optional[bool] = Field(default=None, description="Assign each group of duplicates (same bytes or near copies) to one split")
+    leakage: Optional[Leakage] = Field(default=None, description="Duplicates across splits: fail (default), warn, or keep_in_train (their val/test copies leave the splits)")
 
 
 def split_spec_for(spec: DatasetSpec, config: SplitRunConfig | None = None) -> SplitSpec:
@@ -42,9 +56,48 @@ def split_spec_for(spec: DatasetSpec, config: SplitRunConfig | None = None) -> S
         raise ConfigError(f"dataset {spec.name!r}: {exc}") from None
 
 
+def quality_config_for(spec: DatasetSpec) -> QualityConfig:
+    return QualityConfig.from_options(spec.quality, f"dataset {spec.name!r}: quality")
+
+
+def write_leakage_table(crossing: pd.DataFrame, output_dir: Path) -> Path:
+    """The duplicate pairs found across splits (before any keep_in_train), as Parquet."""
+    path = contained(output_dir, LEAKAGE_TABLE, what="leakage table")
+    with atomic_path(path) as tmp:
+        crossing.to_parquet(tmp, index=False)
+    return path
+
+
+def leakage_check(key: dg.AssetKey, policy: str, crossing: pd.DataFrame, dropped: int,
+                  pairs: int, table) -> dg.AssetCheckResult:
+    """The verdict: nothing crossed; or what crossed, failed (fail), reported (warn) or
+    resolved by taking the val/test copies out (keep_in_train)."""
+    first = crossing.head(SHOWN_PAIRS)
+    shown = "; ".join(f"{a} ({sa}) ~ {b} ({sb}), {kind} at {d} bits" for a, sa, b, sb, kind, d
+                      in zip(first["source_key_a"], first["split_a"], first["source_key_b"],
+                             first["split_b"], first["kind"], first["distance"]))
+    if crossing.empty:
+        text = f"no duplicate across splits ({pairs} duplicate pair(s), each kept in one split)"
+    elif policy == "keep_in_train":
+        text = (f"{len(crossing)} duplicate pair(s) crossed splits; their {dropped} val/test "
+                f"copies were taken out of the splits (leakage: keep_in_train): {shown}")
+    else:
+        text = (f"{len(crossing)} duplicate pair(s) across splits: {shown}; full list: {table}. "
+                "Set splits.group_duplicates: true to keep each group in one split, or "
+                "splits.leakage: keep_in_train")
+    return dg.AssetCheckResult(
+        check_name=LEAKAGE_CHECK, asset_key=key,
+        passed=crossing.empty or policy == "keep_in_train",
+        severity=dg.AssetCheckSeverity.ERROR if policy == "fail" else dg.AssetCheckSeverity.WARN,
+        description=text,
+        metadata={"pairs_across_splits": len(crossing), "dropped": dropped,
+                  "table": dg.MetadataValue.path(str(table))})
+
+
 def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     out_dir = spec.output_dir / "splits"
     split_spec_for(spec)       # a bad splits: section fails when definitions load
+    quality_config_for(spec)   # and so does a bad quality: section
 
     key = dg.AssetKey([spec.name, "splits"])
 
@@ -56,7 +109,13 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             COVERAGE_CHECK, asset=key, blocking=False,
             description="Every split is at least splits.min_split_size samples, and every class "
                         "has samples in every split (unless identities are kept whole); a "
-                        "warning, not a stop.")],
+                        "warning, not a stop."),
+            dg.AssetCheckSpec(
+            LEAKAGE_CHECK, asset=key, blocking=True,
+            description="No exact or near-duplicate image is in two splits (a test score on "
+                        "images also trained on is a wrong number); by splits.leakage a "
+                        "crossing fails (stops packing), warns, or is resolved by keeping the "
+                        "group in train.")],
         description=f"{spec.name}'s resized samples assigned to splits by a stable, group-aware "
                     "hash; one Parquet manifest per split.",
     )
@@ -70,7 +129,20 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         if frame.empty:
             raise dg.Failure(description=f"{spec.name}: no resized images to split; check the "
                                          "resized asset's failures and the verification report")
-        frame = frame.assign(split=assign_splits(frame, sspec))
+        try:
+            quality = quality_config_for(spec)
+        except DatasetError as exc:
+            raise dg.Failure(description=str(exc)) from None
+        pairs = duplicate_pairs(find_duplicates(frame, quality))
+        units = merged_units(split_units(frame, sspec), pairs) if sspec.group_duplicates else None
+        frame = frame.assign(split=assign_splits(frame, sspec, units))
+        crossing = cross_split_pairs(frame, pairs)
+        conflicts = label_conflicts(frame, pairs)
+        dropped = np.zeros(len(frame), dtype=bool)
+        if len(crossing) and sspec.leakage == "keep_in_train":
+            dropped = keep_in_train(frame, pairs, sspec.names)
+            frame = frame.loc[~dropped].reset_index(drop=True)
+        leakage_path = write_leakage_table(crossing, spec.output_dir)
         paths = write_manifests(frame, out_dir, sspec)
         counts = split_counts(frame)
         meta: dict = {
@@ -81,6 +153,11 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                 {split: class_count_summary(per) for split, per in counts.items()}),
             "class_counts_table": dg.MetadataValue.path(str(write_class_counts(frame, out_dir))),
             "groups": int(frame["group_id"].nunique()),
+            "duplicate_pairs": len(pairs),
+            "duplicate_pairs_across_splits": len(crossing),
+            "dropped_for_leakage": int(dropped.sum()),
+            "label_conflicts": len(conflicts),
+            "leakage_table": dg.MetadataValue.path(str(leakage_path)),
             "seed": sspec.seed, "ratios": str(list(sspec.ratios)),
         }
         if sspec.link_tree:
@@ -105,5 +182,10 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             check_name=COVERAGE_CHECK, asset_key=key, passed=not problems,
             severity=dg.AssetCheckSeverity.WARN,
             description="; ".join(problems) or "every split and every class has samples")
+        if len(conflicts):
+            context.log.warning(f"{spec.name} splits: {len(conflicts)} duplicate pair(s) carry "
+                                f"different labels (label noise); see {leakage_path}")
+        yield leakage_check(key, sspec.leakage, crossing, int(dropped.sum()), len(pairs),
+                            leakage_path)
 
     return splits

@@ -11,6 +11,7 @@ datasets:
     resize: {...}                # ResizeSpec fields + pool_depth, round_to_safe, workers
     splits: {...}                # SplitSpec fields
     verify: {...}                # VerifyConfig fields (seed 000's DATA.HYBRID.VERIFY_IMAGES)
+    quality: {...}               # QualityConfig fields: issue thresholds, near-duplicate distance
     formats: {...}               # packed formats: recordio, tfrecords, h5_store, validation_memfile
     train: {...}                 # a training task on the packed data (assets/training.py)
 ```
@@ -35,7 +36,7 @@ SOURCE_KINDS = ("image_folder", "before_after", "coco", "hybrid", "h5_store", "r
 IMAGES_OPTION = {"image_folder": "root", "before_after": "root", "coco": "images_dir",
                  "hybrid": "images_dir", "h5_store": "file", "recordio": "path"}
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-SECTIONS = ("resize", "splits", "verify", "formats", "train")
+SECTIONS = ("resize", "splits", "verify", "quality", "formats", "train")
 
 
 def repo_root() -> Path:
@@ -56,6 +57,7 @@ class DatasetSpec:
     resize: dict[str, Any] = field(default_factory=dict)
     splits: dict[str, Any] = field(default_factory=dict)
     verify: dict[str, Any] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
     formats: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     description: str = ""

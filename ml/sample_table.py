@@ -1,7 +1,8 @@
 """The sample table, narrowed stage by stage (ml/sample_status.py has its vocabulary).
 
 The catalog is the table's first form: one row per declared sample. Verification adds its
-findings to every row (`detail`, `sha256`; `status`, `reason` and `dropped_by` where it finds a
+findings to every row (`detail`, `sha256`, and at level decode the quality signals of
+ml/quality/signals.py; `status`, `reason` and `dropped_by` where it finds a
 sample bad that the catalog had not dropped). Resize works on the rows still going on that the
 dataset uses and adds, on every row, the resized `file` and what was done (`resize`: resized |
 unchanged; '' for a row it did not resize), with `width` and `height` now those of the file
@@ -21,6 +22,7 @@ import pyarrow.compute as pc
 
 from ml.columns import text_column
 from ml.imageio import MISSING as MISSING_REASON
+from ml.quality.signals import SIGNAL_COLUMNS
 from ml.sample_status import CORRUPT, MISSING, OK, RESIZE, VERIFICATION
 
 VERIFY_COLUMNS = ("detail", "sha256")          # what verification adds to the catalog's
@@ -42,7 +44,9 @@ def verified(catalog: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("verification findings are not aligned with the catalog")
     newly_bad = going_on(table) & (findings["verify_status"] != OK).to_numpy()
     table = table.assign(detail=findings["detail"].to_numpy(),
-                         sha256=findings["sha256"].to_numpy())
+                         sha256=findings["sha256"].to_numpy(),
+                         **{name: findings[name].array for name in SIGNAL_COLUMNS
+                            if name in findings.columns})
     return _dropped(table, newly_bad, findings["verify_status"].to_numpy(),
                     findings["reason"].to_numpy(), VERIFICATION)
 

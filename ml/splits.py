@@ -6,7 +6,9 @@ verification needs held-out identities) and the sample itself otherwise. A unit'
 only on its own id and the seed, so adding samples never moves old ones. Every label's samples
 go through the same thresholds, so each class splits at the configured ratios up to sampling
 noise (exact per-class quotas would make a new sample move old ones; we chose stability and
-report the realised per-class counts).
+report the realised per-class counts). Duplicates (same bytes, or near copies by perceptual
+hash: ml/quality/leakage.py) join one unit, so a copy never lands in another split than its
+original (`group_duplicates`, default on).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pyarrow.parquet as pq
 from ml.atomic import atomic_path
 from ml.errors import ConfigError
 from ml.publish import publish_dir
+from ml.quality.leakage import LEAKAGE_POLICIES
 from ml.safe_paths import check_name, contained, link_or_copy_new, safe_component, safe_components
 
 ALWAYS_GROUPED = ("pair", "sequence")
@@ -41,6 +44,8 @@ class SplitSpec:
     group_identities: bool = False                     # keep each identity inside one split
     link_tree: bool = False                            # also build an ImageFolder tree of hard links
     min_split_size: int = 1                            # a smaller split is warned about
+    group_duplicates: bool = True                      # a duplicate group is one unit
+    leakage: str = "fail"                              # duplicates across splits: LEAKAGE_POLICIES
 
     def __post_init__(self):
         for name in self.names:
@@ -61,6 +66,13 @@ class SplitSpec:
                               "otherwise")
         if len(set(self.names)) != len(self.names):
             raise ConfigError(f"splits: names {list(self.names)} must be distinct")
+        if self.leakage not in LEAKAGE_POLICIES:
+            raise ConfigError(f"splits: leakage {self.leakage!r} must be one of "
+                              f"{', '.join(LEAKAGE_POLICIES)} (what to do with duplicates "
+                              "across splits)")
+        if not isinstance(self.group_duplicates, bool):
+            raise ConfigError(f"splits: group_duplicates {self.group_duplicates!r} must be true "
+                              "or false")
         if not isinstance(self.min_split_size, int) or isinstance(self.min_split_size, bool) \
                 or self.min_split_size < 0:
             raise ConfigError(f"splits: min_split_size {self.min_split_size!r} must be a whole "
@@ -68,7 +80,8 @@ class SplitSpec:
 
     @classmethod
     def from_options(cls, options: dict) -> "SplitSpec":
-        known = {"ratios", "names", "seed", "group_identities", "link_tree", "min_split_size"}
+        known = {"ratios", "names", "seed", "group_identities", "link_tree", "min_split_size",
+                 "group_duplicates", "leakage"}
         unknown = set(options) - known
         if unknown:
             raise ConfigError(f"splits: unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -106,10 +119,10 @@ def split_units(frame: pd.DataFrame, spec: SplitSpec) -> pd.Series:
     return frame["group_id"].where(grouped, frame["sample_id"])
 
 
-def assign_splits(frame: pd.DataFrame, spec: SplitSpec) -> pd.Series:
-    """Split name per row (index aligned with `frame`): each distinct unit hashed once, the
-    thresholds applied to the whole column."""
-    codes, uniques = pd.factorize(split_units(frame, spec))
+def assign_splits(frame: pd.DataFrame, spec: SplitSpec, units: pd.Series | None = None) -> pd.Series:
+    """Split name per row (index aligned with `frame`): each distinct unit (`units`, default
+    split_units) hashed once, the thresholds applied to the whole column."""
+    codes, uniques = pd.factorize(split_units(frame, spec) if units is None else units)
     edges = np.cumsum(spec.ratios)[:-1]
     which = np.searchsorted(edges, unit_hashes(spec.seed, uniques), side="right")
     names = np.array(spec.names, dtype=object)

@@ -41,6 +41,7 @@ from ml.errors import ConfigError, DatasetError, ImageError
 from ml.file_stats import NO_MTIME, stat_files
 from ml.imageio import CHANGED, DEFAULT_MAX_PIXELS, MISSING, UNSUPPORTED, decode
 from ml.progress import Progress
+from ml.quality.signals import SignalColumns, Signals, decode_size, image_signals
 from ml.safe_paths import is_within
 from ml.sample_status import CORRUPT, INVALID, MISSING as MISSING_STATUS, OK, STATUSES
 
@@ -68,6 +69,7 @@ class VerifyConfig:
     allow_missing_images: bool = False
     level: str = "decode"
     max_pixels: int = DEFAULT_MAX_PIXELS
+    signals: bool = True       # at level decode, also each image's quality signals (ml/quality)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -154,6 +156,7 @@ class _Outcome:
     sha256: str = ""
     size: int | None = None
     mtime_ns: int | None = None
+    signals: Signals | None = None
 
 
 class _Findings:
@@ -168,6 +171,7 @@ class _Findings:
         self.from_registry = np.zeros(n, bool)            # rows whose hash is the registry's
         self.size = np.full(n, -1, np.int64)              # -1: not looked at
         self.mtime_ns = np.full(n, NO_MTIME, np.int64)    # NO_MTIME: none (container members)
+        self.signals: SignalColumns | None = None         # filled at level decode with signals
 
     def mark(self, pos: Any, status: str, reason: str, detail: Any) -> None:
         self.code[pos] = STATUSES.index(status)
@@ -180,6 +184,8 @@ class _Findings:
         if outcome.size is not None:
             self.size[pos] = outcome.size
             self.mtime_ns[pos] = NO_MTIME if outcome.mtime_ns is None else outcome.mtime_ns
+        if outcome.signals is not None and self.signals is not None:
+            self.signals.put(pos, outcome.signals)
 
     def status(self, pos: int) -> str:
         return STATUSES[self.code[pos]]
@@ -371,12 +377,18 @@ def _check_members_exist(positions: np.ndarray, rows: _Rows, found: _Findings,
 
 # ----------------------------------------------------------------------------- decoding
 
-def _decode_bytes(data: bytes, name: str, max_pixels: int, outcome: _Outcome) -> _Outcome:
-    """Hash and really decode one image's bytes; classify a failure (never raises)."""
+def _decode_bytes(data: bytes, name: str, max_pixels: int, outcome: _Outcome,
+                  signals: bool = False) -> _Outcome:
+    """Hash and really decode one image's bytes, with its quality signals when asked (read
+    from the same decoded image); classify a failure (never raises)."""
     outcome.sha256 = sha256_hex(data)
     outcome.size = len(data)
     try:
-        decode(data, name=name, draft_size=SMALLEST_DRAFT, max_pixels=max_pixels).close()
+        image = decode(data, name=name, draft_size=decode_size() if signals else SMALLEST_DRAFT,
+                       max_pixels=max_pixels)
+        with image:
+            if signals:
+                outcome.signals = image_signals(image)
     except ImageError as exc:
         outcome.status, outcome.reason, outcome.detail = CORRUPT, exc.reason, exc.detail
     except Exception as exc:  # a hostile file must be classified, not crash the whole check
@@ -385,7 +397,8 @@ def _decode_bytes(data: bytes, name: str, max_pixels: int, outcome: _Outcome) ->
     return outcome
 
 
-def _decode_files(items: list[tuple[int, str]], max_pixels: int) -> list[tuple[int, _Outcome]]:
+def _decode_files(items: list[tuple[int, str]], max_pixels: int,
+                  signals: bool = False) -> list[tuple[int, _Outcome]]:
     """Read, hash and decode each (position, path); the bytes are read once for both."""
     results = []
     for pos, path in items:
@@ -399,12 +412,13 @@ def _decode_files(items: list[tuple[int, str]], max_pixels: int) -> list[tuple[i
         except OSError as exc:
             results.append((pos, _Outcome(CORRUPT, UNSUPPORTED, f"cannot read: {exc.strerror}")))
             continue
-        results.append((pos, _decode_bytes(data, path, max_pixels, _Outcome(mtime_ns=mtime_ns))))
+        results.append((pos, _decode_bytes(data, path, max_pixels, _Outcome(mtime_ns=mtime_ns),
+                                           signals)))
     return results
 
 
 def _decode_members(container: str, items: list[tuple[int, str]],
-                    max_pixels: int) -> list[tuple[int, _Outcome]]:
+                    max_pixels: int, signals: bool = False) -> list[tuple[int, _Outcome]]:
     """Read and decode (position, key) members of one container (HDF5 or RecordIO), opened once."""
     results = []
     if is_recordio(container):
@@ -415,7 +429,7 @@ def _decode_members(container: str, items: list[tuple[int, str]],
                 results.append((pos, _Outcome(CORRUPT, exc.reason, exc.detail)))
                 continue
             results.append((pos, _decode_bytes(data, f"{container}:{member}", max_pixels,
-                                               _Outcome())))
+                                               _Outcome(), signals)))
         return results
     try:
         h5 = h5py.File(container, "r")
@@ -431,7 +445,7 @@ def _decode_members(container: str, items: list[tuple[int, str]],
                 continue
             data = value if isinstance(value, bytes) else np.asarray(value).tobytes()
             results.append((pos, _decode_bytes(data, f"{container}:{member}", max_pixels,
-                                               _Outcome())))
+                                               _Outcome(), signals)))
     return results
 
 
@@ -462,7 +476,7 @@ def _decode_all(positions: np.ndarray, rows: _Rows, found: _Findings, config: Ve
         pending: set = set()
         while True:
             for fn, *args in itertools.islice(tasks, in_flight_max - len(pending)):
-                pending.add(pool.submit(fn, *args, config.max_pixels))
+                pending.add(pool.submit(fn, *args, config.max_pixels, config.signals))
             if not pending:
                 break
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -690,6 +704,8 @@ def verify_catalog(catalog: pd.DataFrame, *, images_dir: str, config: VerifyConf
     found = _Findings(len(catalog))
     invalid = _invalid_rows(catalog, rows, images_dir, found)
     level = config.level if config.enabled else "disabled"
+    if config.enabled and config.level == "decode" and config.signals:
+        found.signals = SignalColumns(len(catalog))
     if config.enabled:
         _run_checks(np.flatnonzero(~invalid), rows, found, config, images_dir, checksum_db,
                     progress, accept_changes)
@@ -702,6 +718,7 @@ def verify_catalog(catalog: pd.DataFrame, *, images_dir: str, config: VerifyConf
         "reason": pd.Series(found.reason, dtype=object),
         "detail": pd.Series(found.detail, dtype=object),
         "sha256": found.sha256_column().to_pandas(),
+        **(found.signals.columns() if found.signals is not None else {}),
     })
     return VerificationResult(per_sample=per_sample, report=report, passed=passed,
                               message=message)

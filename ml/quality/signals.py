@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import astuple, dataclass
 
 import numpy as np
+import pandas as pd
 from PIL import Image, ImageFilter
 
 from ml.imageio import to_rgb
@@ -109,3 +110,32 @@ def image_signals(image: Image.Image) -> Signals:
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Bits that differ between 64-bit hashes, element-wise."""
     return np.bitwise_count(np.bitwise_xor(a.astype(np.uint64), b.astype(np.uint64)))
+
+
+class SignalColumns:
+    """Signals of n rows, filled by position as decode workers return them; rows without
+    signals (not decoded, corrupt, no hash) read as NULL."""
+
+    def __init__(self, n: int):
+        self.phash = np.zeros(n, dtype=np.uint64)
+        self.hashed = np.zeros(n, dtype=bool)
+        self.measured = np.zeros(n, dtype=bool)
+        self.values = {name: np.full(n, np.nan, dtype=np.float32) for name in SIGNAL_COLUMNS[1:-1]}
+        self.grayscale = np.zeros(n, dtype=bool)
+
+    def put(self, pos: int, signals: Signals) -> None:
+        self.measured[pos] = True
+        if signals.phash is not None:
+            self.phash[pos] = np.uint64(signals.phash)
+            self.hashed[pos] = True
+        for name, column in self.values.items():
+            column[pos] = getattr(signals, name)
+        self.grayscale[pos] = signals.grayscale
+
+    def columns(self) -> dict[str, pd.Series]:
+        """The signal columns, in SIGNAL_COLUMNS order (nullable: phash UInt64, grayscale
+        boolean; floats NaN where not measured)."""
+        phash = pd.arrays.IntegerArray(self.phash, ~self.hashed)
+        grey = pd.arrays.BooleanArray(self.grayscale, ~self.measured)
+        return {"phash": pd.Series(phash), **{k: pd.Series(v) for k, v in self.values.items()},
+                "grayscale": pd.Series(grey)}

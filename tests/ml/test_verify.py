@@ -236,7 +236,8 @@ def test_invalid_identifiers_reported_and_never_opened(tmp_path, monkeypatch):
     touched: list[str] = []
     real_decode, real_list = verify_mod._decode_files, verify_mod._list_folder
     monkeypatch.setattr(verify_mod, "_decode_files",
-                        lambda items, mp: touched.extend(p for _, p in items) or real_decode(items, mp))
+                        lambda items, mp, signals=False: touched.extend(p for _, p in items)
+                        or real_decode(items, mp, signals))
     monkeypatch.setattr(verify_mod, "_list_folder", lambda f: touched.append(f) or real_list(f))
     result = run(frame, root)
     assert result.per_sample["verify_status"].tolist() == ["ok"] + ["invalid"] * 5

@@ -1,0 +1,114 @@
+"""Image issues with cleanvision's names, scores and default thresholds, from the signal columns
+verification records (ml/quality/signals.py). A score is in 0..1, low is bad, and an image has
+the issue when its score is below the threshold (cleanvision's convention):
+
+| issue | score | default threshold (cleanvision's) |
+| --- | --- | --- |
+| dark | brightness_p99 | 0.32 |
+| light | 1 - brightness_p5 | 0.05 |
+| blurry | min(1, (1 - exp(-0.01 blurriness)) + (1 - exp(-0.01 grayscale_std) if above 0.18 else 0)) | 0.29 |
+| low_information | min(1, 0.1 entropy) | 0.3 |
+| odd_aspect_ratio | min(width / height, height / width) | 0.35 |
+| odd_size | 1 - distance of sqrt(width x height) from the middle of the dataset's [q1 - 3 iqr, q3 + 3 iqr], over that span | 0.5 |
+| grayscale | 0 when every pixel's channels agree (our test looks at the pixels; cleanvision at the file's mode) | - |
+
+Exact duplicates share a sha256; near duplicates' perceptual hashes differ in at most
+`near_duplicate_distance` bits (ml/quality/duplicates.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.errors import ConfigError
+
+ISSUES = ("dark", "light", "blurry", "low_information", "odd_aspect_ratio", "odd_size",
+          "grayscale")
+BLUR_NORMALIZING, BLUR_COLOR_THRESHOLD = 0.01, 0.18       # cleanvision's blurry parameters
+ENTROPY_NORMALIZING = 0.1                                 # cleanvision's low_information's
+SIZE_IQR_FACTOR = 3.0                                     # cleanvision's odd_size iqr_factor
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """The dataset's `quality:` section."""
+
+    dark: float = 0.32
+    light: float = 0.05
+    blurry: float = 0.29
+    low_information: float = 0.3
+    odd_aspect_ratio: float = 0.35
+    odd_size: float = 0.5
+    near_duplicate_distance: int = 8      # bits of the 64-bit phash; 0: identical hashes only
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "near_duplicate_distance":
+                if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 16:
+                    raise ConfigError(f"quality.near_duplicate_distance: {value!r} must be a "
+                                      "whole number of bits from 0 to 16 (default 8)")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"quality.{f.name}: {value!r} must be a score threshold from "
+                                  f"0 to 1 (default {f.default})")
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], where: str = "quality") -> "QualityConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown option(s) {unknown}; known: {sorted(known)}")
+        try:
+            return cls(**options)
+        except ConfigError as exc:
+            raise ConfigError(f"{where.rsplit('.', 1)[0]}: {exc}" if "." in where else str(exc)) \
+                from None
+
+
+def issue_scores(table: pd.DataFrame) -> pd.DataFrame:
+    """Score per issue (NaN where the signals were not measured), one row per table row."""
+    f = {name: table[name].astype("float64").to_numpy() if name in table.columns
+         else np.full(len(table), np.nan) for name in ("brightness_p99", "brightness_p5",
+                                                        "blurriness", "grayscale_std", "entropy")}
+    blur = 1 - np.exp(-f["blurriness"] * BLUR_NORMALIZING)
+    spread = 1 - np.exp(-f["grayscale_std"] * BLUR_NORMALIZING)
+    spread = np.where(spread <= BLUR_COLOR_THRESHOLD, 0.0, spread)
+    width = table["width"].astype("float64").to_numpy()
+    height = table["height"].astype("float64").to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        aspect = np.minimum(width / height, height / width)
+    grey = table["grayscale"] if "grayscale" in table.columns else pd.Series(pd.NA, index=table.index)
+    return pd.DataFrame({
+        "dark": f["brightness_p99"],
+        "light": 1 - f["brightness_p5"],
+        "blurry": np.minimum(blur + spread, 1.0),
+        "low_information": np.minimum(ENTROPY_NORMALIZING * f["entropy"], 1.0),
+        "odd_aspect_ratio": np.where((width > 0) & (height > 0), aspect, np.nan),
+        "odd_size": _size_scores(np.sqrt(width * height)),
+        "grayscale": np.where(grey.isna().to_numpy(), np.nan,
+                              np.where(grey.fillna(False).to_numpy(bool), 0.0, 1.0)),
+    }, index=table.index)
+
+
+def _size_scores(size: np.ndarray) -> np.ndarray:
+    known = size[np.isfinite(size) & (size > 0)]
+    if known.size == 0:
+        return np.full(size.size, np.nan)
+    q1, q3 = np.percentile(known, [25, 75])
+    low, high = q1 - SIZE_IQR_FACTOR * (q3 - q1), q3 + SIZE_IQR_FACTOR * (q3 - q1)
+    middle, span = (low + high) / 2, (high - low) or max((low + high) / 2, 1.0)
+    return 1 - np.clip(np.abs(size - middle) / span, 0, 1)
+
+
+def flag_issues(scores: pd.DataFrame, config: QualityConfig) -> pd.DataFrame:
+    """True where an image has the issue (a NaN score never flags)."""
+    flags = {}
+    for issue in ISSUES:
+        threshold = 0.5 if issue == "grayscale" else getattr(config, issue)
+        flags[issue] = (scores[issue] < threshold).fillna(False).astype(bool)
+    return pd.DataFrame(flags, index=scores.index)

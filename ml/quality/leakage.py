@@ -1,0 +1,98 @@
+"""Leakage across splits: an image in train whose copy (same bytes) or near copy (perceptual hash
+within `near_duplicate_distance` bits) sits in val or test makes every test score a wrong
+number. Splits prevent it by assigning a duplicate group as one unit (`merged_units`); the
+blocking check finds what still crosses splits (`cross_split_pairs`) and, by the dataset's
+`splits.leakage` policy, fails, warns, or keeps each crossing group in train only
+(`keep_in_train`: the val/test copies leave the splits; sources are never touched).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ml.quality.duplicates import DuplicateGroups, components, duplicate_groups
+from ml.quality.issues import QualityConfig
+
+LEAKAGE_POLICIES = ("fail", "warn", "keep_in_train")
+PAIR_COLUMNS = ("row_a", "row_b", "kind", "distance")
+
+
+def find_duplicates(frame: pd.DataFrame, config: QualityConfig) -> DuplicateGroups:
+    """Exact groups by the `sha256` column and near groups by `phash` (absent: none)."""
+    sha = frame["sha256"] if "sha256" in frame.columns else pd.Series([""] * len(frame))
+    phash = frame["phash"] if "phash" in frame.columns else pd.Series([None] * len(frame))
+    return duplicate_groups(sha.to_numpy(), phash.to_numpy(), config.near_duplicate_distance)
+
+
+def duplicate_pairs(groups: DuplicateGroups) -> pd.DataFrame:
+    """Every duplicate relation as pairs of rows: exact (each member with its group's first
+    row) and near (as found), without repeats."""
+    exact = groups.exact_group
+    member = np.flatnonzero(exact >= 0)
+    first = pd.Series(member).groupby(exact[member]).transform("min").to_numpy()
+    keep = member != first
+    pairs = pd.concat([
+        pd.DataFrame({"row_a": first[keep], "row_b": member[keep], "kind": "exact",
+                      "distance": 0}),
+        groups.pairs.assign(kind="near")[list(PAIR_COLUMNS)],
+    ], ignore_index=True)
+    return pairs.drop_duplicates(["row_a", "row_b"], ignore_index=True)
+
+
+def duplicate_components(n: int, pairs: pd.DataFrame) -> np.ndarray:
+    """Each row's duplicate component (exact and near together), -1 for a row in none."""
+    a, b = pairs["row_a"].to_numpy(np.int64), pairs["row_b"].to_numpy(np.int64)
+    labels = components(n, a, b)
+    member = np.zeros(n, dtype=bool)
+    member[a] = member[b] = True
+    return np.where(member, labels, -1)
+
+
+def merged_units(units: pd.Series, pairs: pd.DataFrame) -> pd.Series:
+    """`units` (a split unit per row) with units joined by a duplicate relation merged into one,
+    named by its smallest unit id, so a duplicate group lands in one split."""
+    codes, uniques = pd.factorize(units.astype(str))
+    if pairs.empty:
+        return units.astype(str)
+    a = codes[pairs["row_a"].to_numpy(np.int64)]
+    b = codes[pairs["row_b"].to_numpy(np.int64)]
+    labels = components(len(uniques), a, b)
+    names = pd.Series(np.asarray(uniques, dtype=object)).groupby(labels).transform("min")
+    return pd.Series(names.to_numpy()[codes], index=units.index, dtype=object)
+
+
+def cross_split_pairs(frame: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """The duplicate pairs whose two rows are in different splits, with their splits, files
+    and labels."""
+    split = frame["split"].astype(str).to_numpy()
+    a, b = pairs["row_a"].to_numpy(np.int64), pairs["row_b"].to_numpy(np.int64)
+    crossing = pairs.loc[split[a] != split[b]].reset_index(drop=True)
+    a, b = crossing["row_a"].to_numpy(np.int64), crossing["row_b"].to_numpy(np.int64)
+    for side, rows in (("a", a), ("b", b)):
+        crossing[f"split_{side}"] = split[rows]
+        crossing[f"source_key_{side}"] = frame["source_key"].astype(str).to_numpy()[rows]
+        crossing[f"label_{side}"] = frame["label"].astype(str).to_numpy()[rows]
+    return crossing
+
+
+def label_conflicts(frame: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Duplicate pairs whose two images carry different labels (label noise: for identities,
+    one face filed under two people)."""
+    label = frame["label"].astype(str).to_numpy()
+    a, b = pairs["row_a"].to_numpy(np.int64), pairs["row_b"].to_numpy(np.int64)
+    return pairs.loc[label[a] != label[b]].reset_index(drop=True)
+
+
+def keep_in_train(frame: pd.DataFrame, pairs: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
+    """Rows to take out of the splits so that no duplicate component crosses splits: each
+    crossing component stays in its first split of `names` (train first) and its copies in
+    the others go."""
+    component = duplicate_components(len(frame), pairs)
+    rank = pd.Series(frame["split"].astype(str)).map({n: i for i, n in enumerate(names)})
+    rank = rank.fillna(len(names)).to_numpy(np.int64)
+    member = component >= 0
+    home = pd.Series(rank[member]).groupby(component[member]).transform("min").to_numpy()
+    drop = np.zeros(len(frame), dtype=bool)
+    drop[np.flatnonzero(member)] = rank[member] != home
+    return drop
