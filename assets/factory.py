@@ -7,6 +7,7 @@ import dagster as dg
 from assets.augmented_samples import build_augmented_samples_assets
 from assets.catalog import build_catalog_asset
 from assets.packing import build_packing_assets
+from assets.quality import build_quality_asset
 from assets.resize import build_resized_asset
 from assets.splits import build_splits_asset
 from assets.training import build_training_assets
@@ -18,6 +19,7 @@ def build_dataset_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
     return [
         build_catalog_asset(spec),
         build_verification_asset(spec),
+        *build_quality_asset(spec),
         build_resized_asset(spec),
         build_splits_asset(spec),
         *build_packing_assets(spec),

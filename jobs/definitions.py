@@ -103,12 +103,13 @@ def shard_jobs(datasets: DatasetsFile, executor_def: dg.ExecutorDefinition | Non
 
 def reverify_job(datasets: DatasetsFile, executor_def: dg.ExecutorDefinition | None = None
                  ) -> dg.UnresolvedAssetJobDefinition:
-    keys = [dg.AssetKey([d.name, "verification_report"]) for d in datasets.datasets
-            if d.shards == 1]
+    keys = [dg.AssetKey([d.name, asset]) for d in datasets.datasets if d.shards == 1
+            for asset in ("verification_report", "quality_report")]
     return dg.define_asset_job(
         "reverify_images", selection=dg.AssetSelection.assets(*keys), executor_def=executor_def,
         description="Re-run existence/decode checks of every unsharded dataset against the "
-                    "current disk; catalogs are loaded, not rematerialized (a sharded dataset "
+                    "current disk, and its quality report; catalogs are loaded, not "
+                    "rematerialized (a sharded dataset "
                     "re-verifies through a backfill of its <dataset>_shards job).",
     )
 

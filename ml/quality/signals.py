@@ -8,7 +8,7 @@ decoded image, never from a second pass over the file:
 | --- | --- | --- |
 | phash | 64-bit perceptual hash: DCT of the 32x32 grey image, the 8x8 lowest frequencies against their median (imagehash.phash's bits) | near_duplicates (phash, hash_size 8) |
 | brightness_p99, brightness_p5 | percentiles of the perceived brightness sqrt(0.241 R^2 + 0.691 G^2 + 0.068 B^2) / 255 | dark, light |
-| blurriness, grayscale_std | standard deviation of the edge image (FIND_EDGES) of the grey image, and of its histogram | blurry |
+| blurriness, grayscale_std | standard deviation of the edge image (FIND_EDGES, without the 1-pixel border Pillow leaves unfiltered, which cleanvision counts) of the grey image, and of its histogram | blurry |
 | entropy | Shannon entropy of the image's histogram (bits) | low_information |
 | grayscale | every pixel's channels within GREY_TOLERANCE of each other (cleanvision only looks at the file's mode, so a grey photo saved as RGB is missed) | grayscale |
 
@@ -96,11 +96,13 @@ def image_signals(image: Image.Image) -> Signals:
     p5, p99 = np.partition(brightness, [low, high])[[low, high]]
     spread = np.maximum(np.abs(r - g), np.abs(g - b))
     grey = work.convert("L")
-    edges = grey.filter(ImageFilter.FIND_EDGES)
+    edges = np.asarray(grey.filter(ImageFilter.FIND_EDGES))[1:-1, 1:-1]    # Pillow leaves
+    # the 1-pixel border unfiltered (the image's own values): cleanvision counts it, and on a
+    # 64 px image it outweighs the edges of a smooth picture
     return Signals(
         phash=perceptual_hash(grey),
         brightness_p99=float(p99), brightness_p5=float(p5),
-        blurriness=float(np.std(np.asarray(edges), dtype=np.float64)),
+        blurriness=float(np.std(edges, dtype=np.float64)) if edges.size else 0.0,
         grayscale_std=float(np.std(grey.histogram())),
         entropy=float(work.entropy()),
         grayscale=bool(np.count_nonzero(spread > GREY_TOLERANCE) <= 0.01 * n),

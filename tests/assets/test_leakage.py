@@ -21,7 +21,7 @@ PLANTED = 6          # copies: three byte-identical, three re-encoded (near dupl
 def textured(path: Path, seed: int) -> None:
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((rng.random((12, 16, 3)) * 255).astype(np.uint8)).resize(
+    Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)).resize(
         (128, 96), Image.Resampling.BICUBIC).save(path, "JPEG", quality=92)
 
 

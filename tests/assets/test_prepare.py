@@ -117,7 +117,7 @@ def test_reverify_job_rechecks_disk_without_rematerializing_the_catalog(small):
     result = defs.resolve_job_def("reverify_images").execute_in_process(instance=instance)
     keys = {e.event_specific_data.materialization.asset_key.path[-1]
             for e in result.get_asset_materialization_events()}
-    assert keys == {"verification_report"}
+    assert keys == {"verification_report", "quality_report"}
     meta = materialization_metadata(result, ["animals", "verification_report"])
     assert meta["missing_count"] == 1 and meta["corrupt_count"] == 1
     bad = [r.data for r in meta["bad_samples"].records]            # the UI's table of bad files
@@ -136,7 +136,8 @@ def test_repo_graph_snapshot():
 
     keys = sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys())
     expected = sorted([f"{d}/{a}" for d in ("faces", "pairs", "sequences", "inat")
-                       for a in ("catalog", "verification_report", "resized", "splits")]
+                       for a in ("catalog", "verification_report", "quality_report", "resized",
+                                 "splits")]
                       + ["faces/recordio", "faces/tfrecords", "faces/validation_memfile",
                          "faces/augmented_samples", "sequences/h5_store", "inat/tfrecords"]
                       + [f"{d}/{a}" for d in ("faces", "pairs", "sequences", "inat")

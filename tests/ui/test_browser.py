@@ -171,8 +171,9 @@ def test_user_watches_a_model_train_live_on_its_asset_page(browser, dagster_dev,
         asset_selection=[[name, a] for a in (*DATASET_ASSETS, "h5_store")])
     status = wait_for_run(dagster_dev, prepared)
     assert status == "SUCCESS", f"{status}: {dagster_dev.run_errors(prepared)}"
-    run_id = client.submit_job_execution("train", repository_location_name=LOCATION,
-                                         asset_selection=[[name, "model"]])
+    run_id = client.submit_job_execution(      # fresh: an earlier test may have trained it
+        "train", repository_location_name=LOCATION, asset_selection=[[name, "model"]],
+        run_config={"ops": {f"{name}__model": {"config": {"fresh": True}}}})
     seen, running = "", False
     with step(page, "07-model-live"):
         deadline = time.monotonic() + LIVE_TIMEOUT_S

@@ -1,0 +1,61 @@
+"""The `<dataset>/quality_report` asset: what verification's decode pass measured, read as
+cleanvision's issues (dark, light, blurry, low_information, odd_aspect_ratio, odd_size,
+grayscale) and duplicates (ml/quality). Counts per issue as numbers the UI plots over runs, a
+Parquet table of the flagged images with their scores, per-class counts, duplicate pairs, and a
+gallery per issue. The reverify job re-runs it with the verification."""
+
+
+import dagster as dg
+import pandas as pd
+
+from assets.metadata import image_markdown
+from assets.splits import quality_config_for
+from ml.dataset_spec import DatasetSpec
+from ml.errors import DatasetError
+from ml.quality.report import issue_galleries, quality_report, write_tables
+
+INLINE_GALLERIES = 3         # galleries inlined in the metadata (the rest by path): <= 64 KB
+
+
+def build_quality_asset(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
+    """The asset of an unsharded dataset (a sharded one's verification is partitioned: its
+    quality is read per shard from the verification tables; not built here)."""
+    if spec.shards > 1:
+        return []
+    folder = spec.output_dir / "quality"
+
+    @dg.asset(
+        name="quality_report", key_prefix=[spec.name], group_name=spec.name,
+        ins={"verified": dg.AssetIn(key=dg.AssetKey([spec.name, "verification_report"]))},
+        kinds={"parquet", "png"}, tags={"imageds/stage": "verify"},
+        description=f"{spec.name}'s images read for cleanvision's issues and duplicates, from the "
+                    "signals verification (level decode) recorded: counts, flagged images with "
+                    "scores, per-class counts, duplicate pairs and a gallery per issue.",
+    )
+    def quality_report_asset(context: dg.AssetExecutionContext,
+                             verified: pd.DataFrame) -> dg.MaterializeResult:
+        try:
+            config = quality_config_for(spec)
+        except DatasetError as exc:
+            raise dg.Failure(description=str(exc)) from None
+        report = quality_report(verified, config)
+        if report.measured == 0:
+            context.log.warning(f"{spec.name}: no image has quality signals; run verification "
+                                "at level decode (verify.level: decode, verify.signals: true)")
+        tables = write_tables(report, folder)
+        galleries = issue_galleries(report, folder, spec.name)
+        summary = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v) or "no issue"
+        context.log.info(f"{spec.name} quality: {report.measured} images read; {summary}")
+        inline = "\n\n".join(image_markdown(p.read_bytes(), name)
+                             for name, p in list(galleries.items())[:INLINE_GALLERIES])
+        return dg.MaterializeResult(metadata={
+            "images_measured": report.measured,
+            **{issue: count for issue, count in report.counts.items()},
+            "flagged_table": dg.MetadataValue.path(str(tables["flagged"])),
+            "per_class_table": dg.MetadataValue.path(str(tables["per_class"])),
+            "duplicate_pairs_table": dg.MetadataValue.path(str(tables["duplicate_pairs"])),
+            **{f"{name}_gallery": dg.MetadataValue.path(str(p)) for name, p in galleries.items()},
+            "galleries": dg.MetadataValue.md(f"### {spec.name}: quality\n\n{summary}\n\n{inline}"),
+        })
+
+    return [quality_report_asset]
