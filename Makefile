@@ -11,7 +11,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export DAGSTER_DISABLE_TELEMETRY := 1
 export IMAGEDS_ROOT := $(CURDIR)
 
-.PHONY: bootstrap home sample demo train test ui tensorboard bench lock clean golden
+.PHONY: bootstrap home sample demo train test ui tensorboard bench bench-quality lock clean golden
 
 bootstrap: $(VENV)/.installed home
 
@@ -77,6 +77,14 @@ tensorboard: bootstrap
 
 bench: bootstrap
 	for b in resize verify pack loader stale_temps; do $(BIN)/python bench/$$b.py || exit 1; done
+
+# Ours against cleanvision on a planted set (bench/quality.py); cleanvision lives in a venv of its
+# own under .bench-venvs/, never in the runtime.
+BENCH_VENVS := $(CURDIR)/.bench-venvs
+bench-quality: bootstrap
+	test -x $(BENCH_VENVS)/cleanvision/bin/python || $(PYTHON) -m venv $(BENCH_VENVS)/cleanvision
+	$(BENCH_VENVS)/cleanvision/bin/pip install --quiet --disable-pip-version-check cleanvision==0.3.7
+	CLEANVISION_PYTHON=$(BENCH_VENVS)/cleanvision/bin/python $(BIN)/python bench/quality.py
 
 # Rewrite the golden reference files (tests/golden/) with the real tools, each in a venv of its
 # own under .golden-venvs/ (never the runtime's): mxnet + insightface, TensorFlow, h5py + Pillow.
