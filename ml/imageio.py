@@ -141,8 +141,11 @@ def _exif_orientation(img: Image.Image) -> int:
         return 1
 
 
+DRAFT_MIN_SHORT_SIDE = 16
+
+
 def decode(source: Source, *, name: str | None = None, draft_size: tuple[int, int] | None = None,
-           max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+           max_pixels: int = DEFAULT_MAX_PIXELS, draft_longest_side: int | None = None) -> Image.Image:
     """Fully decode an image (first frame), optionally at reduced size via JPEG draft.
 
     `draft_size` asks the JPEG decoder for the smallest DCT scale (1/1, 1/2, 1/4, 1/8) whose
@@ -151,6 +154,13 @@ def decode(source: Source, *, name: str | None = None, draft_size: tuple[int, in
     """
     label = _name(source, name)
     img = open_image(source, name=label, max_pixels=max_pixels)
+    if draft_longest_side is not None and draft_size is None:
+        # the smallest DCT scale whose longer side is still at least draft_longest_side and
+        # whose shorter side keeps DRAFT_MIN_SHORT_SIDE pixels (a 300 x 40 banner stays 10 high)
+        w, h = img.size
+        longest = max(w, h, 1)
+        draft_size = (max(min(w, DRAFT_MIN_SHORT_SIDE), w * draft_longest_side // longest),
+                      max(min(h, DRAFT_MIN_SHORT_SIDE), h * draft_longest_side // longest))
     try:
         if draft_size is not None and img.format == "JPEG":
             # draft works in stored orientation; rotation by 90 swaps the axes

@@ -41,7 +41,7 @@ from ml.errors import ConfigError, DatasetError, ImageError
 from ml.file_stats import NO_MTIME, stat_files
 from ml.imageio import CHANGED, DEFAULT_MAX_PIXELS, MISSING, UNSUPPORTED, decode
 from ml.progress import Progress
-from ml.quality.signals import SignalColumns, Signals, decode_size, image_signals
+from ml.quality.signals import DRAFT_SIDE, SignalColumns, Signals, image_signals
 from ml.safe_paths import is_within
 from ml.sample_status import CORRUPT, INVALID, MISSING as MISSING_STATUS, OK, STATUSES
 
@@ -384,8 +384,9 @@ def _decode_bytes(data: bytes, name: str, max_pixels: int, outcome: _Outcome,
     outcome.sha256 = sha256_hex(data)
     outcome.size = len(data)
     try:
-        image = decode(data, name=name, draft_size=decode_size() if signals else SMALLEST_DRAFT,
-                       max_pixels=max_pixels)
+        image = decode(data, name=name, max_pixels=max_pixels,
+                       draft_size=None if signals else SMALLEST_DRAFT,
+                       draft_longest_side=DRAFT_SIDE if signals else None)
         with image:
             if signals:
                 outcome.signals = image_signals(image)

@@ -1,7 +1,7 @@
 """Per-image quality signals, computed on the image verification already decodes.
 
-Verification at level `decode` decodes every image (JPEGs through the DCT draft); `decode_size`
-is the draft that keeps at least WORK_SIDE pixels a side, and `image_signals` reads from that
+Verification at level `decode` decodes every image (JPEGs through the DCT draft, whose longer
+side stays at least DRAFT_SIDE when signals are asked), and `image_signals` reads from that
 decoded image, never from a second pass over the file:
 
 | column | what | cleanvision's property |
@@ -29,10 +29,13 @@ from ml.imageio import to_rgb
 
 WORK_SIDE = 64             # signals read an at most WORK_SIDE x WORK_SIDE copy (cleanvision's
                            # MAX_RESOLUTION_FOR_BLURRY_DETECTION; it reads the others at full size)
-DRAFT_SIDE = 128           # the JPEG draft verification decodes at when it computes signals
+DRAFT_SIDE = 64            # verification's JPEG draft keeps at least this longer side when it
+                           # computes signals: the 1/8 scale it uses anyway from 512 px up
 HASH_SIDE = 32             # the grey image the DCT is taken of (imagehash: hash_size * 4)
 HASH_BITS_SIDE = 8         # 8 x 8 lowest frequencies: 64 bits
 MIN_HASH_SIDE = 8          # smaller images get no perceptual hash
+HISTOGRAM_PIXELS = 64 * 48  # the spread of a histogram grows with its pixels: counted as if the
+                           # image had cleanvision's 64 x 48 (its blurry thresholds assume it)
 GREY_TOLERANCE = 6         # channel spread (0..255) still counted as grey: JPEG chroma noise
 
 SIGNAL_COLUMNS = ("phash", "brightness_p99", "brightness_p5", "blurriness", "grayscale_std",
@@ -63,11 +66,6 @@ class Signals:
         return astuple(self)
 
 
-def decode_size() -> tuple[int, int]:
-    """The JPEG draft verification decodes at when it also computes signals."""
-    return (DRAFT_SIDE, DRAFT_SIDE)
-
-
 def perceptual_hash(grey: Image.Image) -> int | None:
     """imagehash.phash(image, hash_size=8)'s bits as a 64-bit integer (bit 63 first), from a
     bilinear 32 x 32 copy of the (already reduced) grey image; None for an image smaller than
@@ -76,34 +74,65 @@ def perceptual_hash(grey: Image.Image) -> int | None:
         return None
     pixels = np.asarray(grey.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.BILINEAR),
                         dtype=np.float64)
-    low = _DCT @ pixels @ _DCT.T                          # 8 x 8
-    bits = (low > np.median(low)).ravel()
+    low = (_DCT @ pixels @ _DCT.T).ravel()                # 8 x 8
+    ordered = np.sort(low)
+    bits = low > (ordered[31] + ordered[32]) / 2          # above the median
     return int(np.sum(_BIT_WEIGHTS[bits], dtype=np.uint64))
 
 
+_FIND_EDGES = ImageFilter.FIND_EDGES()      # built once: Pillow makes the kernel per instance
+_BRIGHTNESS_WEIGHTS = np.array([0.241, 0.691, 0.068], dtype=np.float32)
+
+
+def _std(values: np.ndarray) -> float:
+    """Population standard deviation by two dot products (np.std costs more than the work on
+    the few thousand values a signal reads)."""
+    v = values.astype(np.float64).ravel()
+    n = v.size
+    if n == 0:
+        return 0.0
+    mean = v.sum() / n
+    return float(np.sqrt(max(np.dot(v, v) / n - mean * mean, 0.0)))
+
+
+def edge_spread(grey: Image.Image) -> float:
+    """Standard deviation of Pillow's FIND_EDGES over the interior pixels: the filter leaves
+    its 1-pixel border unfiltered (the image's own values), which cleanvision counts and
+    which, on a 64 px image, outweighs the edges of a smooth picture."""
+    if min(grey.size) < 3:
+        return 0.0
+    return _std(np.asarray(grey.filter(_FIND_EDGES))[1:-1, 1:-1])
+
+
+def _working_copy(rgb: Image.Image) -> Image.Image:
+    """The image reduced by whole-pixel box averaging to WORK_SIDE..2 x WORK_SIDE pixels on
+    its longer side (box averaging keeps the edges a blur measure reads; an interpolating
+    resize softens them); a banner keeps MIN_HASH_SIDE pixels for its hash."""
+    w, h = rgb.size
+    factor = min(max(w, h) // WORK_SIDE, max(1, min(w, h) // MIN_HASH_SIDE))
+    return rgb.reduce(factor) if factor > 1 else rgb
+
+
 def image_signals(image: Image.Image) -> Signals:
-    """The signals of one decoded image (any mode), read from a copy of at most WORK_SIDE
-    pixels a side made by whole-pixel box averaging (Image.reduce)."""
+    """The signals of one decoded image (any mode), read from its working copy."""
     rgb = to_rgb(image)
-    factor = -(-max(rgb.size) // WORK_SIDE)
-    work = rgb.reduce(factor) if factor > 1 else rgb
+    work = _working_copy(rgb)
     pixels = np.asarray(work)
-    channels = pixels.astype(np.float32)
-    r, g, b = channels[..., 0], channels[..., 1], channels[..., 2]
-    brightness = np.sqrt(0.241 * r * r + 0.691 * g * g + 0.068 * b * b).ravel() / 255.0
-    n = brightness.size
+    channels = pixels.reshape(-1, 3).astype(np.float32)
+    squared = (channels * channels) @ _BRIGHTNESS_WEIGHTS      # brightness^2 * 255^2
+    n = squared.size
     low, high = int(0.05 * (n - 1)), int(0.99 * (n - 1))
-    p5, p99 = np.partition(brightness, [low, high])[[low, high]]
-    spread = np.maximum(np.abs(r - g), np.abs(g - b))
+    p5, p99 = np.sqrt(np.partition(squared, [low, high])[[low, high]]) / 255.0
+    wide = pixels.astype(np.int16)
+    spread = np.maximum(np.abs(wide[..., 0] - wide[..., 1]), np.abs(wide[..., 1] - wide[..., 2]))
     grey = work.convert("L")
-    edges = np.asarray(grey.filter(ImageFilter.FIND_EDGES))[1:-1, 1:-1]    # Pillow leaves
-    # the 1-pixel border unfiltered (the image's own values): cleanvision counts it, and on a
-    # 64 px image it outweighs the edges of a smooth picture
+    grey_pixels = np.asarray(grey)
     return Signals(
         phash=perceptual_hash(grey),
         brightness_p99=float(p99), brightness_p5=float(p5),
-        blurriness=float(np.std(edges, dtype=np.float64)) if edges.size else 0.0,
-        grayscale_std=float(np.std(grey.histogram())),
+        blurriness=edge_spread(grey),
+        grayscale_std=_std(np.bincount(grey_pixels.ravel(), minlength=256))
+        * HISTOGRAM_PIXELS / grey_pixels.size,
         entropy=float(work.entropy()),
         grayscale=bool(np.count_nonzero(spread > GREY_TOLERANCE) <= 0.01 * n),
     )

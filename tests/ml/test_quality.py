@@ -108,3 +108,13 @@ def test_a_million_hashes_group_in_well_under_a_minute():
     found = set(zip(a.tolist(), b.tolist()))
     assert all((i, i + 1) in found for i in range(0, 1_000_000, 100_000))
     assert took < 120, f"{took:.0f} s"      # 20 s measured on the 2-core machine; 60 s is the target
+
+
+def test_the_signals_draft_keeps_the_longer_side_and_a_banner_height(tmp_path):
+    from ml.imageio import decode
+    for size, expected in (((1920, 1280), (240, 160)), ((640, 480), (80, 60)),
+                           ((300, 40), (150, 20))):
+        path = tmp_path / f"{size[0]}.jpg"
+        photo(1, size).save(path, "JPEG", quality=90)
+        with decode(path, draft_longest_side=64) as image:
+            assert image.size == expected, size
