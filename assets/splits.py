@@ -15,8 +15,9 @@ from ml.atomic import atomic_path
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, DatasetError
 from ml.quality.issues import QualityConfig
-from ml.quality.leakage import (LEAKAGE_POLICIES, cross_split_pairs, duplicate_pairs,
-                                find_duplicates, keep_in_train, label_conflicts, merged_units)
+from ml.quality.leakage import (LEAKAGE_POLICIES, MAX_MERGED_UNITS, cross_split_pairs,
+                                duplicate_pairs, find_duplicates, keep_in_train,
+                                label_conflicts, merged_units, without_clusters)
 from ml.safe_paths import contained
 from ml.sample_table import with_files
 from ml.splits import (SplitSpec, assign_splits, build_link_tree, class_balance_png,
@@ -133,8 +134,16 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             quality = quality_config_for(spec)
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
-        pairs = duplicate_pairs(find_duplicates(frame, quality))
-        units = merged_units(split_units(frame, sspec), pairs) if sspec.group_duplicates else None
+        base_units = split_units(frame, sspec)
+        pairs, clusters = without_clusters(base_units,
+                                           duplicate_pairs(find_duplicates(frame, quality)))
+        if len(clusters):
+            context.log.warning(
+                f"{spec.name} splits: {len(clusters)} near-duplicate pair(s) chain into clusters "
+                f"of more than {MAX_MERGED_UNITS} split units: similar images rather than "
+                "copies; not treated as duplicates (lower quality.near_duplicate_distance to "
+                "split them)")
+        units = merged_units(base_units, pairs) if sspec.group_duplicates else None
         frame = frame.assign(split=assign_splits(frame, sspec, units))
         crossing = cross_split_pairs(frame, pairs)
         conflicts = label_conflicts(frame, pairs)
@@ -154,6 +163,7 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "class_counts_table": dg.MetadataValue.path(str(write_class_counts(frame, out_dir))),
             "groups": int(frame["group_id"].nunique()),
             "duplicate_pairs": len(pairs),
+            "similar_cluster_pairs": len(clusters),
             "duplicate_pairs_across_splits": len(crossing),
             "dropped_for_leakage": int(dropped.sum()),
             "label_conflicts": len(conflicts),

@@ -89,8 +89,13 @@ def _hsv(h: float, s: float, v: float) -> tuple[float, ...]:
     return tuple(255.0 * c for c in colorsys.hsv_to_rgb(h % 1.0, s, v))
 
 
+# A set's generator version: a set built by an older one is rebuilt (its marker says which).
+SET_VERSIONS = {"inat": 2}            # inat 2: plants duplicates and blurred / dark images
+
+
 def _write_marker(folder: Path, name: str, seed: int, params: dict, counts: dict) -> None:
-    doc = {"set": name, "seed": seed, "params": params, "counts": counts}
+    doc = {"set": name, "seed": seed, "params": params, "counts": counts,
+           "version": SET_VERSIONS.get(name, 1)}
     (folder / COMPLETE_MARKER).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
@@ -915,6 +920,43 @@ def _inat_split(split: str, counts: Sequence[int], first_id: int, seed: int,
             "licenses": [{"id": 1, "name": "CC0", "url": ""}]}
 
 
+def _plant_inat_quality(root: Path, train: dict, spoiled: set[str], seed: int) -> dict:
+    """Spoil a few more train images, for the quality report and the leakage check to find:
+    an exact copy of a class-0 image filed under class 1 (a duplicate with another label), a
+    re-encoded copy of a class-0 image under another class-0 name (a near duplicate), a blurred
+    photo in place of a class-2 image and a darkened class-2 image (a set too small for one goes
+    without it). Returns what was planted, by file_name."""
+    by_class: dict[int, list[str]] = {}
+    for image, annotation in zip(train["images"], train["annotations"]):
+        if image["file_name"] not in spoiled:
+            by_class.setdefault(annotation["category_id"], []).append(image["file_name"])
+    rng = _rng(seed, _INAT, 7)
+    pick = {c: [files[i] for i in rng.permutation(len(files))] for c, files in by_class.items()}
+    planted: dict = {"duplicates": {"exact": [], "near": []}, "quality": {"blurry": [], "dark": []}}
+    replaced = []
+    zeros, ones, twos = pick.get(0, []), pick.get(1, []), pick.get(2, [])
+    if len(zeros) >= 3 and ones:              # a set too small for a plant goes without it
+        first, second, third, other = zeros[0], zeros[1], zeros[2], ones[0]
+        (root / other).write_bytes((root / first).read_bytes())
+        original = Image.open(root / second).convert("RGB")
+        (root / third).write_bytes(_jpeg_bytes(original, quality=60))
+        planted["duplicates"] = {"exact": [[first, other]], "near": [[second, third]]}
+        replaced += [other, third]
+    if len(twos) >= 2:
+        blurred, darkened = twos[0], twos[1]
+        size = Image.open(root / blurred).size    # a photo, blurred: the renders' own narrow
+        photo = photo_like(*size, seed=seed + 7)  # histograms already read as not blurry
+        (root / blurred).write_bytes(_jpeg_bytes(photo.filter(ImageFilter.GaussianBlur(6))))
+        image = Image.open(root / darkened).convert("RGB")
+        (root / darkened).write_bytes(_jpeg_bytes(ImageEnhance.Brightness(image).enhance(0.12)))
+        planted["quality"] = {"blurry": [blurred], "dark": [darkened]}
+        replaced += [blurred, darkened]
+    for image in train["images"]:                     # the replaced files' own sizes
+        if image["file_name"] in replaced:
+            image["width"], image["height"] = Image.open(root / image["file_name"]).size
+    return planted
+
+
 def generate_inat(out: Path, seed: int = 0,
                   train_counts: Sequence[int] = INAT_TRAIN_COUNTS) -> dict[str, Path]:
     """Write train2017.json / val2017.json and their images into `out` (replaced atomically).
@@ -932,8 +974,6 @@ def generate_inat(out: Path, seed: int = 0,
         val = _inat_split("val", val_counts, len(train["images"]), seed, tmp)
         for doc in (train, val):
             doc["categories"] = doc["categories"][: len(train_counts)]
-        _write_json(tmp / "train2017.json", train)
-        _write_json(tmp / "val2017.json", val)
         largest = [im["file_name"] for im, a in zip(train["images"], train["annotations"])
                    if a["category_id"] == 0]
         pick = _rng(seed, _INAT).choice(len(largest), 2, replace=False)
@@ -941,7 +981,11 @@ def generate_inat(out: Path, seed: int = 0,
         (tmp / missing).unlink()
         data = (tmp / truncated).read_bytes()
         (tmp / truncated).write_bytes(data[: len(data) // 2])
-        _write_json(tmp / PLANTED_FILE, {"missing": [missing], "corrupt": {truncated: TRUNCATED}})
+        quality = _plant_inat_quality(tmp, train, {missing, truncated}, seed)
+        _write_json(tmp / "train2017.json", train)       # after the plants: their sizes
+        _write_json(tmp / "val2017.json", val)
+        _write_json(tmp / PLANTED_FILE, {"missing": [missing], "corrupt": {truncated: TRUNCATED},
+                                         **quality})
         params = {"train_counts": list(train_counts)}
         _write_marker(tmp, "inat", seed, params,
                       {"train": len(train["images"]), "val": len(val["images"])})
@@ -1010,7 +1054,8 @@ def generate_all(out: Path, seed: int = 0, only: str | Iterable[str] | None = No
     for name in _parse_only(only):
         folder = out / name
         marker = read_marker(folder)
-        if marker is not None and marker.get("seed") == seed and not force:
+        if marker is not None and marker.get("seed") == seed and not force \
+                and marker.get("version", 1) == SET_VERSIONS.get(name, 1):
             results.append(SetResult(name, folder, "kept",
                                      f"already complete ({folder / COMPLETE_MARKER}); --force rebuilds it"))
             continue

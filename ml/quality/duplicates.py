@@ -3,7 +3,9 @@
 Exact duplicates share their content sha256 (the bytes verification already hashed). Near
 duplicates are images whose 64-bit perceptual hashes (ml/quality/signals.py) differ in at most
 `max_distance` bits; re-encoded, resized and brightness-shifted copies land within 2 bits, a
-crop of 1% a side within about 8, while unrelated images are 20 to 30 bits apart.
+crop of 1% a side within about 8, unrelated photos 20 to 30 bits apart - but aligned faces of
+different people can come within 6 to 8, hence the default 4 (ml/quality/issues.py), and
+ml/quality/leakage.py keeps chains of similar images from merging into one split unit.
 
 The search is locality-sensitive hashing by bit sampling: each of `tables` tables keys every
 distinct hash by `key_bits` of its 64 bits chosen at random (a fixed seed, so runs agree), and

@@ -51,7 +51,7 @@ class QualityConfig:
     low_information: float = 0.3
     odd_aspect_ratio: float = 0.35
     odd_size: float = 0.5
-    near_duplicate_distance: int = 8      # bits of the 64-bit phash; 0: identical hashes only
+    near_duplicate_distance: int = 4      # bits of the 64-bit phash; 0: identical hashes only
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -59,7 +59,7 @@ class QualityConfig:
             if f.name == "near_duplicate_distance":
                 if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 16:
                     raise ConfigError(f"quality.near_duplicate_distance: {value!r} must be a "
-                                      "whole number of bits from 0 to 16 (default 8)")
+                                      "whole number of bits from 0 to 16 (default 4)")
             elif isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not 0.0 <= value <= 1.0:
                 raise ConfigError(f"quality.{f.name}: {value!r} must be a score threshold from "

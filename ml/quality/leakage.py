@@ -15,6 +15,8 @@ from ml.quality.duplicates import DuplicateGroups, components, duplicate_groups
 from ml.quality.issues import QualityConfig
 
 LEAKAGE_POLICIES = ("fail", "warn", "keep_in_train")
+MAX_MERGED_UNITS = 4      # a duplicate component joining more split units is a cluster of
+                          # similar images (aligned faces, blank frames), not copies of one
 PAIR_COLUMNS = ("row_a", "row_b", "kind", "distance")
 
 
@@ -47,6 +49,23 @@ def duplicate_components(n: int, pairs: pd.DataFrame) -> np.ndarray:
     member = np.zeros(n, dtype=bool)
     member[a] = member[b] = True
     return np.where(member, labels, -1)
+
+
+def without_clusters(units: pd.Series, pairs: pd.DataFrame,
+                     max_units: int = MAX_MERGED_UNITS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(pairs whose duplicate component joins at most `max_units` split units, the pairs of
+    larger components). Chained near pairs can link hundreds of similar but distinct images
+    (aligned faces at 8 bits); merging those would put whole identities in one split, so they
+    are reported as clusters instead of duplicates."""
+    if pairs.empty:
+        return pairs, pairs
+    codes, _ = pd.factorize(units.astype(str))
+    rows = duplicate_components(len(units), pairs)
+    member = np.flatnonzero(rows >= 0)
+    spread = pd.Series(codes[member]).groupby(rows[member]).nunique()
+    big = spread.index[spread.to_numpy() > max_units].to_numpy()
+    in_big = np.isin(rows[pairs["row_a"].to_numpy(np.int64)], big)
+    return (pairs.loc[~in_big].reset_index(drop=True), pairs.loc[in_big].reset_index(drop=True))
 
 
 def merged_units(units: pd.Series, pairs: pd.DataFrame) -> pd.Series:

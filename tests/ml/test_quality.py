@@ -118,3 +118,17 @@ def test_the_signals_draft_keeps_the_longer_side_and_a_banner_height(tmp_path):
         photo(1, size).save(path, "JPEG", quality=90)
         with decode(path, draft_longest_side=64) as image:
             assert image.size == expected, size
+
+
+def test_a_chain_of_near_pairs_over_many_units_is_a_cluster_not_a_duplicate():
+    import pandas as pd
+
+    from ml.quality.leakage import MAX_MERGED_UNITS, merged_units, without_clusters
+    n = MAX_MERGED_UNITS + 4
+    units = pd.Series([f"id_{i}" for i in range(n)] + ["id_x", "id_y"])
+    chain = pd.DataFrame({"row_a": list(range(n - 1)) + [n], "row_b": list(range(1, n)) + [n + 1],
+                          "kind": "near", "distance": 3})
+    kept, clusters = without_clusters(units, chain)
+    assert len(clusters) == n - 1 and kept[["row_a", "row_b"]].values.tolist() == [[n, n + 1]]
+    merged = merged_units(units, kept)
+    assert merged.iat[n] == merged.iat[n + 1] == "id_x" and merged.iat[0] == "id_0"

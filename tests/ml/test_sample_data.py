@@ -329,3 +329,38 @@ def test_cli_reports_what_it_made_and_refuses_unknown_sets(tmp_path, capsys):
     assert not (tmp_path / "faces").exists()
     assert sd.main(["--out", str(tmp_path), "--seed", "-1"]) == 2
     assert "non-negative" in capsys.readouterr().err
+
+
+def test_inat_plants_duplicates_and_images_the_quality_report_flags(tmp_path):
+    from ml.quality.issues import QualityConfig, flag_issues, issue_scores
+    from ml.quality.signals import image_signals
+
+    sd.generate_inat(tmp_path / "inat")
+    planted = json.loads((tmp_path / "inat" / sd.PLANTED_FILE).read_text())
+    [[original, copy]] = planted["duplicates"]["exact"]
+    assert (tmp_path / "inat" / original).read_bytes() == (tmp_path / "inat" / copy).read_bytes()
+    assert original.split("/")[2] != copy.split("/")[2], "the copy carries another label"
+    [[first, second]] = planted["duplicates"]["near"]
+    hashes = [image_signals(Image.open(tmp_path / "inat" / f)).phash for f in (first, second)]
+    assert bin(hashes[0] ^ hashes[1]).count("1") <= 8
+    assert (tmp_path / "inat" / first).read_bytes() != (tmp_path / "inat" / second).read_bytes()
+    rows = []
+    for issue, files in planted["quality"].items():
+        image = Image.open(tmp_path / "inat" / files[0])
+        rows.append({**image_signals(image).__dict__, "width": image.width,
+                     "height": image.height, "planted": issue})
+    import pandas as pd
+    table = pd.DataFrame(rows)
+    flags = flag_issues(issue_scores(table), QualityConfig())
+    assert all(flags.loc[i, issue] for i, issue in enumerate(table["planted"]))
+
+
+def test_a_set_made_by_an_older_generator_is_rebuilt(tmp_path):
+    sd.generate_all(tmp_path, only="inat")
+    marker = tmp_path / "inat" / sd.COMPLETE_MARKER
+    doc = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**doc, "version": 1}))
+    [result] = sd.generate_all(tmp_path, only="inat")
+    assert result.status == "made"
+    [again] = sd.generate_all(tmp_path, only="inat")
+    assert again.status == "kept"
