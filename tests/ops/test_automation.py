@@ -40,7 +40,7 @@ def test_new_images_in_the_stage_folder_start_prepare_for_that_dataset_only(tmp_
     request = arrived.run_requests[0]
     assert request.tags["imageds/dataset"] == "incoming"
     assert {k.to_user_string() for k in request.asset_selection} == {
-        "incoming/catalog", "incoming/verification_report", "incoming/resized", "incoming/splits"}
+        "incoming/catalog", "incoming/verification_report", "incoming/quality_report", "incoming/resized", "incoming/splits"}
     assert not tick(arrived.cursor).run_requests             # the cursor moved on
 
 

@@ -60,7 +60,7 @@ def test_prepare_runs_every_step_on_dask_workers(tmp_path, monkeypatch):
             run.run_id, of_type=dg.DagsterEventType.STEP_START).records]
     steps = {e.step_key for e in starts}
     assert steps == {f"{d}__{a}" for d in ("animals", "pairs")
-                     for a in ("catalog", "verification_report", "resized", "splits")}
+                     for a in ("catalog", "verification_report", "quality_report", "resized", "splits")}
     ran_on = {e.dagster_event.pid for e in starts}
     assert ran_on <= worker_pids and len(ran_on) == 2      # on the workers, both of them
     for name, images in (("animals", 8), ("pairs", 8)):
