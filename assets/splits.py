@@ -146,7 +146,7 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         units = merged_units(base_units, pairs) if sspec.group_duplicates else None
         frame = frame.assign(split=assign_splits(frame, sspec, units))
         crossing = cross_split_pairs(frame, pairs)
-        conflicts = label_conflicts(frame, pairs)
+        conflicts = label_conflicts(frame, pairs, base_units)
         dropped = np.zeros(len(frame), dtype=bool)
         if len(crossing) and sspec.leakage == "keep_in_train":
             dropped = keep_in_train(frame, pairs, sspec.names)
@@ -194,7 +194,8 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             description="; ".join(problems) or "every split and every class has samples")
         if len(conflicts):
             context.log.warning(f"{spec.name} splits: {len(conflicts)} duplicate pair(s) carry "
-                                f"different labels (label noise); see {leakage_path}")
+                                "different labels (label noise); the quality report lists the "
+                                "duplicate pairs with their files")
         yield leakage_check(key, sspec.leakage, crossing, int(dropped.sum()), len(pairs),
                             leakage_path)
 

@@ -180,8 +180,8 @@ def recall_precision(predicted: set[str], actual: set[str]) -> tuple[float, floa
             hit / len(predicted) if predicted else 1.0)
 
 
-def pair_scores(groups: list[set[str]], truth_pairs: list, kind: str | None,
-                clean: set[str]) -> tuple[float, float]:
+def pair_scores(groups: list[set[str]], truth_pairs: list,
+                kind: str | None) -> tuple[float, float]:
     """Recall: planted pairs (of `kind`) found in one group; precision: of the predicted pairs
     (within groups), those that are planted pairs."""
     wanted = {frozenset((a, b)) for a, b, k in truth_pairs if kind is None or k == kind}
@@ -195,7 +195,6 @@ def pair_scores(groups: list[set[str]], truth_pairs: list, kind: str | None,
 def main() -> dict:
     truth = planted_set(CACHE)
     names = sorted(truth["issues"])
-    clean = {n for n in names if n.startswith("clean_")}
     cold = ours(CACHE, names, signals=True)            # warms the page cache
     del cold
     plain_s = min(ours(CACHE, names, signals=False)[0] for _ in range(3))
@@ -223,14 +222,14 @@ def main() -> dict:
     big_plain = min(ours(big, big_names, signals=False)[0] for _ in range(3))
     big_signals = min(ours(big, big_names, signals=True)[0] for _ in range(3))
     result["signals_extra_cost_1920x1280"] = round(big_signals / big_plain - 1, 3)
-    near_r, near_p = pair_scores(our_groups, truth["pairs"], "near", clean)
-    exact_r, exact_p = pair_scores(our_groups, truth["pairs"], "exact", clean)
+    near_r, near_p = pair_scores(our_groups, truth["pairs"], "near")
+    exact_r, exact_p = pair_scores(our_groups, truth["pairs"], "exact")
     result.update(near_dup_recall=round(near_r, 3), near_dup_precision=round(near_p, 3),
                   exact_dup_recall=round(exact_r, 3), exact_dup_precision=round(exact_p, 3))
     per_kind = {}
     for kind in NEAR_KINDS:
         kind_pairs = [p for p in truth["pairs"] if p[1].startswith(f"near_{kind}")]
-        per_kind[kind] = round(pair_scores(our_groups, kind_pairs, None, clean)[0], 3)
+        per_kind[kind] = round(pair_scores(our_groups, kind_pairs, None)[0], 3)
     result["near_dup_recall_by_kind"] = per_kind
     ours_issue = {}
     for issue in PLANTED_ISSUES:
@@ -262,7 +261,7 @@ def main() -> dict:
             their_issue[issue] = [round(v, 3) for v in recall_precision(predicted, actual)]
         result["cleanvision_recall_precision"] = their_issue
         their_groups = [set(s) for s in theirs["near_duplicates"] + theirs["exact_duplicates"]]
-        cr, cp = pair_scores(their_groups, truth["pairs"], "near", clean)
+        cr, cp = pair_scores(their_groups, truth["pairs"], "near")
         result.update(cleanvision_near_dup_recall=round(cr, 3),
                       cleanvision_near_dup_precision=round(cp, 3))
         result["min_issue_recall_vs_cleanvision"] = round(min(

@@ -95,12 +95,18 @@ def cross_split_pairs(frame: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     return crossing
 
 
-def label_conflicts(frame: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+def label_conflicts(frame: pd.DataFrame, pairs: pd.DataFrame,
+                    units: pd.Series | None = None) -> pd.DataFrame:
     """Duplicate pairs whose two images carry different labels (label noise: for identities,
-    one face filed under two people)."""
+    one face filed under two people); pairs inside one split unit (a before/after pair, the
+    frames of one sequence) are one sample's parts, not noise."""
     label = frame["label"].astype(str).to_numpy()
     a, b = pairs["row_a"].to_numpy(np.int64), pairs["row_b"].to_numpy(np.int64)
-    return pairs.loc[label[a] != label[b]].reset_index(drop=True)
+    differ = label[a] != label[b]
+    if units is not None:
+        unit = units.astype(str).to_numpy()
+        differ &= unit[a] != unit[b]
+    return pairs.loc[differ].reset_index(drop=True)
 
 
 def keep_in_train(frame: pd.DataFrame, pairs: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
