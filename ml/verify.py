@@ -21,7 +21,9 @@ import logging
 import math
 import os
 import re
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import (FIRST_COMPLETED, Executor, ProcessPoolExecutor,
+                                ThreadPoolExecutor, wait)
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -40,6 +42,7 @@ from ml.containers import is_recordio, member_keys, read_member
 from ml.errors import ConfigError, DatasetError, ImageError
 from ml.file_stats import NO_MTIME, stat_files
 from ml.imageio import CHANGED, DEFAULT_MAX_PIXELS, MISSING, UNSUPPORTED, decode
+from ml.process_pool import pool_context
 from ml.progress import Progress
 from ml.quality.signals import DRAFT_SIDE, SignalColumns, Signals, image_signals
 from ml.safe_paths import is_within
@@ -159,6 +162,41 @@ class _Outcome:
     signals: Signals | None = None
 
 
+@dataclass
+class _Decoded:
+    """A decode task's findings, columnar: one small pickle per task from a worker process,
+    applied by array indexing."""
+
+    pos: np.ndarray                          # catalog row positions
+    code: np.ndarray                         # STATUSES index per row
+    sha256: np.ndarray                       # S64 hex ('' where not read)
+    size: np.ndarray                         # bytes read, -1 where not read
+    mtime_ns: np.ndarray
+    problems: list[tuple[int, str, str]]     # (index into pos, reason, detail), rows not ok
+    signals: SignalColumns | None
+
+    @classmethod
+    def of(cls, outcomes: list[tuple[int, _Outcome]], signals: bool) -> "_Decoded":
+        n = len(outcomes)
+        block = SignalColumns(n) if signals else None
+        code = np.zeros(n, np.int8)
+        problems = []
+        for i, (_, outcome) in enumerate(outcomes):
+            if outcome.status != OK:
+                code[i] = STATUSES.index(outcome.status)
+                problems.append((i, outcome.reason, outcome.detail))
+            if block is not None and outcome.signals is not None:
+                block.put(i, outcome.signals)
+        return cls(
+            pos=np.fromiter((p for p, _ in outcomes), np.int64, n), code=code,
+            sha256=np.array([o.sha256 for _, o in outcomes], dtype="S64"),
+            size=np.fromiter((-1 if o.size is None else o.size for _, o in outcomes),
+                             np.int64, n),
+            mtime_ns=np.fromiter((NO_MTIME if o.mtime_ns is None else o.mtime_ns
+                                  for _, o in outcomes), np.int64, n),
+            problems=problems, signals=block)
+
+
 class _Findings:
     """Everything found so far, by catalog row position (arrays: 200k rows stay cheap)."""
 
@@ -178,14 +216,18 @@ class _Findings:
         self.reason[pos] = reason
         self.detail[pos] = detail
 
-    def apply(self, pos: int, outcome: _Outcome) -> None:
-        self.mark(pos, outcome.status, outcome.reason, outcome.detail)
-        self.sha256[pos] = outcome.sha256
-        if outcome.size is not None:
-            self.size[pos] = outcome.size
-            self.mtime_ns[pos] = NO_MTIME if outcome.mtime_ns is None else outcome.mtime_ns
-        if outcome.signals is not None and self.signals is not None:
-            self.signals.put(pos, outcome.signals)
+    def apply(self, decoded: "_Decoded") -> None:
+        """A decode task's findings, placed by array indexing (no Python per good row)."""
+        pos = decoded.pos
+        self.code[pos] = decoded.code
+        self.sha256[pos] = decoded.sha256
+        read = decoded.size >= 0
+        self.size[pos[read]] = decoded.size[read]
+        self.mtime_ns[pos[read]] = decoded.mtime_ns[read]
+        for i, reason, detail in decoded.problems:
+            self.reason[pos[i]], self.detail[pos[i]] = reason, detail
+        if decoded.signals is not None and self.signals is not None:
+            self.signals.place(pos, decoded.signals)
 
     def status(self, pos: int) -> str:
         return STATUSES[self.code[pos]]
@@ -398,8 +440,8 @@ def _decode_bytes(data: bytes, name: str, max_pixels: int, outcome: _Outcome,
     return outcome
 
 
-def _decode_files(items: list[tuple[int, str]], max_pixels: int,
-                  signals: bool = False) -> list[tuple[int, _Outcome]]:
+def _file_outcomes(items: list[tuple[int, str]], max_pixels: int,
+                   signals: bool = False) -> list[tuple[int, _Outcome]]:
     """Read, hash and decode each (position, path); the bytes are read once for both."""
     results = []
     for pos, path in items:
@@ -418,8 +460,8 @@ def _decode_files(items: list[tuple[int, str]], max_pixels: int,
     return results
 
 
-def _decode_members(container: str, items: list[tuple[int, str]],
-                    max_pixels: int, signals: bool = False) -> list[tuple[int, _Outcome]]:
+def _member_outcomes(container: str, items: list[tuple[int, str]],
+                     max_pixels: int, signals: bool = False) -> list[tuple[int, _Outcome]]:
     """Read and decode (position, key) members of one container (HDF5 or RecordIO), opened once."""
     results = []
     if is_recordio(container):
@@ -450,6 +492,18 @@ def _decode_members(container: str, items: list[tuple[int, str]],
     return results
 
 
+def _decode_files(items: list[tuple[int, str]], max_pixels: int,
+                  signals: bool = False) -> _Decoded:
+    """A decode task (thread or process): plain files."""
+    return _Decoded.of(_file_outcomes(items, max_pixels, signals), signals)
+
+
+def _decode_members(container: str, items: list[tuple[int, str]], max_pixels: int,
+                    signals: bool = False) -> _Decoded:
+    """A decode task (thread or process): members of one container."""
+    return _Decoded.of(_member_outcomes(container, items, max_pixels, signals), signals)
+
+
 RECORD_BATCH = 65_536      # first sightings written to the registry per transaction
 
 
@@ -458,11 +512,25 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[start:start + size]
 
 
+PROCESSES_FROM = 2_000     # images from which the decode runs on a process pool
+
+
+def _decode_pool(config: VerifyConfig, count: int) -> Executor:
+    """Processes, one per core (at most num_workers), from PROCESSES_FROM images; threads
+    below, where starting processes costs more than it saves. Pillow's decoders release the
+    GIL, so on large photos threads kept up with processes (bench/verify.py), but the rest of
+    each image's work holds it: on 20,000 64 px JPEGs (2 cores) threads took 247 us per image
+    and processes 116, and with the quality signals (many small numpy steps) 990 against 340."""
+    processes = min(config.num_workers, os.cpu_count() or 1)
+    if processes > 1 and count >= PROCESSES_FROM:
+        return ProcessPoolExecutor(processes, mp_context=pool_context(["ml.verify"]))
+    return ThreadPoolExecutor(max_workers=config.num_workers)
+
+
 def _decode_all(positions: np.ndarray, rows: _Rows, found: _Findings, config: VerifyConfig,
                 progress: Progress | None) -> None:
-    """Decode every present row in a thread pool (Pillow's decoders release the GIL, and
-    threads measured as fast as processes: bench/verify.py), `chunk_size` images per task at
-    most, fewer when that keeps every worker busy."""
+    """Decode every present row on a pool (`_decode_pool`), `chunk_size` images per task at
+    most, fewer when that keeps every worker busy; each task's findings come back columnar."""
     plain = positions[rows.members[positions] == ""]
     plain = plain[pc.sort_indices(rows.paths.take(pa.array(plain))).to_numpy()]   # disk order
     size = max(1, min(config.chunk_size, math.ceil(len(positions) / (config.num_workers * 4))))
@@ -473,20 +541,25 @@ def _decode_all(positions: np.ndarray, rows: _Rows, found: _Findings, config: Ve
         ((_decode_members, container, chunk) for container, items in
          _by_container(in_containers, rows).items() for chunk in _chunks(items, size)))
     in_flight_max = config.num_workers * 4     # tasks made as workers take them: bounded memory
-    with ThreadPoolExecutor(max_workers=config.num_workers) as pool:
-        pending: set = set()
-        while True:
-            for fn, *args in itertools.islice(tasks, in_flight_max - len(pending)):
-                pending.add(pool.submit(fn, *args, config.max_pixels, config.signals))
-            if not pending:
-                break
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                done = future.result()
-                for pos, outcome in done:
-                    found.apply(pos, outcome)
-                if progress is not None:
-                    progress.advance(len(done))
+    try:
+        with _decode_pool(config, len(positions)) as pool:
+            pending: set = set()
+            while True:
+                for fn, *args in itertools.islice(tasks, in_flight_max - len(pending)):
+                    pending.add(pool.submit(fn, *args, config.max_pixels, config.signals))
+                if not pending:
+                    break
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    decoded = future.result()
+                    found.apply(decoded)
+                    if progress is not None:
+                        progress.advance(len(decoded.pos))
+    except BrokenProcessPool:
+        raise DatasetError(
+            "a decode worker process died (out of memory, or a decoder crashed on a file); "
+            "set verify.num_workers: 1 to check the images in one process and find the file"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- registry

@@ -122,7 +122,9 @@ def image_signals(image: Image.Image) -> Signals:
     squared = (channels * channels) @ _BRIGHTNESS_WEIGHTS      # brightness^2 * 255^2
     n = squared.size
     low, high = int(0.05 * (n - 1)), int(0.99 * (n - 1))
-    p5, p99 = np.sqrt(np.partition(squared, [low, high])[[low, high]]) / 255.0
+    # two single-order partitions: a third of the time of one asked for both orders
+    p5 = np.sqrt(np.partition(squared, low)[low]) / 255.0
+    p99 = np.sqrt(np.partition(squared, high)[high]) / 255.0
     wide = pixels.astype(np.int16)
     spread = np.maximum(np.abs(wide[..., 0] - wide[..., 1]), np.abs(wide[..., 1] - wide[..., 2]))
     grey = work.convert("L")
@@ -162,6 +164,15 @@ class SignalColumns:
         for name, column in self.values.items():
             column[pos] = getattr(signals, name)
         self.grayscale[pos] = signals.grayscale
+
+    def place(self, pos: np.ndarray, block: "SignalColumns") -> None:
+        """The signals of a block of rows (a decode task's, in its order) at rows `pos`."""
+        self.measured[pos] = block.measured
+        self.phash[pos] = block.phash
+        self.hashed[pos] = block.hashed
+        for name, column in self.values.items():
+            column[pos] = block.values[name]
+        self.grayscale[pos] = block.grayscale
 
     def columns(self) -> dict[str, pd.Series]:
         """The signal columns, in SIGNAL_COLUMNS order (nullable: phash UInt64, grayscale

@@ -215,6 +215,33 @@ def test_hdf5_members_listed_once_hashed_and_missing_keys_reported(golden, monke
     assert run(frame, golden / "hdf5", level="exists").report["missing_count"] == 1
 
 
+def test_worker_processes_find_what_threads_find(golden, monkeypatch):
+    """From PROCESSES_FROM images the decode runs on processes (the signals hold the GIL):
+    statuses, reasons, hashes and signals of plain files and HDF5 members are the threads'."""
+    readme = json.loads((golden / "images/README.json").read_text())
+    images = files_catalog(golden / "images", sorted(readme))
+    container = str(golden / "hdf5/sequences.h5")
+    expected = json.loads((golden / "hdf5/expected.json").read_text())["sequences.h5"]
+    members = [f["name"] for seq in expected["sequences"].values() for f in seq]
+    frame = catalog([*({"source_key": k, "path": p} for k, p in
+                       zip(images["source_key"], images["path"])),
+                     *({"source_key": k, "path": container, "member": k} for k in members),
+                     {"source_key": "gone.jpg", "path": str(golden / "images/gone.jpg")}])
+    by_threads = run(frame, golden, level="decode").per_sample
+    monkeypatch.setattr(verify_mod, "PROCESSES_FROM", 2)
+    monkeypatch.setattr(verify_mod.os, "cpu_count", lambda: 2)     # a one-core runner too
+    pools = []
+    real_pool = verify_mod._decode_pool
+    monkeypatch.setattr(verify_mod, "_decode_pool",
+                        lambda config, count: pools.append(p := real_pool(config, count)) or p)
+    by_processes = run(frame, golden, level="decode").per_sample
+    assert [type(p).__name__ for p in pools] == ["ProcessPoolExecutor"]
+    pd.testing.assert_frame_equal(by_processes, by_threads)
+    assert by_processes["verify_status"].value_counts().to_dict() == {
+        "ok": len(frame) - len(GOLDEN_REASONS) - 1, "corrupt": len(GOLDEN_REASONS), "missing": 1}
+    assert by_processes["phash"].notna().sum() > len(members)
+
+
 # ----------------------------------------------------------------------------- invalid paths
 
 def test_invalid_identifiers_reported_and_never_opened(tmp_path, monkeypatch):
