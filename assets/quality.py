@@ -9,9 +9,9 @@ import dagster as dg
 import pandas as pd
 
 from assets.metadata import image_markdown
-from assets.splits import quality_config_for
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
+from ml.quality.issues import QualityConfig
 from ml.quality.report import issue_galleries, quality_report, write_tables
 
 INLINE_GALLERIES = 3         # galleries inlined in the metadata (the rest by path): <= 64 KB
@@ -35,7 +35,7 @@ def build_quality_asset(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
     def quality_report_asset(context: dg.AssetExecutionContext,
                              verified: pd.DataFrame) -> dg.MaterializeResult:
         try:
-            config = quality_config_for(spec)
+            config = QualityConfig.of_dataset(spec)
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
         report = quality_report(verified, config)

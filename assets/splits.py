@@ -57,10 +57,6 @@ def split_spec_for(spec: DatasetSpec, config: SplitRunConfig | None = None) -> S
         raise ConfigError(f"dataset {spec.name!r}: {exc}") from None
 
 
-def quality_config_for(spec: DatasetSpec) -> QualityConfig:
-    return QualityConfig.from_options(spec.quality, f"dataset {spec.name!r}: quality")
-
-
 def write_leakage_table(crossing: pd.DataFrame, output_dir: Path) -> Path:
     """The duplicate pairs found across splits (before any keep_in_train), as Parquet."""
     path = contained(output_dir, LEAKAGE_TABLE, what="leakage table")
@@ -98,7 +94,7 @@ def leakage_check(key: dg.AssetKey, policy: str, crossing: pd.DataFrame, dropped
 def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     out_dir = spec.output_dir / "splits"
     split_spec_for(spec)       # a bad splits: section fails when definitions load
-    quality_config_for(spec)   # and so does a bad quality: section
+    QualityConfig.of_dataset(spec)   # and so does a bad quality: section
 
     key = dg.AssetKey([spec.name, "splits"])
 
@@ -131,7 +127,7 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             raise dg.Failure(description=f"{spec.name}: no resized images to split; check the "
                                          "resized asset's failures and the verification report")
         try:
-            quality = quality_config_for(spec)
+            quality = QualityConfig.of_dataset(spec)
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
         base_units = split_units(frame, sspec)

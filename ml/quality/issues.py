@@ -26,12 +26,15 @@ Exact duplicates share a sha256; near duplicates' perceptual hashes differ in at
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ml.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ml.dataset_spec import DatasetSpec
 
 ISSUES = ("dark", "light", "blurry", "low_information", "odd_aspect_ratio", "odd_size",
           "grayscale")
@@ -76,6 +79,11 @@ class QualityConfig:
         except ConfigError as exc:
             raise ConfigError(f"{where.rsplit('.', 1)[0]}: {exc}" if "." in where else str(exc)) \
                 from None
+
+    @classmethod
+    def of_dataset(cls, spec: "DatasetSpec") -> "QualityConfig":
+        """The dataset's `quality:` section, checked; a bad value names the dataset."""
+        return cls.from_options(spec.quality, f"dataset {spec.name!r}: quality")
 
 
 def issue_scores(table: pd.DataFrame) -> pd.DataFrame:
