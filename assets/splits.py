@@ -1,6 +1,7 @@
 """The `splits` asset: train/val/test manifests (ml/splits.py), optional ImageFolder link tree,
 class-balance histogram and a thumbnail grid in the asset's markdown."""
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
@@ -148,8 +149,14 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             dropped = keep_in_train(frame, pairs, sspec.names)
             frame = frame.loc[~dropped].reset_index(drop=True)
         leakage_path = write_leakage_table(crossing, spec.output_dir)
-        paths = write_manifests(frame, out_dir, sspec)
-        counts = split_counts(frame)
+        with ThreadPoolExecutor(1) as writer:    # Parquet encoding releases the GIL: the
+            manifests = writer.submit(write_manifests, frame, out_dir, sspec)  # pictures overlap
+            counts = split_counts(frame)
+            hist = class_balance_png(counts)
+            sample = preview_rows(frame)
+            grid = thumbnail_grid(sample["file"].tolist(),
+                                  [f"{s}:{l}" for s, l in zip(sample["split"], sample["label"])])
+            paths = manifests.result()
         meta: dict = {
             "path": dg.MetadataValue.path(str(out_dir)),
             **{f"{name}_count": int((frame["split"] == name).sum()) for name in sspec.names},
@@ -171,11 +178,7 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             links = build_link_tree(frame, tree)
             meta.update({"imagefolder": dg.MetadataValue.path(str(tree)),
                          "hard_links": links["link"], "copies": links["copy"]})
-        hist = class_balance_png(counts)
         meta["class_balance_png"] = save_png(hist, out_dir / "class_balance.png")
-        sample = preview_rows(frame)
-        grid = thumbnail_grid(sample["file"].tolist(),
-                              [f"{s}:{l}" for s, l in zip(sample["split"], sample["label"])])
         meta["thumbnails_png"] = save_png(grid, out_dir / "thumbnails.png")
         meta["preview"] = dg.MetadataValue.md(
             f"### {spec.name} splits\n\n{image_markdown(hist, 'class balance')}\n\n"

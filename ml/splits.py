@@ -179,15 +179,16 @@ def write_class_counts(frame: pd.DataFrame, out_dir: Path) -> Path:
 
 def write_manifests(frame: pd.DataFrame, out_dir: Path, spec: SplitSpec) -> dict[str, Path]:
     """One Parquet manifest per split, each written atomically."""
-    paths = {}
     table = pa.Table.from_pandas(frame, preserve_index=False)    # no copy of Arrow strings
     split = table["split"]
-    for name in spec.names:
+
+    def write(name: str) -> Path:
         path = contained(out_dir, f"{check_name(name, 'split name')}.parquet", what="split manifest")
         with atomic_path(path) as tmp:
             pq.write_table(table.filter(pc.equal(split, name)), tmp)
-        paths[name] = path
-    return paths
+        return path
+
+    return {name: write(name) for name in spec.names}     # one split's copy held at a time
 
 
 def build_link_tree(frame: pd.DataFrame, tree_dir: Path, file_column: str = "file") -> dict[str, int]:
@@ -258,9 +259,13 @@ def class_balance_png(counts: dict[str, dict[str, int]], max_labels: int = 40) -
     return buf.getvalue()
 
 
+PREVIEW_SCAN = 4096        # rows of each split the preview picks its classes from
+
+
 def preview_rows(frame: pd.DataFrame, per_split: int = 8) -> pd.DataFrame:
     """Up to `per_split` rows of each split for the thumbnail grid, each of another class while
     classes last (the first rows of a split are often one class: one identity's images)."""
+    frame = frame.groupby("split", sort=False).head(PREVIEW_SCAN)
     distinct = frame.drop_duplicates(["split", "label"])
     rest = frame.drop(index=distinct.index)
     picked = pd.concat([distinct, rest]).groupby("split", sort=False).head(per_split)

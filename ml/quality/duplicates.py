@@ -41,7 +41,8 @@ class DuplicateGroups:
 def exact_groups(keys) -> np.ndarray:
     """Group numbers of rows whose key (sha256) occurs more than once; -1 elsewhere and for
     empty keys."""
-    codes, uniques = pd.factorize(pd.Series(keys, dtype="string").fillna(""), sort=False)
+    keys = keys if isinstance(keys, pd.Series) else pd.Series(keys)       # Arrow text stays so
+    codes, uniques = pd.factorize(keys.astype("str").fillna(""), sort=False)
     counts = np.bincount(codes, minlength=len(uniques))
     empty = np.flatnonzero(uniques == "")
     groups = np.where(counts[codes] > 1, codes, -1).astype(np.int64)

@@ -24,7 +24,7 @@ def find_duplicates(frame: pd.DataFrame, config: QualityConfig) -> DuplicateGrou
     """Exact groups by the `sha256` column and near groups by `phash` (absent: none)."""
     sha = frame["sha256"] if "sha256" in frame.columns else pd.Series([""] * len(frame))
     phash = frame["phash"] if "phash" in frame.columns else pd.Series([None] * len(frame))
-    return duplicate_groups(sha.to_numpy(), phash.to_numpy(), config.near_duplicate_distance)
+    return duplicate_groups(sha, phash.to_numpy(), config.near_duplicate_distance)
 
 
 def duplicate_pairs(groups: DuplicateGroups) -> pd.DataFrame:
@@ -71,28 +71,33 @@ def without_clusters(units: pd.Series, pairs: pd.DataFrame,
 def merged_units(units: pd.Series, pairs: pd.DataFrame) -> pd.Series:
     """`units` (a split unit per row) with units joined by a duplicate relation merged into one,
     named by its smallest unit id, so a duplicate group lands in one split."""
-    codes, uniques = pd.factorize(units.astype(str))
+    units = units.astype(str)
     if pairs.empty:
-        return units.astype(str)
+        return units
+    codes, uniques = pd.factorize(units)
     a = codes[pairs["row_a"].to_numpy(np.int64)]
     b = codes[pairs["row_b"].to_numpy(np.int64)]
     labels = components(len(uniques), a, b)
-    names = pd.Series(np.asarray(uniques, dtype=object)).groupby(labels).transform("min")
-    return pd.Series(names.to_numpy()[codes], index=units.index, dtype=object)
+    names = pd.Series(uniques).groupby(labels).transform("min")
+    return pd.Series(names.to_numpy()[codes], index=units.index, dtype="str")
 
 
 def cross_split_pairs(frame: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     """The duplicate pairs whose two rows are in different splits, with their splits, files
     and labels."""
-    split = frame["split"].astype(str).to_numpy()
     a, b = pairs["row_a"].to_numpy(np.int64), pairs["row_b"].to_numpy(np.int64)
-    crossing = pairs.loc[split[a] != split[b]].reset_index(drop=True)
+    crossing = pairs.loc[_at(frame, "split", a) != _at(frame, "split", b)].reset_index(drop=True)
     a, b = crossing["row_a"].to_numpy(np.int64), crossing["row_b"].to_numpy(np.int64)
     for side, rows in (("a", a), ("b", b)):
-        crossing[f"split_{side}"] = split[rows]
-        crossing[f"source_key_{side}"] = frame["source_key"].astype(str).to_numpy()[rows]
-        crossing[f"label_{side}"] = frame["label"].astype(str).to_numpy()[rows]
+        for column in ("split", "source_key", "label"):
+            crossing[f"{column}_{side}"] = _at(frame, column, rows)
     return crossing
+
+
+def _at(frame: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
+    """A column's text at the rows of some pairs (only those rows become Python objects: a
+    million-row column is never turned into an object array)."""
+    return frame[column].iloc[rows].astype(str).to_numpy(dtype=object)
 
 
 def label_conflicts(frame: pd.DataFrame, pairs: pd.DataFrame,
@@ -100,12 +105,11 @@ def label_conflicts(frame: pd.DataFrame, pairs: pd.DataFrame,
     """Duplicate pairs whose two images carry different labels (label noise: for identities,
     one face filed under two people); pairs inside one split unit (a before/after pair, the
     frames of one sequence) are one sample's parts, not noise."""
-    label = frame["label"].astype(str).to_numpy()
     a, b = pairs["row_a"].to_numpy(np.int64), pairs["row_b"].to_numpy(np.int64)
-    differ = label[a] != label[b]
+    differ = _at(frame, "label", a) != _at(frame, "label", b)
     if units is not None:
-        unit = units.astype(str).to_numpy()
-        differ &= unit[a] != unit[b]
+        unit = units.to_frame("unit")
+        differ &= _at(unit, "unit", a) != _at(unit, "unit", b)
     return pairs.loc[differ].reset_index(drop=True)
 
 
