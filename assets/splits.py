@@ -19,6 +19,7 @@ from ml.quality.issues import QualityConfig
 from ml.quality.leakage import (LEAKAGE_POLICIES, MAX_MERGED_UNITS, cross_split_pairs,
                                 duplicate_pairs, find_duplicates, keep_in_train,
                                 label_conflicts, merged_units, without_clusters)
+from ml.quality.report import issues_per_split
 from ml.safe_paths import contained
 from ml.sample_table import with_files
 from ml.splits import (SplitSpec, assign_splits, build_link_tree, class_balance_png,
@@ -170,6 +171,8 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "duplicate_pairs_across_splits": len(crossing),
             "dropped_for_leakage": int(dropped.sum()),
             "label_conflicts": len(conflicts),
+            "issues_per_split": dg.MetadataValue.json(
+                issues_per_split(frame, quality).set_index("split").to_dict("index")),
             "leakage_table": dg.MetadataValue.path(str(leakage_path)),
             "seed": sspec.seed, "ratios": str(list(sspec.ratios)),
         }

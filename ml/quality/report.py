@@ -61,6 +61,24 @@ def quality_report(table: pd.DataFrame, config: QualityConfig) -> QualityReport:
         **{f"{i}_score": scores[i].to_numpy() for i in ISSUES}))
 
 
+SIZE_ISSUES = ("odd_aspect_ratio", "odd_size")       # the source files' sizes
+PIXEL_ISSUES = tuple(issue for issue in ISSUES if issue not in SIZE_ISSUES)
+
+
+def issues_per_split(frame: pd.DataFrame, config: QualityConfig) -> pd.DataFrame:
+    """Images per split (split, images, measured, then one column per pixel issue), from the
+    signal columns a split table carries from verification; empty when it has none (not
+    verified at level decode). The size issues are the source files' and stay in the quality
+    report: a split's images are already resized."""
+    if "entropy" not in frame.columns:
+        return pd.DataFrame(columns=["split", "images", "measured", *PIXEL_ISSUES])
+    flags = flag_issues(issue_scores(frame), config)[list(PIXEL_ISSUES)]
+    return (flags.assign(split=frame["split"].to_numpy(), images=1,
+                         measured=frame["entropy"].notna().to_numpy())
+            .groupby("split", sort=False).sum().reset_index()
+            [["split", "images", "measured", *PIXEL_ISSUES]])
+
+
 def write_tables(report: QualityReport, folder: Path) -> dict[str, Path]:
     """flagged.parquet, per_class.parquet and duplicate_pairs.parquet under `folder`."""
     written = {}

@@ -69,3 +69,27 @@ def test_planted_issues_are_counted_listed_and_shown(tmp_path):
     assert "](data:image/" in meta["galleries"]
     per_class = pd.read_parquet(meta["per_class_table"])
     assert per_class.set_index("label").loc["odd", "dark"] == 1
+
+
+def test_splits_count_each_pixel_issue_per_split(tmp_path):
+    """Which split holds the dark or blurry images: the splits asset counts the issues of its
+    images per split (the size issues stay the source files', in the quality report)."""
+    spec = planted_dataset(tmp_path)
+    spec["splits"] = {"leakage": "warn"}     # the planted copy may cross splits here
+    result = materialize_all(definitions_for(tmp_path, [spec]),
+                             selection=[dg.AssetKey(["things", a]) for a in
+                                        ("catalog", "verification_report", "quality_report",
+                                         "resized", "splits")])
+    meta = materialization_metadata(result, ["things", "splits"])
+    overall = materialization_metadata(result, ["things", "quality_report"])
+    per_split = meta["issues_per_split"]
+    split_of = {key: name for name in ("train", "val", "test")
+                for key in pd.read_parquet(meta[f"{name}_manifest"])["source_key"]}
+    assert {name: row["images"] for name, row in per_split.items()} == {
+        name: meta[f"{name}_count"] for name in ("train", "val", "test")
+        if meta[f"{name}_count"]}
+    for issue in ("dark", "light", "blurry", "grayscale", "low_information"):
+        assert per_split[split_of[f"odd/{issue}.jpg"]][issue] >= 1, (issue, per_split)
+        assert sum(row[issue] for row in per_split.values()) == overall[issue], issue
+    assert all("odd_size" not in row for row in per_split.values())
+    assert all(row["measured"] == row["images"] for row in per_split.values())
