@@ -12,7 +12,7 @@ from assets.metadata import image_markdown
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
 from ml.quality.issues import QualityConfig
-from ml.quality.report import issue_galleries, quality_report, write_tables
+from ml.quality.report import QUALITY_FOLDER, issue_galleries, quality_report, write_tables
 
 INLINE_GALLERIES = 3         # galleries inlined in the metadata (the rest by path): <= 64 KB
 
@@ -22,7 +22,7 @@ def build_quality_asset(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
     quality is read per shard from the verification tables; not built here)."""
     if spec.shards > 1:
         return []
-    folder = spec.output_dir / "quality"
+    folder = spec.output_dir / QUALITY_FOLDER
 
     @dg.asset(
         name="quality_report", key_prefix=[spec.name], group_name=spec.name,

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ml.dataset_spec import load_datasets
 from ml.formats.handles import CheckpointHandle, Handle
+from ml.quality.report import QUALITY_FOLDER
 from ml.splits import CLASS_COUNTS_NAME
 from ml.train.gate import GATES
 
@@ -95,6 +96,10 @@ def summarize(outputs: Path | None = None) -> str:
         for relative, what in PICTURES.items():
             if (out_dir / relative).is_file():
                 lines.append(f"  picture:  {what}: {out_dir / relative}")
+        galleries = sorted((out_dir / QUALITY_FOLDER).glob("*.png"))
+        if galleries:
+            lines.append(f"  quality:  worst images per issue and duplicate pairs: "
+                         f"{', '.join(p.name for p in galleries)} in {out_dir / QUALITY_FOLDER}")
     log = root / DEMO_LOG
     lines += ["",
               "TensorBoard: `make tensorboard`, then open http://127.0.0.1:6006 (every model's "

@@ -19,6 +19,7 @@ from ml.quality.leakage import duplicate_pairs, find_duplicates, label_conflicts
 from ml.safe_paths import contained
 from ml.sample_status import OK
 
+QUALITY_FOLDER = "quality"  # in the dataset's output folder: the tables and galleries
 GALLERY_IMAGES = 16         # worst images shown per issue
 GALLERY_PAIRS = 8           # duplicate pairs shown
 THUMB = 96

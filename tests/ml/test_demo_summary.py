@@ -24,11 +24,15 @@ def test_the_summary_counts_images_and_split_samples_only(tmp_path):
     pd.DataFrame({"file": ["x", "y"]}).to_parquet(out / "splits" / "train.parquet")
     pd.DataFrame({"samples": range(5)}).to_parquet(out / "splits" / "class_counts.parquet")
     (out / "splits" / "thumbnails.png").write_bytes(b"png")
+    (out / "quality").mkdir()
+    for name in ("blurry.png", "duplicates.png"):
+        (out / "quality" / name).write_bytes(b"png")
     text = summarize(tmp_path)
     assert "samples:  3 (2 labels)" in text
     assert "resized:  2 images" in text
     assert "splits:   train 2  (" in text
     assert f"thumbnails of each split: {out / 'splits' / 'thumbnails.png'}" in text
+    assert f"blurry.png, duplicates.png in {out / 'quality'}" in text
 
 
 def test_packed_formats_and_models_are_named_in_words(tmp_path):
