@@ -175,6 +175,39 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def commit_with_sidecar(data_tmp: Path, data: Path, sidecar_tmp: Path | None,
+                        sidecar: Path | None) -> None:
+    """Put a data file and its sidecar (an index, a memfile's .conf), both written and fsynced
+    as temporary siblings, in place together. The old pair is moved aside first (to temporary
+    siblings), the new pair renamed in, then the old one removed and the folder fsynced. A
+    failed rename puts the old pair back whole; a crash of the process in between leaves the
+    data without a sidecar (readers refuse it) or no data (the old pair lies aside, as
+    temporaries that remove_stale_temps clears), never a sidecar that describes other data."""
+    moves = [(data_tmp, data)]
+    if sidecar_tmp is not None and sidecar is not None:
+        moves.append((sidecar_tmp, sidecar))
+    asides: list[tuple[Path, Path]] = []
+    placed: list[Path] = []
+    try:
+        for _, final in reversed(moves):              # the sidecar first: never a lone old one
+            if os.path.lexists(final):
+                aside = temp_sibling(final)
+                os.replace(final, aside)
+                asides.append((aside, final))
+        for tmp, final in moves:
+            os.replace(tmp, final)
+            placed.append(final)
+    except BaseException:
+        for final in placed:
+            final.unlink(missing_ok=True)
+        for aside, final in reversed(asides):
+            os.replace(aside, final)
+        raise
+    for aside, _ in asides:
+        aside.unlink(missing_ok=True)
+    fsync_dir(data.parent)
+
+
 def fsync_dir(folder: str | os.PathLike) -> None:
     """Make a rename inside `folder` durable (the directory entry itself is fsynced)."""
     fd = os.open(folder, os.O_RDONLY)

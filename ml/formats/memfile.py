@@ -9,8 +9,9 @@ Byte layout:
 Writing reserves the whole file first (posix_fallocate on a temporary sibling), so a full disk
 is a DatasetError before any data is written, never a SIGBUS from a sparse mmap. Rows are then
 appended with ordinary file writes (`MemfileWriter.append`), so a large array never has to sit
-whole in memory. Commit order: fsync both temporaries, remove the old `.conf`, rename the data
-into place, rename the new `.conf` into place, fsync the folder. A reader therefore sees either
+whole in memory. Commit (ml.atomic.commit_with_sidecar): fsync both temporaries, move the old
+`.conf` and data aside, rename the data into place, then the new `.conf`, remove the old pair,
+fsync the folder; a failed rename puts the old pair back. A reader therefore sees either
 a matching (data, conf) pair or no `.conf` at all (FormatError "missing .conf"), never new data
 described by an old `.conf` of the same byte size but another shape or dtype.
 
@@ -32,7 +33,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ml.atomic import CommitOnExit, temp_sibling
+from ml.atomic import CommitOnExit, commit_with_sidecar, temp_sibling
 from ml.errors import DatasetError, FormatError
 from ml.formats.file_access import free_bytes
 
@@ -264,16 +265,12 @@ class MemfileWriter(CommitOnExit):
                 fh.write(conf_text(self.shape, self.dtype))
                 fh.flush()
                 os.fsync(fh.fileno())
-            with contextlib.suppress(FileNotFoundError):
-                conf.unlink()
-            os.replace(self._tmp, self.path)
-            os.replace(conf_tmp, conf)
+            commit_with_sidecar(self._tmp, self.path, conf_tmp, conf)
         except OSError as exc:
             self.abort()
             with contextlib.suppress(FileNotFoundError):
                 conf_tmp.unlink()
             raise DatasetError(f"{self.path}: committing the memfile failed ({exc})") from None
-        _fsync_dir(self.path.parent)
         self.info = MemfileInfo(self.path, conf, self.shape, str(self.dtype), self.nbytes,
                                 self._hash.hexdigest())
         return self.info
@@ -284,15 +281,6 @@ class MemfileWriter(CommitOnExit):
             self._fh.close()
         with contextlib.suppress(FileNotFoundError):
             self._tmp.unlink()
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def write_memfile(path: str | os.PathLike, array: np.ndarray | None = None, *,

@@ -37,7 +37,7 @@ from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
-from ml.atomic import fsync_dir, temp_sibling
+from ml.atomic import commit_with_sidecar, temp_sibling
 from ml.errors import FormatError
 from ml.formats.file_access import OutputFile, PreadFile, write_error
 
@@ -526,8 +526,8 @@ class RecordIOWriter:
     `write_packed` adds the IRHeader without copying the payload. The .idx line of a record is
     written when its batch is.
 
-    `close()` fsyncs both temporaries, removes the old .idx, renames the .rec into place, then
-    the .idx, so a reader never pairs a new .rec with an old .idx. An exception inside
+    `close()` fsyncs both temporaries and puts them in place with
+    ml.atomic.commit_with_sidecar, so a reader never pairs a new .rec with an old .idx. An exception inside
     `with RecordIOWriter(...)` (or `abort()`) removes the temporaries and leaves any previous
     files untouched. With `sha256=True` the .rec's sha256 is computed on a helper thread while
     writing (hashlib releases the GIL on large buffers).
@@ -664,12 +664,7 @@ class RecordIOWriter:
                 except OSError as exc:
                     raise write_error(self.idx_path, exc, "finishing the index") from None
                 self._idx_file.close()
-                if self.idx_path.exists():
-                    self.idx_path.unlink()
-            os.replace(self._rec_tmp, self.rec_path)
-            if self._idx_tmp is not None:
-                os.replace(self._idx_tmp, self.idx_path)
-            fsync_dir(self.rec_path.parent)
+            commit_with_sidecar(self._rec_tmp, self.rec_path, self._idx_tmp, self.idx_path)
             self.closed = True
         except BaseException:
             self.abort()

@@ -42,7 +42,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar, Union
 import crc32c
 import numpy as np
 
-from ml.atomic import CommitOnExit, fsync_dir, atomic_write_text, temp_sibling
+from ml.atomic import CommitOnExit, atomic_write_text, commit_with_sidecar, temp_sibling
 from ml.errors import ConfigError, FormatError
 from ml.formats.file_access import OutputFile
 from ml.progress import Progress
@@ -273,11 +273,10 @@ class _PendingFile:
             self.finished = True
 
     def commit(self, final: Path) -> TFRecordFileInfo:
-        """Rename into place: the index first, so a final-named file always has its index."""
+        """Rename into place (ml.atomic.commit_with_sidecar: a crash leaves data without an
+        index, never an index of other data)."""
         final_index = index_path_for(final) if self.tmp_index is not None else None
-        if final_index is not None:
-            os.replace(self.tmp_index, final_index)
-        os.replace(self.tmp, final)
+        commit_with_sidecar(self.tmp, final, self.tmp_index, final_index)
         return TFRecordFileInfo(final, final_index, len(self.sink.sizes), self.sink.out.bytes,
                                 self.sink.out.sha256)
 
@@ -322,7 +321,6 @@ class TFRecordWriter(CommitOnExit):
             except BaseException:
                 pending.discard()
                 raise
-            fsync_dir(self.path.parent)
         if self.info is None:
             raise ValueError(f"{self.path}: writer was aborted, nothing was written")
         return self.info
@@ -474,7 +472,6 @@ class ShardWriter(CommitOnExit):
         count = len(self._pending)
         infos = tuple(p.commit(self.out_dir / shard_name(self.split, i, count))
                       for i, p in enumerate(self._pending))
-        fsync_dir(self.out_dir)
         self._remove_stale_shards({info.path.name for info in infos})
         self.summary = ShardSummary(self.split, infos)
         return self.summary
