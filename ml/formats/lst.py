@@ -24,7 +24,7 @@ from ml.errors import ImageError, PathEscapeError, SourceError
 from ml.file_bytes import read_file_bytes
 from ml.formats.recordio import IRHeader, RecordIOWriter
 from ml.progress import Progress
-from ml.sources.record import InsideRoot
+from ml.safe_paths import InsideRoot
 
 LST_FORBIDDEN = ("\t", "\n", "\r")
 

@@ -16,7 +16,8 @@ from typing import Iterator
 
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, SourceError
-from ml.sources.record import IMAGE_EXTENSIONS, InsideRoot, SourceRecord, require_dir
+from ml.safe_paths import InsideRoot
+from ml.sources.record import IMAGE_EXTENSIONS, SourceRecord, require_dir
 
 
 def pair_stems(names: list[str], before: str, after: str) -> tuple[dict[str, dict[str, str]], list[str]]:

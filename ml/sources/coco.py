@@ -14,7 +14,8 @@ from typing import Any, Iterator
 
 from ml.dataset_spec import DatasetSpec
 from ml.errors import SourceError
-from ml.sources.record import InsideRoot, SourceRecord, require_dir, require_file
+from ml.safe_paths import InsideRoot
+from ml.sources.record import SourceRecord, require_dir, require_file
 
 
 def _load(path) -> dict[str, Any]:

@@ -20,7 +20,8 @@ import numpy as np
 from ml.dataset_spec import DatasetSpec
 from ml.errors import FormatError, SourceError
 from ml.sources.image_folder import labels_are
-from ml.sources.record import InsideRoot, SourceRecord, require_dir, require_file
+from ml.safe_paths import InsideRoot
+from ml.sources.record import SourceRecord, require_dir, require_file
 
 
 def _dataset(h5: h5py.File, key: str, path, spec: DatasetSpec) -> np.ndarray:

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, SourceError
-from ml.sources.record import IMAGE_EXTENSIONS, InsideRoot, SourceRecord, require_dir
+from ml.safe_paths import InsideRoot
+from ml.sources.record import IMAGE_EXTENSIONS, SourceRecord, require_dir
 
 
 def labels_are(spec: DatasetSpec) -> str:

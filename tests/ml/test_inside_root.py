@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ml.sources.record import InsideRoot
+from ml.safe_paths import InsideRoot
 
 
 @pytest.fixture
