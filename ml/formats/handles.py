@@ -117,11 +117,6 @@ class CheckpointHandle(Handle):
     out_dir: str                              # the run's folder: curves, events, summary
     summary: dict[str, Any]                   # the trainer's final summary (JSON scalars)
 
-    def load(self, map_location: str = "cpu") -> dict[str, Any]:
-        """The checkpoint dict (epoch, step, extra, state), loaded with weights_only=True."""
-        from ml.train.checkpoint import load_checkpoint
-        return load_checkpoint(self.checkpoint, map_location=map_location)
-
 
 HANDLE_TYPES: dict[str, type[Handle]] = {
     cls.kind: cls for cls in (RecordIOHandle, TFRecordShardsHandle, H5StoreHandle, MemfileHandle,

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from ml.errors import ConfigError
-from ml.formats.handles import CheckpointHandle
 from ml.sample_face_inputs import FaceInputs, build_face_inputs
 from ml.train import face
+from ml.train.checkpoint import load_checkpoint
 from ml.train.cli import main
 from ml.train.config import build_config, load_section
 
@@ -74,8 +74,7 @@ def test_short_run_beats_chance_and_reports_what_the_asset_records(sample_faces,
     assert Path(summary["curves_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert Path(summary["verification_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
-    model = CheckpointHandle(task="face", checkpoint=summary["checkpoint"],
-                             out_dir=str(tmp_path / "run"), summary=summary).load()
+    model = load_checkpoint(summary["checkpoint"])
     assert model["epoch"] == 5 and {"model", "head", "optimizer", "scheduler"} <= set(model["state"])
     epoch_events = [e for e in events if e["event"] == "metric" and "epoch_loss" in e]
     assert [e["epoch"] for e in epoch_events] == [1, 2, 3, 4, 5]
