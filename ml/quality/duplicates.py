@@ -88,13 +88,8 @@ def near_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.nd
     # share a hash with each other
     order = np.argsort(inverse, kind="stable")
     starts = np.searchsorted(inverse[order], np.arange(distinct.size + 1))
-    rows_a, rows_b, dist = [], [], []
-    for x, y in zip(ua.tolist(), ub.tolist()):
-        xs, ys = order[starts[x]:starts[x + 1]], order[starts[y]:starts[y + 1]]
-        gx, gy = np.meshgrid(xs, ys, indexing="ij")
-        rows_a.append(gx.ravel())
-        rows_b.append(gy.ravel())
-        dist.append(np.full(gx.size, int(np.bitwise_count(distinct[x] ^ distinct[y]))))
+    rows_a, rows_b, dist = _cross_rows(order, starts, ua.astype(np.int64), ub.astype(np.int64),
+                                       np.bitwise_count(distinct[ua] ^ distinct[ub]))
     same = _same_key_pairs(inverse.astype(np.uint64))
     rows_a.append(same[0])
     rows_b.append(same[1])
@@ -102,6 +97,19 @@ def near_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.nd
     a = np.concatenate(rows_a).astype(np.int64)
     b = np.concatenate(rows_b).astype(np.int64)
     return np.minimum(a, b), np.maximum(a, b), np.concatenate(dist).astype(np.int64)
+
+
+def _cross_rows(order: np.ndarray, starts: np.ndarray, ua: np.ndarray, ub: np.ndarray,
+                distance: np.ndarray) -> tuple[list, list, list]:
+    """Every row of hash ua[k] paired with every row of hash ub[k], for all k at once (rows of
+    hash h: order[starts[h]:starts[h + 1]]), with that pair's distance: no Python per pair."""
+    cx, cy = starts[ua + 1] - starts[ua], starts[ub + 1] - starts[ub]
+    sizes = cx * cy
+    pair = np.repeat(np.arange(ua.size), sizes)
+    within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    i, j = np.divmod(within, cy[pair]) if pair.size else (within, within)
+    return ([order[starts[ua][pair] + i]], [order[starts[ub][pair] + j]],
+            [np.repeat(distance.astype(np.int64), sizes)])
 
 
 def _same_key_pairs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -120,6 +120,18 @@ def test_the_signals_draft_keeps_the_longer_side_and_a_banner_height(tmp_path):
             assert image.size == expected, size
 
 
+def test_rows_sharing_near_hashes_are_paired_every_one_with_every_other():
+    """Two distinct hashes one bit apart, held by 2 and 3 rows: the 2 x 3 cross pairs at
+    distance 1 and the pairs inside each hash at 0 (found for all pairs at once)."""
+    h = np.uint64(0x0F0F_3C3C_A5A5_9999)
+    hashes = np.array([h, h, h ^ np.uint64(1), h ^ np.uint64(1), h ^ np.uint64(1),
+                       ~h], dtype=np.uint64)
+    a, b, dist = near_pairs(hashes, 2)
+    found = {(int(x), int(y)): int(d) for x, y, d in zip(a, b, dist)}
+    assert found == {(0, 1): 0, (2, 3): 0, (2, 4): 0, (3, 4): 0,
+                     **{(x, y): 1 for x in (0, 1) for y in (2, 3, 4)}}
+
+
 def test_a_chain_of_near_pairs_over_many_units_is_a_cluster_not_a_duplicate():
     import pandas as pd
 
