@@ -2,7 +2,8 @@
 
 A user opens the asset graph, sees every dataset's group and assets, clicks "Materialize all",
 follows the run to Success and reads the metadata: the verification summary, the split counts and
-the split preview (class-balance histogram and thumbnail grid, rendered as images). Screenshots of
+the split preview (class-balance histogram and thumbnail grid, rendered as images) and the
+quality report's galleries (the worst images of each issue found). Screenshots of
 every step are saved under test-artifacts/ui/ (git-ignored); on failure the page's text is
 printed and a screenshot named failure-<step>.png is saved.
 """
@@ -154,6 +155,20 @@ def test_user_materializes_from_the_asset_graph_and_reads_metadata(browser, dags
             page.wait_for_function(DECODED, arg=pictures.element_handles())
             sizes = pictures.evaluate_all("imgs => imgs.map(img => img.naturalWidth)")
             assert len(sizes) >= 2 and all(w > 0 for w in sizes), sizes   # histogram + grid
+
+    with step(page, "07-animals-quality-galleries"):
+        # The generated animals are flat colours: every one low_information, most dark.
+        page.goto(f"{base}/assets/animals/quality_report")
+        assert metadata_value(page, "images_measured") == str(SMALL_DATASETS["animals"])
+        assert int(metadata_value(page, "low_information")) == SMALL_DATASETS["animals"]
+        metadata_row(page, "galleries").get_by_text("[Show Markdown]").click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text("animals: quality").wait_for()
+        galleries = dialog.locator("img[src^='data:image/']")
+        galleries.first.wait_for()
+        page.wait_for_function(DECODED, arg=galleries.element_handles())
+        sizes = galleries.evaluate_all("imgs => imgs.map(img => img.naturalWidth)")
+        assert len(sizes) >= 2 and all(w >= 300 for w in sizes), sizes    # a grid per issue
 
 
 LIVE_TIMEOUT_S = 240             # the model's page to show a figure of the running trainer
