@@ -42,7 +42,6 @@ from ml.dataset_spec import DatasetSpec, repo_root
 from ml.errors import ConfigError
 from ml.formats.handles import CheckpointHandle, Handle
 from ml.train.card import model_card as model_card_markdown
-from ml.train.checkpoint import load_checkpoint
 from ml.train.gate import GATES
 from ml.train.tasks import DEVICES, TASKS
 from ml.train.tensorboard import TENSORBOARD_DIR
@@ -267,6 +266,7 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
                     "weights and writes a model card (figures, weights checksum, provenance).",
     )
     def model_card(context: dg.AssetExecutionContext, model: CheckpointHandle) -> dg.MaterializeResult:
+        from ml.train.checkpoint import load_checkpoint   # torch: only where a model is read
         state = load_checkpoint(model.checkpoint)
         weights = {k: v for k, v in state["state"].items() if not k.startswith(("optim", "sched"))}
         tensors = [t for part in weights.values() for t in _tensors(part)]
