@@ -158,9 +158,10 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             grid = thumbnail_grid(sample["file"].tolist(),
                                   [f"{s}:{l}" for s, l in zip(sample["split"], sample["label"])])
             paths = manifests.result()
+        sizes = frame["split"].value_counts()
         meta: dict = {
             "path": dg.MetadataValue.path(str(out_dir)),
-            **{f"{name}_count": int((frame["split"] == name).sum()) for name in sspec.names},
+            **{f"{name}_count": int(sizes.get(name, 0)) for name in sspec.names},
             **{f"{name}_manifest": dg.MetadataValue.path(str(p)) for name, p in paths.items()},
             "counts_per_split_and_class": dg.MetadataValue.json(
                 {split: class_count_summary(per) for split, per in counts.items()}),

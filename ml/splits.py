@@ -179,16 +179,15 @@ def write_class_counts(frame: pd.DataFrame, out_dir: Path) -> Path:
 
 def write_manifests(frame: pd.DataFrame, out_dir: Path, spec: SplitSpec) -> dict[str, Path]:
     """One Parquet manifest per split, each written atomically."""
+    paths = {}
     table = pa.Table.from_pandas(frame, preserve_index=False)    # no copy of Arrow strings
     split = table["split"]
-
-    def write(name: str) -> Path:
+    for name in spec.names:                                      # one split's copy at a time
         path = contained(out_dir, f"{check_name(name, 'split name')}.parquet", what="split manifest")
         with atomic_path(path) as tmp:
             pq.write_table(table.filter(pc.equal(split, name)), tmp)
-        return path
-
-    return {name: write(name) for name in spec.names}     # one split's copy held at a time
+        paths[name] = path
+    return paths
 
 
 def build_link_tree(frame: pd.DataFrame, tree_dir: Path, file_column: str = "file") -> dict[str, int]:

@@ -88,19 +88,18 @@ def near_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.nd
     # share a hash with each other
     order = np.argsort(inverse, kind="stable")
     starts = np.searchsorted(inverse[order], np.arange(distinct.size + 1))
-    rows_a, rows_b, dist = _cross_rows(order, starts, ua.astype(np.int64), ub.astype(np.int64),
-                                       np.bitwise_count(distinct[ua] ^ distinct[ub]))
-    same = _same_key_pairs(inverse.astype(np.uint64))
-    rows_a.append(same[0])
-    rows_b.append(same[1])
-    dist.append(np.zeros(same[0].size, dtype=np.int64))
-    a = np.concatenate(rows_a).astype(np.int64)
-    b = np.concatenate(rows_b).astype(np.int64)
-    return np.minimum(a, b), np.maximum(a, b), np.concatenate(dist).astype(np.int64)
+    cross_a, cross_b, cross_dist = _cross_rows(order, starts, ua.astype(np.int64),
+                                               ub.astype(np.int64),
+                                               np.bitwise_count(distinct[ua] ^ distinct[ub]))
+    same_a, same_b = _same_key_pairs(inverse.astype(np.uint64))
+    a = np.concatenate([cross_a, same_a]).astype(np.int64)
+    b = np.concatenate([cross_b, same_b]).astype(np.int64)
+    dist = np.concatenate([cross_dist, np.zeros(same_a.size, np.int64)])
+    return np.minimum(a, b), np.maximum(a, b), dist
 
 
 def _cross_rows(order: np.ndarray, starts: np.ndarray, ua: np.ndarray, ub: np.ndarray,
-                distance: np.ndarray) -> tuple[list, list, list]:
+                distance: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every row of hash ua[k] paired with every row of hash ub[k], for all k at once (rows of
     hash h: order[starts[h]:starts[h + 1]]), with that pair's distance: no Python per pair."""
     cx, cy = starts[ua + 1] - starts[ua], starts[ub + 1] - starts[ub]
@@ -108,8 +107,8 @@ def _cross_rows(order: np.ndarray, starts: np.ndarray, ua: np.ndarray, ub: np.nd
     pair = np.repeat(np.arange(ua.size), sizes)
     within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     i, j = np.divmod(within, cy[pair]) if pair.size else (within, within)
-    return ([order[starts[ua][pair] + i]], [order[starts[ub][pair] + j]],
-            [np.repeat(distance.astype(np.int64), sizes)])
+    return (order[starts[ua][pair] + i], order[starts[ub][pair] + j],
+            np.repeat(distance.astype(np.int64), sizes))
 
 
 def _same_key_pairs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -86,18 +86,19 @@ def cross_split_pairs(frame: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     """The duplicate pairs whose two rows are in different splits, with their splits, files
     and labels."""
     a, b = pairs["row_a"].to_numpy(np.int64), pairs["row_b"].to_numpy(np.int64)
-    crossing = pairs.loc[_at(frame, "split", a) != _at(frame, "split", b)].reset_index(drop=True)
+    split = frame["split"]
+    crossing = pairs.loc[_at(split, a) != _at(split, b)].reset_index(drop=True)
     a, b = crossing["row_a"].to_numpy(np.int64), crossing["row_b"].to_numpy(np.int64)
     for side, rows in (("a", a), ("b", b)):
         for column in ("split", "source_key", "label"):
-            crossing[f"{column}_{side}"] = _at(frame, column, rows)
+            crossing[f"{column}_{side}"] = _at(frame[column], rows)
     return crossing
 
 
-def _at(frame: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
+def _at(column: pd.Series, rows: np.ndarray) -> np.ndarray:
     """A column's text at the rows of some pairs (only those rows become Python objects: a
     million-row column is never turned into an object array)."""
-    return frame[column].iloc[rows].astype(str).to_numpy(dtype=object)
+    return column.iloc[rows].astype(str).to_numpy(dtype=object)
 
 
 def label_conflicts(frame: pd.DataFrame, pairs: pd.DataFrame,
@@ -106,10 +107,9 @@ def label_conflicts(frame: pd.DataFrame, pairs: pd.DataFrame,
     one face filed under two people); pairs inside one split unit (a before/after pair, the
     frames of one sequence) are one sample's parts, not noise."""
     a, b = pairs["row_a"].to_numpy(np.int64), pairs["row_b"].to_numpy(np.int64)
-    differ = _at(frame, "label", a) != _at(frame, "label", b)
+    differ = _at(frame["label"], a) != _at(frame["label"], b)
     if units is not None:
-        unit = units.to_frame("unit")
-        differ &= _at(unit, "unit", a) != _at(unit, "unit", b)
+        differ &= _at(units, a) != _at(units, b)
     return pairs.loc[differ].reset_index(drop=True)
 
 
