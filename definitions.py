@@ -9,6 +9,7 @@ from assets.factory import build_dataset_assets
 from jobs.definitions import prepare_job, reverify_job, reverify_schedule, shard_jobs
 from jobs.sensors import images_changed_sensor, new_images_sensor, run_failure_summary_sensor
 from jobs.training import train_job
+from ml.arrow_memory import return_freed_memory
 from ml.dataset_spec import DatasetsFile, load_datasets
 from resources.io_managers import HandleIOManager, ParquetFrameIOManager
 from resources.trainer_launchers import SubprocessTrainerLauncher, TrainerLauncher
@@ -19,6 +20,7 @@ def build_definitions(datasets: DatasetsFile, *, executor_def: dg.ExecutorDefini
                       trainer_launcher: TrainerLauncher | None = None) -> dg.Definitions:
     """The code location. Defaults: one machine (multiprocess executor, trainers as local
     subprocesses, plus prepare_dask); jobs/k8s.py passes the Kubernetes executor and launcher."""
+    return_freed_memory()        # every process that runs steps builds the definitions first
     assets = [a for spec in datasets.datasets for a in build_dataset_assets(spec)]
     reverify = reverify_job(datasets, executor_def)
     prepare = prepare_job(datasets, executor_def=executor_def)

@@ -13,7 +13,8 @@ from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
 from ml.resize import (FORMATS, MODES, ResizeSpec, check_safe_dimensions, output_names,
                        round_to_safe, stage_resize)
-from ml.sample_table import for_resize, resized as resized_table, with_files
+from ml.sample_table import RESIZE_READS, for_resize, resized_columns, with_files
+from ml.stored_table import StoredTable, TableEdit
 
 CHECK_NAME = "safe_dimensions"
 RESIZE_DEFAULTS = {"width": 224, "height": 224, "mode": "letterbox", "fill": [0, 0, 0],
@@ -79,13 +80,14 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                     + (f" Runs per shard ({spec.shards} shards)." if spec.shards > 1 else ""),
     )
     def resized(context: dg.AssetExecutionContext, config: ResizeRunConfig,
-                verified: pd.DataFrame):
+                verified: StoredTable):
         opts = resize_options(spec, config)
         shard = current_shard(context)
         out_dir = shard_folder(spec.output_dir / "resized", shard)
-        todo = for_resize(verified)
-        dropped = int(verified["used"].sum()) - int(todo.sum())
-        items = resize_items(verified.loc[todo, list(ITEM_SOURCE_COLUMNS)])
+        rows = verified.read(RESIZE_READS)     # not the table's other columns (memory)
+        todo = for_resize(rows)
+        dropped = int(rows["used"].sum()) - int(todo.sum())
+        items = resize_items(rows.loc[todo, list(ITEM_SOURCE_COLUMNS)])
         rspec = ResizeSpec(width=int(opts["width"]), height=int(opts["height"]), mode=opts["mode"],
                            fill=tuple(opts["fill"]), format=opts["format"],
                            quality=int(opts["quality"]))
@@ -96,12 +98,14 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
         progress.finish()
-        frame = resized_table(verified, todo, result.frame)
+        columns = pd.DataFrame(resized_columns(rows, todo, result.frame))
+        images = int(with_files(rows.assign(**columns)).sum())
+        del rows, items                 # only the edit's columns stay while the table is written
         context.log.info(f"resized {result.processed}, unchanged {result.unchanged}, "
                          f"failed {result.failed}, dropped before resizing {dropped}")
-        yield dg.Output(frame, metadata={
+        yield dg.Output(TableEdit(verified, columns), metadata={
             "path": dg.MetadataValue.path(str(out_dir)),
-            "images": int(with_files(frame).sum()),
+            "images": images,
             "processed": result.processed, "unchanged": result.unchanged,
             "failed": result.failed, "dropped_bad_samples": dropped,
             "bytes_written": result.bytes_written, "seconds": round(result.seconds, 3),

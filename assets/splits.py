@@ -21,7 +21,8 @@ from ml.quality.leakage import (LEAKAGE_POLICIES, MAX_MERGED_UNITS, cross_split_
                                 label_conflicts, merged_units, without_clusters)
 from ml.quality.report import issues_per_split
 from ml.safe_paths import contained
-from ml.sample_table import with_files
+from ml.sample_table import SPLITS_READS, with_files
+from ml.stored_table import StoredTable, TableEdit
 from ml.splits import (SplitSpec, assign_splits, build_link_tree, class_balance_png,
                        coverage_warnings, preview_rows, split_counts, split_units,
                        thumbnail_grid, write_class_counts, write_manifests)
@@ -118,13 +119,15 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         description=f"{spec.name}'s resized samples assigned to splits by a stable, group-aware "
                     "hash; one Parquet manifest per split.",
     )
-    def splits(context: dg.AssetExecutionContext, config: SplitRunConfig, resized: pd.DataFrame):
+    def splits(context: dg.AssetExecutionContext, config: SplitRunConfig, resized: StoredTable):
         try:
             sspec = split_spec_for(spec, config)
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
-        kept = with_files(resized)
-        frame = resized if kept.all() else resized.loc[kept].reset_index(drop=True)
+        table = resized.read(SPLITS_READS)    # not the table's other columns (memory)
+        kept = with_files(table)
+        frame = table if kept.all() else table.loc[kept].reset_index(drop=True)
+        del table
         if frame.empty:
             raise dg.Failure(description=f"{spec.name}: no resized images to split; check the "
                                          "resized asset's failures and the verification report")
@@ -149,9 +152,11 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         if len(crossing) and sspec.leakage == "keep_in_train":
             dropped = keep_in_train(frame, pairs, sspec.names)
             frame = frame.loc[~dropped].reset_index(drop=True)
+            kept[np.flatnonzero(kept)[dropped]] = False
         leakage_path = write_leakage_table(crossing, spec.output_dir)
+        split_table = TableEdit(resized, frame[["split"]], keep=None if kept.all() else kept)
         with ThreadPoolExecutor(1) as writer:    # Parquet encoding releases the GIL: the
-            manifests = writer.submit(write_manifests, frame, out_dir, sspec)  # pictures overlap
+            manifests = writer.submit(write_manifests, split_table, out_dir, sspec)  # pictures overlap
             counts = split_counts(frame)
             hist = class_balance_png(counts)
             sample = preview_rows(frame)
@@ -187,7 +192,8 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         meta["preview"] = dg.MetadataValue.md(
             f"### {spec.name} splits\n\n{image_markdown(hist, 'class balance')}\n\n"
             f"{image_markdown(grid, 'sample thumbnails')}")
-        yield dg.Output(frame, metadata=meta)
+        del frame, base_units, units          # only the edit's column stays while it is written
+        yield dg.Output(split_table, metadata=meta)
         problems = coverage_warnings(counts, sspec)
         for problem in problems:
             context.log.warning(f"{spec.name} splits: {problem}")

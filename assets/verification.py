@@ -24,7 +24,8 @@ from ml.corrupt_gallery import corrupt_gallery
 from ml.dataset_spec import IMAGES_OPTION, DatasetSpec
 from ml.errors import ConfigError, DatasetError
 from ml.safe_paths import check_output_file
-from ml.sample_table import verified
+from ml.sample_table import VERIFY_READS, verified_columns
+from ml.stored_table import StoredTable, TableEdit
 from ml.verify import (LEVELS, VerifyConfig, is_report, resolve_report_path, verify_catalog,
                        write_report)
 
@@ -102,7 +103,7 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                     "with seed 000's JSON report.",
     )
     def verification_report(context: dg.AssetExecutionContext, config: VerifyRunConfig,
-                            catalog: pd.DataFrame):
+                            catalog: StoredTable):
         try:
             vconf = verify_config_for(spec, config)
         except DatasetError as exc:
@@ -113,9 +114,10 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
         images_dir = spec.source_path(IMAGES_OPTION[spec.kind])
-        progress = progress_for(context, len(catalog), f"{spec.name} verify")
+        rows = catalog.read(VERIFY_READS)      # not the catalog's other columns (memory)
+        progress = progress_for(context, len(rows), f"{spec.name} verify")
         try:
-            result = verify_catalog(catalog, images_dir=str(images_dir), config=vconf,
+            result = verify_catalog(rows, images_dir=str(images_dir), config=vconf,
                                     checksum_db=spec.output_dir / "assets" / "checksums.sqlite",
                                     progress=progress, log=context.log.info)
         except DatasetError as exc:
@@ -124,15 +126,19 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         r = result.report
         used = r["used_subset"]
         whole = r["whole_label_file"]
-        table = verified(catalog, result.per_sample)
+        findings = pd.DataFrame(verified_columns(rows, result.per_sample))
+        table = rows.assign(**findings)
         gallery_path = shard_path(spec.output_dir / "assets" / CORRUPT_GALLERY, shard)
         gallery = corrupt_gallery(table, gallery_path,
                                   f"{spec.name}: corrupt images, what still decodes")
         if gallery is None:
             gallery_path.unlink(missing_ok=True)         # an earlier run's picture is stale
-        yield dg.Output(table, metadata={
+        bad_samples = bad_samples_table(table)
+        passed, message = bool(result.passed), result.message
+        del rows, table, result          # only the edit's columns stay while the table is written
+        yield dg.Output(TableEdit(catalog, findings), metadata={
             "path": dg.MetadataValue.path(str(report_path)),
-            "bad_samples": bad_samples_table(table),
+            "bad_samples": bad_samples,
             **({"corrupt_gallery": dg.MetadataValue.md(image_markdown(
                 gallery.read_bytes(), "corrupt images")),
                 "corrupt_gallery_path": dg.MetadataValue.path(str(gallery))} if gallery else {}),
@@ -145,12 +151,12 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "bad_ratio_whole_file": float(whole["bad_ratio"]),
             "whole_file_total": whole["total"],
             "check_level": r["check_level"],
-            "passed": bool(result.passed),
+            "passed": passed,
         })
         yield dg.AssetCheckResult(
-            check_name=CHECK_NAME, asset_key=key, passed=bool(result.passed),
+            check_name=CHECK_NAME, asset_key=key, passed=passed,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=f"{result.message}; report: {report_path}",
+            description=f"{message}; report: {report_path}",
             metadata={"missing_count": r["missing_count"], "corrupt_count": r["corrupt_count"],
                       "invalid_count": r["invalid_count"],
                       "bad_ratio_used": float(used["bad_ratio"]),

@@ -26,7 +26,14 @@ from ml.quality.signals import SIGNAL_COLUMNS
 from ml.sample_status import CORRUPT, MISSING, OK, RESIZE, VERIFICATION
 
 VERIFY_COLUMNS = ("detail", "sha256")          # what verification adds to the catalog's
+VERIFY_READS = ("sample_id", "source_key", "path", "member", "used", "index_in_source",
+                "status", "reason", "dropped_by")   # the catalog columns verification reads
 RESIZE_COLUMNS = ("file", "resize")            # what resize adds (width, height replaced)
+RESIZE_READS = ("sample_id", "source_key", "path", "member", "used", "status", "reason",
+                "dropped_by")                    # the verified table's columns resize reads
+SPLITS_READS = ("sample_id", "source_key", "label", "group_id", "group_kind", "used",
+                "dropped_by", "width", "height", "file", "sha256",
+                *SIGNAL_COLUMNS)                 # the resized table's columns splits read
 
 
 def going_on(table: pd.DataFrame) -> np.ndarray:
@@ -39,16 +46,23 @@ def verified(catalog: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
     order): the check's detail and sha256 on every row, and status, reason and dropped_by
     'verification_report' on rows it found bad that no earlier stage dropped."""
     table = catalog.reset_index(drop=True)
-    if len(findings) != len(table) or not (findings["sample_id"].to_numpy()
-                                           == table["sample_id"].to_numpy()).all():
+    return table.assign(**verified_columns(table, findings))
+
+
+def verified_columns(catalog: pd.DataFrame, findings: pd.DataFrame) -> dict[str, object]:
+    """The columns verification sets on the catalog (`verified`'s), by name: what a stage that
+    holds only some of the catalog's columns (VERIFY_READS) writes as an edit of it."""
+    table = catalog.reset_index(drop=True)
+    ids = findings["sample_id"].reset_index(drop=True).astype(str)
+    if len(findings) != len(table) or not ids.equals(table["sample_id"].astype(str)):
         raise ValueError("verification findings are not aligned with the catalog")
     newly_bad = going_on(table) & (findings["verify_status"] != OK).to_numpy()
-    table = table.assign(detail=findings["detail"].to_numpy(),
-                         sha256=findings["sha256"].to_numpy(),
-                         **{name: findings[name].array for name in SIGNAL_COLUMNS
-                            if name in findings.columns})
-    return _dropped(table, newly_bad, findings["verify_status"].to_numpy(),
-                    findings["reason"].to_numpy(), VERIFICATION)
+    columns = {"detail": findings["detail"].to_numpy(), "sha256": findings["sha256"].array,
+               **{name: findings[name].array for name in SIGNAL_COLUMNS
+                  if name in findings.columns}}
+    columns.update(_drop_columns(table, newly_bad, findings["verify_status"].to_numpy(),
+                                 findings["reason"].to_numpy(), VERIFICATION))
+    return columns
 
 
 def for_resize(table: pd.DataFrame) -> np.ndarray:
@@ -64,8 +78,15 @@ def with_files(table: pd.DataFrame) -> np.ndarray:
 def resized(table: pd.DataFrame, done: np.ndarray, outcomes: pd.DataFrame) -> pd.DataFrame:
     """`table` with stage_resize's `outcomes` for the rows at `done` (a mask; the outcomes in
     the order of those rows): their file, its width and height, `resize` resized | unchanged,
-    and the failures dropped. Other rows keep no file and no size. Columns are spread onto the
-    table's rows by one Arrow take each (no Python object per row)."""
+    and the failures dropped. Other rows keep no file and no size."""
+    return table.assign(**resized_columns(table, done, outcomes))
+
+
+def resized_columns(table: pd.DataFrame, done: np.ndarray,
+                    outcomes: pd.DataFrame) -> dict[str, object]:
+    """The columns `resized` sets, by name (what a stage holding only RESIZE_READS of the table
+    writes as an edit of it). Columns are spread onto the table's rows by one Arrow take each
+    (no Python object per row)."""
     n = len(table)
     source = np.full(n, -1, np.int64)                   # each row's outcome, -1: none
     source[done] = np.arange(int(done.sum()))
@@ -83,16 +104,21 @@ def resized(table: pd.DataFrame, done: np.ndarray, outcomes: pd.DataFrame) -> pd
     resize = pc.if_else(pa.array(made), spread("status"), "")
     reason = spread("reason").fill_null("")
     status = pc.if_else(pc.equal(reason, MISSING_REASON), MISSING, CORRUPT)
-    table = table.assign(**sizes, file=spread("output").fill_null("").to_pandas(),
-                         resize=resize.to_pandas())
-    return _dropped(table, failed_at, status, reason, RESIZE)
+    return {**sizes, "file": spread("output").fill_null("").to_pandas(),
+            "resize": resize.to_pandas(), **_drop_columns(table, failed_at, status, reason, RESIZE)}
 
 
 def _dropped(table: pd.DataFrame, where: np.ndarray, status, reason, stage: str) -> pd.DataFrame:
     """`table` with the rows at `where` given that status and reason (columns over all rows,
     numpy or Arrow; only the dropped rows' values are read), dropped by `stage`."""
+    return table.assign(**_drop_columns(table, where, status, reason, stage))
+
+
+def _drop_columns(table: pd.DataFrame, where: np.ndarray, status, reason,
+                  stage: str) -> dict[str, pd.Series]:
+    """`_dropped`'s new status, reason and dropped_by columns (none when nothing is dropped)."""
     if not where.any():
-        return table
+        return {}
     rows = np.flatnonzero(where)
     columns = {}
     for name, values in (("status", status), ("reason", reason), ("dropped_by", None)):
@@ -102,4 +128,4 @@ def _dropped(table: pd.DataFrame, where: np.ndarray, status, reason, stage: str)
                   else np.asarray(values, dtype=object)[rows].tolist())
         column.iloc[rows] = picked
         columns[name] = column
-    return table.assign(**columns)
+    return columns

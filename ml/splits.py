@@ -22,14 +22,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ml.atomic import atomic_path
 from ml.errors import ConfigError
 from ml.publish import publish_dir
 from ml.quality.leakage import LEAKAGE_POLICIES
 from ml.safe_paths import check_name, contained, link_or_copy_new, safe_component, safe_components
+from ml.stored_table import TableEdit
 
 ALWAYS_GROUPED = ("pair", "sequence")
 CLASS_COUNTS_STEM = "class_counts"           # its table lies beside the manifests <split>.parquet
@@ -103,12 +102,20 @@ def unit_hash(seed: int, unit: str) -> float:
 def unit_hashes(seed: int, units) -> np.ndarray:
     """`unit_hash` of many units at once: the first 8 bytes of each sha256, big-endian, as
     float64 / 2**64 (the same values, one hashlib call per unit and no other Python per unit)."""
-    prefix = f"{seed}\x00".encode("utf-8")
-    if hasattr(units, "tolist"):        # pandas/numpy: one bulk conversion, not one per value
-        units = units.tolist()
-    sha256 = hashlib.sha256
-    digests = b"".join([sha256(prefix + str(u).encode("utf-8")).digest()[:8] for u in units])
-    return np.frombuffer(digests, dtype=">u8").astype(np.float64) / 2.0 ** 64
+    seeded = hashlib.sha256(f"{seed}\x00".encode("utf-8"))
+    if isinstance(units, (pa.Array, pa.ChunkedArray)):
+        text = units
+    elif isinstance(units, (pd.Series, pd.Index)):
+        text = pa.array(pd.Series(units).astype(str), pa.large_string())
+    else:
+        text = pa.array([str(u) for u in units], pa.large_string())
+    digests = []
+    add = digests.append
+    for unit in text.cast(pa.large_binary()).to_pylist():   # UTF-8 bytes, no encode per unit
+        h = seeded.copy()
+        h.update(unit)
+        add(h.digest())
+    return np.frombuffer(b"".join(digests), dtype=">u8")[::4].astype(np.float64) / 2.0 ** 64
 
 
 def split_units(frame: pd.DataFrame, spec: SplitSpec) -> pd.Series:
@@ -177,17 +184,15 @@ def write_class_counts(frame: pd.DataFrame, out_dir: Path) -> Path:
     return path
 
 
-def write_manifests(frame: pd.DataFrame, out_dir: Path, spec: SplitSpec) -> dict[str, Path]:
-    """One Parquet manifest per split, each written atomically."""
-    paths = {}
-    table = pa.Table.from_pandas(frame, preserve_index=False)    # no copy of Arrow strings
-    split = table["split"]
-    for name in spec.names:                                      # one split's copy at a time
-        path = contained(out_dir, f"{check_name(name, 'split name')}.parquet", what="split manifest")
-        with atomic_path(path) as tmp:
-            pq.write_table(table.filter(pc.equal(split, name)), tmp)
-        paths[name] = path
-    return paths
+def write_manifests(table: TableEdit, out_dir: Path, spec: SplitSpec) -> dict[str, Path]:
+    """One Parquet manifest per split, each written atomically: the split table (an edit of
+    the resized one that sets `split`) streamed once, each batch's rows to their split's file."""
+    split = table.columns["split"]
+    targets = {contained(out_dir, f"{check_name(name, 'split name')}.parquet",
+                         what="split manifest"): (split == name).to_numpy(bool)
+               for name in spec.names}
+    table.write(targets)
+    return dict(zip(spec.names, targets))
 
 
 def build_link_tree(frame: pd.DataFrame, tree_dir: Path, file_column: str = "file") -> dict[str, int]:

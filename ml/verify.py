@@ -205,6 +205,7 @@ class _Findings:
         self.reason = np.full(n, "", dtype=object)
         self.detail = np.full(n, "", dtype=object)
         self.sha256 = np.zeros(n, dtype="S64")            # hex, hashed in this run (decode)
+        self.hashed = False                               # whether any row was hashed
         self.recorded_sha256: pa.Array | None = None      # the registry's, aligned (exists level)
         self.from_registry = np.zeros(n, bool)            # rows whose hash is the registry's
         self.size = np.full(n, -1, np.int64)              # -1: not looked at
@@ -221,6 +222,7 @@ class _Findings:
         pos = decoded.pos
         self.code[pos] = decoded.code
         self.sha256[pos] = decoded.sha256
+        self.hashed = True
         read = decoded.size >= 0
         self.size[pos[read]] = decoded.size[read]
         self.mtime_ns[pos[read]] = decoded.mtime_ns[read]
@@ -237,10 +239,11 @@ class _Findings:
         return pa.array(self.sha256[where], pa.binary()).cast(pa.string())
 
     def sha256_column(self) -> pa.Array:
-        """Every row's sha256 ('' when unknown): hashed now, or as the registry has it."""
-        hashed = self.hashes(slice(None))
+        """Every row's sha256 ('' when unknown): hashed now, or as the registry has it (at
+        level exists nothing is hashed: no column of a million empty hashes is made)."""
         if self.recorded_sha256 is None or not self.from_registry.any():
-            return hashed
+            return self.hashes(slice(None))
+        hashed = self.hashes(slice(None)) if self.hashed else pa.scalar("", pa.string())
         return pc.if_else(pa.array(self.from_registry), self.recorded_sha256, hashed)
 
 
@@ -348,19 +351,37 @@ def _escapes(folder: str, root: str) -> str:
     return f"'..' in {folder} climbs out of the images folder"
 
 
+SPLIT_ROWS = 131_072       # paths split into folder and name at a time (bounded memory)
+
+
+def _folders_and_names(paths: pa.Array, positions: np.ndarray
+                       ) -> tuple[np.ndarray, list[str], pa.Array]:
+    """Each path at `positions` as (a folder code, its folder, its file name), split a chunk at a
+    time: the transient lists of parts of a million paths would cost ~200 MB at once."""
+    index: dict[str, int] = {}
+    codes, names = [], []
+    for lo in range(0, len(positions), SPLIT_ROWS):
+        part = paths.take(pa.array(positions[lo:lo + SPLIT_ROWS]))
+        parts = pc.split_pattern(part, "/", max_splits=1, reverse=True)
+        folders = pc.list_element(parts, 0).dictionary_encode()
+        ids = np.array([index.setdefault(f, len(index)) for f in folders.dictionary.to_pylist()],
+                       np.int64)
+        codes.append(ids[folders.indices.to_numpy(zero_copy_only=False)])
+        names.append(pc.list_element(parts, 1))
+    return np.concatenate(codes), list(index), pa.concat_arrays(names)
+
+
 def _check_files_exist(positions: np.ndarray, rows: _Rows, found: _Findings, root: str,
                        progress: Progress | None) -> None:
     """One listing per folder; rows grouped by folder with Arrow, names tested against the
     listing as a set."""
     if len(positions) == 0:
         return
-    parts = pc.split_pattern(rows.paths.take(pa.array(positions)), "/", max_splits=1, reverse=True)
-    folders = pc.list_element(parts, 0).dictionary_encode()
-    codes = folders.indices.to_numpy(zero_copy_only=False)
+    codes, folders, names = _folders_and_names(rows.paths, positions)
     order = np.argsort(codes, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(folders.dictionary)))])
-    name_column = pc.list_element(parts, 1).take(pa.array(order))
-    for k, folder in enumerate(folders.dictionary.to_pylist()):
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(folders)))])
+    name_column = names.take(pa.array(order))
+    for k, folder in enumerate(folders):
         lo, hi = bounds[k], bounds[k + 1]
         escape = _escapes(folder, root)
         if escape:

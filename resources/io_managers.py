@@ -9,7 +9,9 @@ A partitioned (sharded, assets/shards.py) asset stores one file per shard under
 concatenated: its own shard for a sharded asset, every shard for an unpartitioned one (splits),
 which is how the shards' outputs are combined. An input declared with
 `AssetIn(metadata={"columns": [...]})` reads only those columns (a step that needs the sample
-id and path of a million-row catalog does not hold its other twenty columns).
+id and path of a million-row catalog does not hold its other twenty columns). An input annotated
+`StoredTable` is handed over unread (the step reads the columns it computes on), and a step may
+return a `TableEdit` of it, written by streaming the parent (ml/stored_table.py).
 """
 
 from __future__ import annotations
@@ -20,17 +22,28 @@ from typing import get_origin
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import Field
 
 from ml.atomic import atomic_path, atomic_write_text, remove_stale_temps
 from ml.formats.handles import Handle, MemfileHandle, TFRecordShardsHandle
 from ml.publish import prune_for
+from ml.stored_table import BATCH_ROWS, ROW_GROUP_ROWS, StoredTable, TableEdit, writer_options
 
 
-def column_schema(frame: pd.DataFrame) -> dg.TableSchema:
-    """The frame's columns and their types, as the UI shows a table's schema."""
+def column_schema(dtypes: pd.Series) -> dg.TableSchema:
+    """A table's columns and their types (`DataFrame.dtypes`), as the UI shows its schema."""
     return dg.TableSchema(columns=[dg.TableColumn(str(name), str(dtype))
-                                   for name, dtype in frame.dtypes.items()])
+                                   for name, dtype in dtypes.items()])
+
+
+def _annotation(context: dg.InputContext):
+    """The input's type annotation (None for a context built without one, as in tests)."""
+    try:
+        return context.dagster_type.typing_type
+    except dg.DagsterInvariantViolationError:
+        return None
 
 
 class ParquetFrameIOManager(dg.ConfigurableIOManager):
@@ -44,46 +57,56 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
         return base / f"{partition}.parquet" if partition is not None else \
             base.with_suffix(".parquet")
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
-        if not isinstance(obj, pd.DataFrame):
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | TableEdit) -> None:
+        if not isinstance(obj, (pd.DataFrame, TableEdit)):
             raise TypeError(f"{context.asset_key.to_user_string()} returned "
-                            f"{type(obj).__name__}; this IO manager stores pandas DataFrames")
+                            f"{type(obj).__name__}; this IO manager stores pandas DataFrames "
+                            "and edits of a stored table")
         partition = context.asset_partition_key if context.has_asset_partitions else None
         path = self._path(context.asset_key, partition)
         remove_stale_temps(path)
-        with atomic_path(path) as tmp:
-            obj.to_parquet(tmp, index=False)
+        if isinstance(obj, TableEdit):
+            obj.write({path: None})
+        else:
+            table = pa.Table.from_pandas(obj, preserve_index=False)
+            with atomic_path(path) as tmp:
+                pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS,
+                               **writer_options(table.slice(0, BATCH_ROWS)))
         context.add_output_metadata({
             "parquet": dg.MetadataValue.path(str(path)),
             "rows": len(obj),
             "parquet_bytes": path.stat().st_size,
             "dagster/row_count": len(obj),
-            "dagster/column_schema": column_schema(obj),
+            "dagster/column_schema": column_schema(obj.dtypes() if isinstance(obj, TableEdit)
+                                                   else obj.dtypes),
         })
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame | StoredTable:
         key = context.upstream_output.asset_key if context.upstream_output else context.asset_key
         columns = (context.definition_metadata or {}).get("columns")
-        if context.has_asset_partitions:
-            return self._load_shards(key, list(context.asset_partition_keys), columns)
-        path = self._path(key)
-        if not path.exists():
-            raise dg.Failure(
-                f"{key.to_user_string()} has not been materialized yet ({path} does not exist); "
-                "materialize it first (e.g. run the prepare job)")
-        return pd.read_parquet(path, columns=columns)
+        stored = StoredTable.at(*self._stored_paths(context, key))
+        if _annotation(context) is StoredTable:
+            return stored
+        return stored.read(columns)
 
-    def _load_shards(self, key: dg.AssetKey, shards: list[str],
-                     columns: list[str] | None = None) -> pd.DataFrame:
-        paths = [self._path(key, s) for s in sorted(shards)]
-        missing = [s for s, p in zip(sorted(shards), paths) if not p.exists()]
+    def _stored_paths(self, context: dg.InputContext, key: dg.AssetKey) -> list[Path]:
+        if not context.has_asset_partitions:
+            path = self._path(key)
+            if not path.exists():
+                raise dg.Failure(
+                    f"{key.to_user_string()} has not been materialized yet ({path} does not "
+                    "exist); materialize it first (e.g. run the prepare job)")
+            return [path]
+        shards = sorted(context.asset_partition_keys)
+        paths = [self._path(key, s) for s in shards]
+        missing = [s for s, p in zip(shards, paths) if not p.exists()]
         if missing:
             raise dg.Failure(
                 f"{key.to_user_string()}: shard(s) {', '.join(missing)} of {len(shards)} have not "
                 f"been materialized ({self._path(key, missing[0])} does not exist); materialize "
                 "the missing shards first (backfill the dataset's shards in the UI, or run its "
                 "<dataset>_shards job for each shard)")
-        return pd.concat([pd.read_parquet(p, columns=columns) for p in paths], ignore_index=True)
+        return paths
 
 
 class HandleIOManager(dg.ConfigurableIOManager):
@@ -123,7 +146,7 @@ class HandleIOManager(dg.ConfigurableIOManager):
             raise dg.Failure(f"{key.to_user_string()} has not been materialized yet ({path} does "
                              "not exist); run the prepare job first")
         handle = Handle.from_json(path.read_text())
-        wanted = context.dagster_type.typing_type if context.dagster_type else None
+        wanted = _annotation(context)
         if isinstance(handle, MemfileHandle) and wanted in (np.ndarray, np.memmap):
             return handle.open()
         if isinstance(handle, TFRecordShardsHandle) and (wanted is list or get_origin(wanted) is list):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from ml.errors import ConfigError
+from ml.stored_table import StoredTable, TableEdit
 from ml.splits import (SplitSpec, assign_splits, build_link_tree, coverage_warnings, split_counts,
                        write_class_counts, write_manifests)
 
@@ -84,9 +85,12 @@ def test_manifests_and_link_tree(tmp_path):
         files.append(str(p))
     f = frame_of(n_labels=2, per_label=10).assign(file=files)
     f["split"] = assign_splits(f, SplitSpec())
-    paths = write_manifests(f, tmp_path / "splits", SplitSpec())
-    total = sum(len(pd.read_parquet(p)) for p in paths.values())
-    assert total == 20
+    f.drop(columns="split").to_parquet(tmp_path / "resized.parquet", index=False)
+    edit = TableEdit(StoredTable.at(tmp_path / "resized.parquet"), f[["split"]])
+    paths = write_manifests(edit, tmp_path / "splits", SplitSpec())
+    for name, path in paths.items():                  # each split's rows, every column
+        pd.testing.assert_frame_equal(pd.read_parquet(path),
+                                      f.loc[f["split"] == name].reset_index(drop=True))
     counts = build_link_tree(f, tmp_path / "splits" / "tree")
     assert counts["link"] + counts["copy"] == 20
     linked = list((tmp_path / "splits" / "tree").rglob("*.jpg"))

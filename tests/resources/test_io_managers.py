@@ -5,8 +5,10 @@ three of its columns costs those three)."""
 from __future__ import annotations
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
+from ml.stored_table import StoredTable, TableEdit
 from resources.io_managers import ParquetFrameIOManager
 
 
@@ -43,3 +45,23 @@ def test_an_input_that_declares_columns_reads_only_those(tmp_path):
                                      definition_metadata={"columns": ["sample_id", "width"]})
     frame = manager.load_input(context)
     assert list(frame.columns) == ["sample_id", "width"] and frame["width"].tolist() == [3, 4]
+
+
+def test_an_input_annotated_stored_table_is_handed_over_unread_and_an_edit_is_written(tmp_path):
+    manager = _stored(tmp_path)
+    stored = manager.load_input(dg.build_input_context(
+        asset_key=["ds", "catalog"], dagster_type=dg.DagsterType(
+            lambda _, v: True, name="StoredTable", typing_type=StoredTable)))
+    assert isinstance(stored, StoredTable)
+    assert stored.paths == (tmp_path / "ds" / "catalog.parquet",)
+    edit = TableEdit(stored, pd.DataFrame({"label": ["dog"], "checked": [True]}),
+                     keep=np.array([False, True]))
+    context = dg.build_output_context(asset_key=["ds", "verified"])
+    manager.handle_output(context, edit)
+    written = pd.read_parquet(tmp_path / "ds" / "verified.parquet")
+    assert written.to_dict("list") == {"sample_id": ["b"], "path": ["/x/b.jpg"],
+                                       "label": ["dog"], "width": [4], "checked": [True]}
+    meta = context.get_logged_metadata()
+    assert meta["dagster/row_count"].value == 1
+    assert [c.name for c in meta["dagster/column_schema"].value.columns] == [
+        "sample_id", "path", "label", "width", "checked"]
