@@ -98,18 +98,21 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
         progress.finish()
+        del items
         columns = pd.DataFrame(resized_columns(rows, todo, result.frame))
-        images = int(with_files(rows.assign(**columns)).sum())
-        del rows, items                 # only the edit's columns stay while the table is written
-        context.log.info(f"resized {result.processed}, unchanged {result.unchanged}, "
-                         f"failed {result.failed}, dropped before resizing {dropped}")
+        images = int(with_files(rows[["used", "dropped_by"]].assign(**columns)).sum())
+        processed, unchanged, failed = result.processed, result.unchanged, result.failed
+        written, seconds = result.bytes_written, result.seconds
+        del rows, result                # only the edit's columns stay while the table is written
+        context.log.info(f"resized {processed}, unchanged {unchanged}, failed {failed}, "
+                         f"dropped before resizing {dropped}")
         yield dg.Output(TableEdit(verified, columns), metadata={
             "path": dg.MetadataValue.path(str(out_dir)),
             "images": images,
-            "processed": result.processed, "unchanged": result.unchanged,
-            "failed": result.failed, "dropped_bad_samples": dropped,
-            "bytes_written": result.bytes_written, "seconds": round(result.seconds, 3),
-            "images_per_s": round(result.processed / result.seconds, 1) if result.seconds else 0.0,
+            "processed": processed, "unchanged": unchanged,
+            "failed": failed, "dropped_bad_samples": dropped,
+            "bytes_written": written, "seconds": round(seconds, 3),
+            "images_per_s": round(processed / seconds, 1) if seconds else 0.0,
             "size": f"{rspec.width}x{rspec.height}", "mode": rspec.mode,
         })
         problems = check_safe_dimensions(rspec.width, rspec.height, int(opts["pool_depth"]))

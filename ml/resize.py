@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
 
-from ml.atomic import remove_stale_temps_under, sync_filesystem, temp_sibling
+from ml.atomic import run_leaving_no_temps, sync_filesystem, temp_sibling
 from ml.columns import text_column
 from ml.containers import close_all as close_containers, read_member
 from ml.errors import ConfigError, DatasetError, ImageError, PathEscapeError
@@ -704,8 +704,13 @@ def stage_resize(items: Sequence[ResizeItem] | pd.DataFrame, out_dir: Path, spec
     _refuse_source_overlap(columns["path"], out_dir)
     _refuse_escaping_folders(columns["rel"], out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps_under(out_dir)          # what a killed run left (never a live run's)
+    with run_leaving_no_temps(out_dir, out_dir / MANIFEST_NAME):   # what a killed run left
+        # goes (never a live run's)
+        return _resize_in(columns, out_dir, spec, on_error, workers, progress, started)
 
+
+def _resize_in(columns: Columns, out_dir: Path, spec: ResizeSpec, on_error: str, workers: int,
+               progress: Progress | None, started: float) -> ResizeResult:
     manifest = ResizeManifest(out_dir)
     recorded = _Recorded(manifest.table, columns["sample_id"])
     earlier_outputs = pc.drop_null(manifest.table["output"]).combine_chunks()

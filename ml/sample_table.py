@@ -104,8 +104,10 @@ def resized_columns(table: pd.DataFrame, done: np.ndarray,
     resize = pc.if_else(pa.array(made), spread("status"), "")
     reason = spread("reason").fill_null("")
     status = pc.if_else(pc.equal(reason, MISSING_REASON), MISSING, CORRUPT)
-    return {**sizes, "file": spread("output").fill_null("").to_pandas(),
-            "resize": resize.to_pandas(), **_drop_columns(table, failed_at, status, reason, RESIZE)}
+    file = (outcomes["output"].fillna("").reset_index(drop=True) if done.all()   # every row
+            else spread("output").fill_null("").to_pandas())     # resized: no copy of its paths
+    return {**sizes, "file": file, "resize": resize.to_pandas(),
+            **_drop_columns(table, failed_at, status, reason, RESIZE)}
 
 
 def _dropped(table: pd.DataFrame, where: np.ndarray, status, reason, stage: str) -> pd.DataFrame:

@@ -159,3 +159,32 @@ def test_a_resize_run_removes_what_a_killed_resize_left(tmp_path):
     live.write_bytes(b"being written")
     stage_resize([ResizeItem("a", str(src), "a")], out, ResizeSpec(width=16, height=16), workers=1)
     assert not dead.exists() and live.exists() and (out / "a.jpg").exists()
+
+
+def test_a_run_after_one_that_ended_well_does_not_walk_the_output_tree(tmp_path, monkeypatch):
+    from ml import atomic
+    walks = []
+    real = atomic.remove_stale_temps_under
+    monkeypatch.setattr(atomic, "remove_stale_temps_under", lambda f: walks.append(f) or real(f))
+    out, marks = tmp_path / "out", tmp_path / "out" / ".bookkeeping"
+    for _ in range(2):
+        with atomic.run_leaving_no_temps(out, marks):
+            (out / "x.jpg").write_bytes(b"x")
+    assert walks == [out]                      # the first run (no run had marked itself yet)
+    assert sorted(p.name for p in marks.iterdir()) == [atomic.RUNS_MARKED]
+
+    killed = marks / ".run.tmp-999999999-0123abcd"                 # a killed run's marker
+    killed.touch()
+    half = out / "sub" / ".y.jpg.tmp-999999999-0123abcd"           # and what it left
+    half.parent.mkdir()
+    half.write_bytes(b"half")
+    with atomic.run_leaving_no_temps(out, marks):
+        pass
+    assert len(walks) == 2 and not half.exists() and not killed.exists()
+
+    with pytest.raises(RuntimeError):
+        with atomic.run_leaving_no_temps(out, marks):
+            raise RuntimeError("a failed run")
+    with atomic.run_leaving_no_temps(out, marks):                  # after a failure: a walk
+        pass
+    assert len(walks) == 3

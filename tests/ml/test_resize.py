@@ -22,6 +22,7 @@ from ml.errors import ConfigError, DatasetError, ImageError, PathEscapeError
 from ml.imageio import BOMB, EMPTY, MISSING, NOT_AN_IMAGE, TRUNCATED
 from ml.process_pool import pool_context, thread_count
 from ml.progress import Progress
+from ml.atomic import RUNS_MARKED
 from ml.resize import (
     MANIFEST_NAME, ResizeItem, ResizeSpec, check_safe_dimensions, nearest_safe_sizes,
     plan_geometry, round_to_safe, stage_resize,
@@ -291,7 +292,8 @@ def test_outputs_go_to_nested_names_and_leave_no_temporary_files(tmp_path, golde
     stage_resize(items, tmp_path / "out", ResizeSpec(32, 32), workers=1)
     assert sorted(f for f in fingerprint_files(tmp_path / "out")
                   if not f.startswith(MANIFEST_NAME + "/")) == ["id_0001/03.jpg", "id_0002/deep/01.jpg"]
-    assert [f.name for f in (tmp_path / "out" / MANIFEST_NAME).iterdir()] == ["base-00000001.parquet"]
+    assert sorted(f.name for f in (tmp_path / "out" / MANIFEST_NAME).iterdir()) == [
+        "base-00000001.parquet", RUNS_MARKED]
 
 
 # ----------------------------------------------------------------------------- incremental
