@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from ml.atomic import atomic_write_bytes
@@ -84,8 +85,10 @@ SHOWN_TEXT = 80               # characters of a value shown: the table stays und
 def bad_samples_table(table) -> dg.TableMetadataValue:
     """The first SHOWN_BAD_SAMPLES samples the dataset uses whose status is not ok, as a table
     the UI shows (identifier, status, reason, detail, the stage that dropped it)."""
-    bad = table.loc[(table["status"] != "ok").to_numpy() & table["used"].to_numpy(bool),
-                    list(BAD_SAMPLE_COLUMNS)].head(SHOWN_BAD_SAMPLES)
+    shown = np.flatnonzero((table["status"] != "ok").to_numpy()
+                           & table["used"].to_numpy(bool))[:SHOWN_BAD_SAMPLES]
+    bad = pd.DataFrame({name: table[name].iloc[shown].to_numpy()   # column by column: no
+                        for name in BAD_SAMPLE_COLUMNS})          # copy of a whole frame
     records = [dg.TableRecord({name: str(value)[:SHOWN_TEXT] for name, value in row.items()})
                for row in bad.to_dict("records")]
     return dg.MetadataValue.table(records, schema=dg.TableSchema(

@@ -158,8 +158,11 @@ class ResizeResult:
     def of(cls, columns: "Columns", status: np.ndarray, reason: np.ndarray, out_dir: Path,
            spec: ResizeSpec, seconds: float, bytes_written: int) -> "ResizeResult":
         ok = status != FAILED
-        rels = pc.if_else(pa.array(ok), columns["rel"], None)
-        outputs = pc.binary_join_element_wise(os.path.join(str(out_dir), ""), rels, "")
+        rels = pc.if_else(pa.array(ok), columns["rel"].cast(pa.large_string()), None)  # as
+        # pandas keeps text: the joined paths need no second copy
+        outputs = pc.binary_join_element_wise(pa.scalar(os.path.join(str(out_dir), ""),
+                                                        pa.large_string()), rels,
+                                              pa.scalar("", pa.large_string()))
         frame = pa.table({
             "sample_id": columns["sample_id"],
             "output": outputs.fill_null(""),
@@ -727,8 +730,10 @@ def _resize_in(columns: Columns, out_dir: Path, spec: ResizeSpec, on_error: str,
     finally:
         run.save()
     manifest.finish()
-    return ResizeResult.of(columns, run.status, run.reason, out_dir, spec,
-                           time.perf_counter() - started, run.bytes_written)
+    status, reason, written = run.status, run.reason, run.bytes_written
+    del run, manifest                      # the manifest's million rows, before the outcomes
+    return ResizeResult.of(columns, status, reason, out_dir, spec,
+                           time.perf_counter() - started, written)
 
 
 def _batches(positions: np.ndarray, size: int = 4096) -> Iterator[np.ndarray]:

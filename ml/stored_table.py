@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from ml.atomic import atomic_path
 
 BATCH_ROWS = 65_536          # rows decoded, edited and encoded at a time
+SAMPLE_ROWS = 8_192          # rows that show whether a text column repeats (writer_options)
 ROW_GROUP_ROWS = 131_072     # rows per Parquet row group written (pyarrow's own default is 1Mi)
 
 
@@ -106,7 +107,9 @@ class TableEdit:
 
     def dtypes(self) -> pd.Series:
         """The edited table's column types (as the UI's schema shows them)."""
-        return _Edited(self).schema.empty_table().to_pandas().dtypes
+        dtypes = self.base.schema.empty_table().to_pandas().dtypes.to_dict()
+        dtypes.update(self.columns.dtypes.to_dict())      # set in place, or added last
+        return pd.Series(dtypes)
 
     def write(self, targets: Mapping[Path, np.ndarray | None]) -> dict[Path, int]:
         """Write the edited table to each target path (atomically, published whole), each
@@ -124,7 +127,7 @@ class TableEdit:
             start = 0
             for batch in edited.batches():
                 if not writers:
-                    options = writer_options(batch)
+                    options = writer_options(batch.slice(0, SAMPLE_ROWS))
                     writers = {p: stack.enter_context(pq.ParquetWriter(tmps[p], edited.schema,
                                                                        **options))
                                for p in masks}

@@ -29,7 +29,7 @@ from pydantic import Field
 from ml.atomic import atomic_path, atomic_write_text, remove_stale_temps
 from ml.formats.handles import Handle, MemfileHandle, TFRecordShardsHandle
 from ml.publish import prune_for
-from ml.stored_table import BATCH_ROWS, ROW_GROUP_ROWS, StoredTable, TableEdit, writer_options
+from ml.stored_table import ROW_GROUP_ROWS, SAMPLE_ROWS, StoredTable, TableEdit, writer_options
 
 
 def column_schema(dtypes: pd.Series) -> dg.TableSchema:
@@ -71,7 +71,7 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
             table = pa.Table.from_pandas(obj, preserve_index=False)
             with atomic_path(path) as tmp:
                 pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS,
-                               **writer_options(table.slice(0, BATCH_ROWS)))
+                               **writer_options(table.slice(0, SAMPLE_ROWS)))
         context.add_output_metadata({
             "parquet": dg.MetadataValue.path(str(path)),
             "rows": len(obj),
