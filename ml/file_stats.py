@@ -10,18 +10,17 @@ filesystem, a cold disk), the rest go to a few threads in chunks instead: waitin
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from ml.process_pool import pool_context
+from ml.process_pool import in_flight, pool_context
 
 NO_MTIME = np.iinfo(np.int64).min   # an mtime column's "none" (a container member, a gone file)
 STAT_CHUNK = 4096                   # paths per task when stats go to threads
@@ -91,17 +90,10 @@ def _stat_in_processes(paths, sizes: np.ndarray, mtimes: np.ndarray, processes: 
     two tasks per process in flight (bounded memory)."""
     n = len(paths)
     starts = iter(range(STAT_CHUNK, n, PROCESS_CHUNK))
+    calls = ((start, _stat_list, (list(_text(paths, start, start + PROCESS_CHUNK)),))
+             for start in starts)
     with ProcessPoolExecutor(processes, mp_context=pool_context(["ml.file_stats"])) as pool:
-        pending: dict = {}
-        while True:               # two chunks per process in flight: bounded memory
-            for start in itertools.islice(starts, 2 * processes - len(pending)):
-                pending[pool.submit(_stat_list, list(_text(paths, start,
-                                                           start + PROCESS_CHUNK)))] = start
-            if not pending:
-                break
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                start = pending.pop(future)
-                part_sizes, part_mtimes = future.result()
-                sizes[start:start + len(part_sizes)] = part_sizes
-                mtimes[start:start + len(part_mtimes)] = part_mtimes
+        for start, future in in_flight(pool, calls, 2 * processes):   # bounded memory
+            part_sizes, part_mtimes = future.result()
+            sizes[start:start + len(part_sizes)] = part_sizes
+            mtimes[start:start + len(part_mtimes)] = part_mtimes

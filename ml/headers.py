@@ -13,10 +13,9 @@ results land in columns (HeaderColumns), never one tuple per file for the whole 
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +24,7 @@ import pyarrow as pa
 from ml.errors import ImageError
 from ml.file_bytes import read_file_head
 from ml.imageio import EXIF_SEARCH_BYTES, MISSING, plain_jpeg_size, read_header
-from ml.process_pool import pool_context
+from ml.process_pool import in_flight, pool_context
 from ml.progress import Progress
 from ml.sample_status import CORRUPT, MISSING as MISSING_STATUS, OK
 
@@ -125,19 +124,12 @@ def read_headers(paths: Sequence[str] | pa.Array, *, workers: int | None = None,
             if progress is not None:
                 progress.advance(len(found))
         return out
-    todo = iter(starts)
+    calls = ((start, headers_of, (chunk(start),)) for start in starts)
     with ProcessPoolExecutor(max_workers=workers,
                              mp_context=pool_context(["ml.headers"])) as pool:
-        pending: dict = {}
-        while True:
-            for start in itertools.islice(todo, 4 * workers - len(pending)):
-                pending[pool.submit(headers_of, chunk(start))] = start
-            if not pending:
-                break
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                found = future.result()
-                out.fill(pending.pop(future), found)
-                if progress is not None:
-                    progress.advance(len(found))
+        for start, future in in_flight(pool, calls, 4 * workers):
+            found = future.result()
+            out.fill(start, found)
+            if progress is not None:
+                progress.advance(len(found))
     return out

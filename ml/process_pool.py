@@ -17,14 +17,19 @@ program (`_LeanForkServerContext`).
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from multiprocessing import context as mp_context
 from multiprocessing import popen_forkserver, spawn
 from multiprocessing.context import BaseContext
+from typing import Any, TypeVar
+
+Tag = TypeVar("Tag")
 
 _TASKS = "/proc/self/task"
 
@@ -103,3 +108,20 @@ def pool_context(preload: Sequence[str] = ()) -> BaseContext:
         context.set_forkserver_preload(list(preload))
         return context
     return multiprocessing.get_context("spawn")
+
+
+def in_flight(pool: Executor, calls: Iterable[tuple[Tag, Callable, tuple]],
+              limit: int) -> Iterator[tuple[Tag, Future]]:
+    """Submit `calls` (tag, function, arguments) to `pool`, at most `limit` running at once,
+    and yield (tag, future) as each one finishes. Calls are made as workers take them (a lazy
+    iterable is never drawn ahead), so a million rows cost `limit` tasks of memory."""
+    calls = iter(calls)
+    pending: dict[Future, Any] = {}
+    while True:
+        for tag, function, args in itertools.islice(calls, limit - len(pending)):
+            pending[pool.submit(function, *args)] = tag
+        if not pending:
+            return
+        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in finished:
+            yield pending.pop(future), future

@@ -23,13 +23,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import itertools
 import json
 import logging
 import math
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,7 +45,7 @@ from ml.columns import text_column
 from ml.containers import close_all as close_containers, read_member
 from ml.errors import ConfigError, DatasetError, ImageError, PathEscapeError
 from ml.imageio import MISSING, UNSUPPORTED, load_rgb, read_header
-from ml.process_pool import pool_context
+from ml.process_pool import in_flight, pool_context
 from ml.file_stats import stat_files
 from ml.resize_manifest import MANIFEST_NAME, ResizeManifest  # noqa: F401 (named here too)
 from ml.safe_paths import is_inside, relative_names
@@ -334,27 +333,20 @@ def _run_tasks(count: int, batches: Iterable[list[_Task]], out_dir: Path, spec: 
     size = max(1, min(MAX_CHUNK, math.ceil(count / (workers * CHUNKS_PER_WORKER))))
     chunks = (batch[i:i + size] for batch in batches for i in range(0, len(batch), size))
     in_flight_max = workers * CHUNKS_PER_WORKER
+    calls = ((chunk, _resize_chunk, (chunk, str(out_dir), spec)) for chunk in chunks)
     with ProcessPoolExecutor(min(workers, math.ceil(count / size)),
                              mp_context=pool_context(["ml.resize"])) as pool:
-        pending: dict = {}
         try:
-            while True:
-                for chunk in itertools.islice(chunks, in_flight_max - len(pending)):
-                    pending[pool.submit(_resize_chunk, chunk, str(out_dir), spec)] = chunk
-                if not pending:
-                    break
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    chunk = pending.pop(future)
-                    try:
-                        done = future.result()
-                    except BrokenProcessPool:
-                        raise DatasetError(
-                            f"a resize worker process died (out of memory, or a decoder crashed "
-                            f"on a hostile file) while writing to {out_dir}; rerun with "
-                            "workers=1 to find the file (finished work is kept)") from None
-                    for task, d in zip(chunk, done):
-                        on_done(task, d)
+            for chunk, future in in_flight(pool, calls, in_flight_max):
+                try:
+                    done = future.result()
+                except BrokenProcessPool:
+                    raise DatasetError(
+                        f"a resize worker process died (out of memory, or a decoder crashed "
+                        f"on a hostile file) while writing to {out_dir}; rerun with "
+                        "workers=1 to find the file (finished work is kept)") from None
+                for task, d in zip(chunk, done):
+                    on_done(task, d)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise

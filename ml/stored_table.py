@@ -65,19 +65,6 @@ class StoredTable:
         parts = [pd.read_parquet(p, columns=wanted) for p in self.paths]
         return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
-    def batches(self, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
-        """The table in order, BATCH_ROWS rows at a time (an empty table yields one empty
-        frame, so a writer still learns the columns)."""
-        yielded = False
-        for path in self.paths:
-            file = pq.ParquetFile(path)
-            for batch in file.iter_batches(batch_size=BATCH_ROWS, columns=columns):
-                yielded = True
-                yield pa.Table.from_batches([batch]).to_pandas()
-        if not yielded:
-            yield self.schema.empty_table().to_pandas() if columns is None else \
-                self.schema.empty_table().select(list(columns)).to_pandas()
-
 
 @dataclass(frozen=True)
 class TableEdit:
@@ -99,11 +86,6 @@ class TableEdit:
 
     def __len__(self) -> int:
         return self._kept
-
-    def frame(self) -> pd.DataFrame:
-        """The edited table whole, in memory (small tables, tests)."""
-        edited = _Edited(self)
-        return pa.Table.from_batches(list(edited.batches()), schema=edited.schema).to_pandas()
 
     def dtypes(self) -> pd.Series:
         """The edited table's column types (as the UI's schema shows them)."""

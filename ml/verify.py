@@ -21,8 +21,7 @@ import logging
 import math
 import os
 import re
-from concurrent.futures import (FIRST_COMPLETED, Executor, ProcessPoolExecutor,
-                                ThreadPoolExecutor, wait)
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -42,7 +41,7 @@ from ml.containers import is_recordio, member_keys, read_member
 from ml.errors import ConfigError, DatasetError, ImageError
 from ml.file_stats import NO_MTIME, stat_files
 from ml.imageio import CHANGED, DEFAULT_MAX_PIXELS, MISSING, UNSUPPORTED, decode
-from ml.process_pool import pool_context
+from ml.process_pool import in_flight, pool_context
 from ml.progress import Progress
 from ml.quality.signals import DRAFT_SIDE, SignalColumns, Signals, image_signals
 from ml.safe_paths import is_within
@@ -556,26 +555,19 @@ def _decode_all(positions: np.ndarray, rows: _Rows, found: _Findings, config: Ve
     plain = plain[pc.sort_indices(rows.paths.take(pa.array(plain))).to_numpy()]   # disk order
     size = max(1, min(config.chunk_size, math.ceil(len(positions) / (config.num_workers * 4))))
     in_containers = positions[rows.members[positions] != ""]
-    tasks = itertools.chain(
-        ((_decode_files, [(p, path) for p, path in zip(part.tolist(), rows.paths.take(
-            pa.array(part)).to_pylist())]) for part in _chunks(plain, size)),
-        ((_decode_members, container, chunk) for container, items in
+    options = (config.max_pixels, config.signals)
+    calls = itertools.chain(
+        ((None, _decode_files, ([(p, path) for p, path in zip(part.tolist(), rows.paths.take(
+            pa.array(part)).to_pylist())], *options)) for part in _chunks(plain, size)),
+        ((None, _decode_members, (container, chunk, *options)) for container, items in
          _by_container(in_containers, rows).items() for chunk in _chunks(items, size)))
-    in_flight_max = config.num_workers * 4     # tasks made as workers take them: bounded memory
     try:
-        with _decode_pool(config, len(positions)) as pool:
-            pending: set = set()
-            while True:
-                for fn, *args in itertools.islice(tasks, in_flight_max - len(pending)):
-                    pending.add(pool.submit(fn, *args, config.max_pixels, config.signals))
-                if not pending:
-                    break
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    decoded = future.result()
-                    found.apply(decoded)
-                    if progress is not None:
-                        progress.advance(len(decoded.pos))
+        with _decode_pool(config, len(positions)) as pool:   # tasks made as workers take them
+            for _, future in in_flight(pool, calls, config.num_workers * 4):
+                decoded = future.result()
+                found.apply(decoded)
+                if progress is not None:
+                    progress.advance(len(decoded.pos))
     except BrokenProcessPool:
         raise DatasetError(
             "a decode worker process died (out of memory, or a decoder crashed on a file); "

@@ -60,3 +60,23 @@ def test_workers_skip_an_installed_programs_main(tmp_path):
 def test_workers_still_import_a_project_scripts_main(tmp_path):
     workers, importers = run_program(tmp_path / "bench", tmp_path / "imported_by")
     assert workers and workers <= set(importers[1:])
+
+
+def test_in_flight_keeps_at_most_limit_calls_made_and_tags_every_result():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ml.process_pool import in_flight
+    made, peak = [], []
+
+    def calls():
+        for i in range(50):
+            made.append(i)
+            yield i, pow, (i, 2)
+
+    got = {}
+    with ThreadPoolExecutor(3) as pool:
+        for tag, future in in_flight(pool, calls(), limit=4):
+            peak.append(len(made) - len(got))          # calls made and not yet handed back
+            got[tag] = future.result()
+    assert got == {i: i * i for i in range(50)}
+    assert max(peak) <= 4                              # never drawn ahead of the workers
