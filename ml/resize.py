@@ -64,6 +64,7 @@ MAX_SIDE = 65_500                 # the largest side a JPEG can hold
 MAX_CHUNK = 8                     # items per pool task: small enough for smooth progress and
 CHUNKS_PER_WORKER = 16            # an even finish, large enough that IPC costs little
 CHECKPOINT_SECONDS = 60.0         # a long run saves its manifest this often
+CHECKPOINT_ROWS = 50_000          # or sooner, when this many rows wait (~35 MB as Python tuples)
 
 RESIZED, UNCHANGED, FAILED = "resized", "unchanged", "failed"
 log = logging.getLogger(__name__)
@@ -584,7 +585,8 @@ class _Run:
         self.unsynced = self.unsynced or ok
         if self.progress is not None:
             self.progress.advance()
-        if time.monotonic() - self.last_save >= CHECKPOINT_SECONDS:
+        if (self.manifest.unsaved >= CHECKPOINT_ROWS
+                or time.monotonic() - self.last_save >= CHECKPOINT_SECONDS):
             self.save()
 
     def save(self) -> None:

@@ -74,6 +74,11 @@ class ResizeManifest:
             self._put.pop(sample_id, None)
             self._gone.add(sample_id)
 
+    @property
+    def unsaved(self) -> int:
+        """Rows put or deleted since the last save (held as Python tuples until then)."""
+        return len(self._put) + len(self._gone)
+
     def save(self) -> int:
         """Write what changed since the last save as one part; returns how many rows were
         written or deleted."""

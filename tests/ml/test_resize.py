@@ -570,3 +570,19 @@ def test_output_names_of_a_column_are_splitext_of_each():
 def test_output_names_agree_with_splitext_on_any_text(name):
     from ml.resize import output_names
     assert output_names([name]).to_pylist() == [os.path.splitext(name)[0]]
+
+
+def test_a_long_run_checkpoints_its_manifest_every_few_thousand_rows(tmp_path, sources, monkeypatch):
+    """At 1M images a minute of outcomes is ~170,000 manifest rows held as Python tuples
+    (~120 MB): a checkpoint also comes after CHECKPOINT_ROWS rows."""
+    import ml.resize as resize
+    from ml.resize_manifest import ResizeManifest
+    monkeypatch.setattr(resize, "CHECKPOINT_ROWS", 2)
+    waiting = []
+    real_save = ResizeManifest.save
+    monkeypatch.setattr(ResizeManifest, "save",
+                        lambda self: waiting.append(self.unsaved) or real_save(self))
+    items = [item(p) for p in sorted(sources.iterdir())]
+    res = stage_resize(items, tmp_path / "out", ResizeSpec(16, 16), workers=1)
+    assert res.processed == 4
+    assert [n for n in waiting if n] == [2, 2]         # two checkpoints of two rows each
