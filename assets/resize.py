@@ -88,6 +88,7 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         todo = for_resize(rows)
         dropped = int(rows["used"].sum()) - int(todo.sum())
         items = resize_items(rows.loc[todo, list(ITEM_SOURCE_COLUMNS)])
+        rows = rows[["used", "status", "reason", "dropped_by"]]   # all resized_columns needs
         rspec = ResizeSpec(width=int(opts["width"]), height=int(opts["height"]), mode=opts["mode"],
                            fill=tuple(opts["fill"]), format=opts["format"],
                            quality=int(opts["quality"]))
@@ -100,7 +101,7 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         progress.finish()
         del items
         columns = pd.DataFrame(resized_columns(rows, todo, result.frame))
-        images = int(with_files(rows[["used", "dropped_by"]].assign(**columns)).sum())
+        images = int(with_files(rows.assign(**columns)).sum())
         processed, unchanged, failed = result.processed, result.unchanged, result.failed
         written, seconds = result.bytes_written, result.seconds
         del rows, result                # only the edit's columns stay while the table is written

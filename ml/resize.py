@@ -167,8 +167,8 @@ class ResizeResult:
             "sample_id": columns["sample_id"],
             "output": outputs.fill_null(""),
             "width": np.where(ok, spec.width, 0), "height": np.where(ok, spec.height, 0),
-            "status": pa.array(status, pa.string()),
-            "reason": pa.array(reason, pa.string())}).to_pandas()
+            "status": pa.array(status, pa.large_string()),     # pandas' own text type:
+            "reason": pa.array(reason, pa.large_string())}).to_pandas()   # no cast
         counts = {s: int(np.count_nonzero(status == s)) for s in (RESIZED, UNCHANGED, FAILED)}
         return cls(frame, counts[RESIZED], counts[UNCHANGED], counts[FAILED], seconds,
                    bytes_written)
@@ -710,8 +710,8 @@ def _resize_in(columns: Columns, out_dir: Path, spec: ResizeSpec, on_error: str,
                progress: Progress | None, started: float) -> ResizeResult:
     manifest = ResizeManifest(out_dir)
     recorded = _Recorded(manifest.table, columns["sample_id"])
-    earlier_outputs = pc.drop_null(manifest.table["output"]).combine_chunks()
-    ours = pc.is_in(columns["rel"], value_set=earlier_outputs).to_numpy(zero_copy_only=False)
+    ours = pc.is_in(columns["rel"], value_set=pc.drop_null(manifest.table["output"])
+                    .combine_chunks()).to_numpy(zero_copy_only=False)   # (no copy kept)
     src_size, src_mtime = stat_files(columns["path"])
     run = _Run(columns, out_dir, spec, on_error, progress, manifest, src_size, src_mtime,
                ours=ours)
