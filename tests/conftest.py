@@ -46,6 +46,21 @@ def golden_copy(tmp_path, golden):
 
 
 @pytest.fixture
+def fork_anyway(monkeypatch):
+    """Pools fork even though this test process runs other threads (pool_context forks only a
+    single-threaded process; pyarrow's jemalloc background thread alone makes two). While the
+    fork happens Arrow allocates from mimalloc, which no background thread holds a lock of:
+    with jemalloc as the pool (ml/arrow_memory.py) a forked worker could wait forever on a
+    lock its background thread held at the fork."""
+    import pyarrow as pa
+    monkeypatch.setattr("ml.process_pool.thread_count", lambda: 1)
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.mimalloc_memory_pool())
+    yield
+    pa.set_memory_pool(previous)
+
+
+@pytest.fixture
 def full_disk(monkeypatch):
     """Every write of the packed formats' writers fails as a full disk does (ENOSPC)."""
     def no_space(fd, buffers):

@@ -535,10 +535,10 @@ def test_safe_dimension_helpers():
         round_to_safe(100, -1)
 
 
-def test_a_crashing_worker_is_reported_and_finished_work_kept(tmp_path, sources, monkeypatch):
+def test_a_crashing_worker_is_reported_and_finished_work_kept(tmp_path, sources, monkeypatch,
+                                                            fork_anyway):
     # The crash is injected by patching the parent, which only fork workers inherit: fork even
     # if native threads (torch's, from earlier tests) run, as this test always has.
-    monkeypatch.setattr("ml.process_pool.thread_count", lambda: 1)
     if pool_context().get_start_method() != "fork":
         pytest.skip("this platform cannot fork")
     real = resize_mod.resize_image

@@ -37,9 +37,13 @@ def _gray(path: Path, size: int = 112) -> np.ndarray:
 # ---- faces ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("threads", [1, 2], ids=["fork", "forkserver"])
-def test_faces_same_bytes_every_run_whatever_the_worker_count(tmp_path, monkeypatch, threads):
+def test_faces_same_bytes_every_run_whatever_the_worker_count(tmp_path, monkeypatch, threads,
+                                                              request):
     # threads=2: the pool must not fork a multi-threaded process (forkserver workers instead)
-    monkeypatch.setattr("ml.process_pool.thread_count", lambda: threads)
+    if threads == 1:
+        request.getfixturevalue("fork_anyway")
+    else:
+        monkeypatch.setattr("ml.process_pool.thread_count", lambda: threads)
     one = sd.generate_faces(tmp_path / "a", n_identities=3, per_identity=4, workers=1)
     two = sd.generate_faces(tmp_path / "b", n_identities=3, per_identity=4, workers=2)
     assert _tree_bytes(one.root) == _tree_bytes(two.root)
