@@ -23,7 +23,7 @@ def return_freed_memory() -> bool:
     try:
         pool = pa.jemalloc_memory_pool()
         pa.jemalloc_set_decay_ms(0)
-    except (NotImplementedError, pa.ArrowNotImplementedError):
+    except NotImplementedError:            # (ArrowNotImplementedError is one)
         log.debug("pyarrow has no jemalloc here; Arrow keeps its default memory pool")
         return False
     pa.set_memory_pool(pool)

@@ -89,9 +89,8 @@ def _stat_in_processes(paths, sizes: np.ndarray, mtimes: np.ndarray, processes: 
     """Rows STAT_CHUNK.. of the result columns, a PROCESS_CHUNK of paths per process task,
     two tasks per process in flight (bounded memory)."""
     n = len(paths)
-    starts = iter(range(STAT_CHUNK, n, PROCESS_CHUNK))
     calls = ((start, _stat_list, (list(_text(paths, start, start + PROCESS_CHUNK)),))
-             for start in starts)
+             for start in range(STAT_CHUNK, n, PROCESS_CHUNK))
     with ProcessPoolExecutor(processes, mp_context=pool_context(["ml.file_stats"])) as pool:
         for start, future in in_flight(pool, calls, 2 * processes):   # bounded memory
             part_sizes, part_mtimes = future.result()

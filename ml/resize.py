@@ -158,8 +158,8 @@ class ResizeResult:
     def of(cls, columns: "Columns", status: np.ndarray, reason: np.ndarray, out_dir: Path,
            spec: ResizeSpec, seconds: float, bytes_written: int) -> "ResizeResult":
         ok = status != FAILED
-        rels = pc.if_else(pa.array(ok), columns["rel"].cast(pa.large_string()), None)  # as
-        # pandas keeps text: the joined paths need no second copy
+        # large_string, as pandas keeps text: the joined paths need no second copy
+        rels = pc.if_else(pa.array(ok), columns["rel"].cast(pa.large_string()), None)
         outputs = pc.binary_join_element_wise(pa.scalar(os.path.join(str(out_dir), ""),
                                                         pa.large_string()), rels,
                                               pa.scalar("", pa.large_string()))
@@ -701,8 +701,7 @@ def stage_resize(items: Sequence[ResizeItem] | pd.DataFrame, out_dir: Path, spec
     _refuse_source_overlap(columns["path"], out_dir)
     _refuse_escaping_folders(columns["rel"], out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with run_leaving_no_temps(out_dir, out_dir / MANIFEST_NAME):   # what a killed run left
-        # goes (never a live run's)
+    with run_leaving_no_temps(out_dir, out_dir / MANIFEST_NAME):   # a killed run's leftovers go
         return _resize_in(columns, out_dir, spec, on_error, workers, progress, started)
 
 

@@ -41,17 +41,11 @@ def going_on(table: pd.DataFrame) -> np.ndarray:
     return (table["dropped_by"] == "").to_numpy()
 
 
-def verified(catalog: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
-    """The catalog with verification's `findings` (ml.verify's per-sample frame, in catalog
-    order): the check's detail and sha256 on every row, and status, reason and dropped_by
-    'verification_report' on rows it found bad that no earlier stage dropped."""
-    table = catalog.reset_index(drop=True)
-    return table.assign(**verified_columns(table, findings))
-
-
 def verified_columns(catalog: pd.DataFrame, findings: pd.DataFrame) -> dict[str, object]:
-    """The columns verification sets on the catalog (`verified`'s), by name: what a stage that
-    holds only some of the catalog's columns (VERIFY_READS) writes as an edit of it."""
+    """The columns verification sets on the catalog (VERIFY_READS of it are enough), by name,
+    from its `findings` (ml.verify's per-sample frame, in catalog order): the check's detail
+    and sha256 on every row, and status, reason and dropped_by 'verification_report' on rows it
+    found bad that no earlier stage dropped. The stage writes them as an edit of the catalog."""
     table = catalog.reset_index(drop=True)
     ids = findings["sample_id"].reset_index(drop=True).astype(str)
     if len(findings) != len(table) or not ids.equals(table["sample_id"].astype(str)):
@@ -75,18 +69,13 @@ def with_files(table: pd.DataFrame) -> np.ndarray:
     return for_resize(table) & (table["file"] != "").to_numpy()
 
 
-def resized(table: pd.DataFrame, done: np.ndarray, outcomes: pd.DataFrame) -> pd.DataFrame:
-    """`table` with stage_resize's `outcomes` for the rows at `done` (a mask; the outcomes in
-    the order of those rows): their file, its width and height, `resize` resized | unchanged,
-    and the failures dropped. Other rows keep no file and no size."""
-    return table.assign(**resized_columns(table, done, outcomes))
-
-
 def resized_columns(table: pd.DataFrame, done: np.ndarray,
                     outcomes: pd.DataFrame) -> dict[str, object]:
-    """The columns `resized` sets, by name (what a stage holding only RESIZE_READS of the table
-    writes as an edit of it). Columns are spread onto the table's rows by one Arrow take each
-    (no Python object per row)."""
+    """The columns resize sets on the verified table (status, reason and dropped_by of it are
+    enough), by name, from stage_resize's `outcomes` for the rows at `done` (a mask; the
+    outcomes in the order of those rows): their file, its width and height, `resize` resized |
+    unchanged, and the failures dropped. Other rows keep no file and no size. Columns are
+    spread onto the table's rows by one Arrow take each (no Python object per row)."""
     n = len(table)
     source = np.full(n, -1, np.int64)                   # each row's outcome, -1: none
     source[done] = np.arange(int(done.sum()))
@@ -110,15 +99,11 @@ def resized_columns(table: pd.DataFrame, done: np.ndarray,
             **_drop_columns(table, failed_at, status, reason, RESIZE)}
 
 
-def _dropped(table: pd.DataFrame, where: np.ndarray, status, reason, stage: str) -> pd.DataFrame:
-    """`table` with the rows at `where` given that status and reason (columns over all rows,
-    numpy or Arrow; only the dropped rows' values are read), dropped by `stage`."""
-    return table.assign(**_drop_columns(table, where, status, reason, stage))
-
-
 def _drop_columns(table: pd.DataFrame, where: np.ndarray, status, reason,
                   stage: str) -> dict[str, pd.Series]:
-    """`_dropped`'s new status, reason and dropped_by columns (none when nothing is dropped)."""
+    """`table`'s status, reason and dropped_by with the rows at `where` given that status and
+    reason (columns over all rows, numpy or Arrow; only the dropped rows' values are read),
+    dropped by `stage`; none when nothing is dropped."""
     if not where.any():
         return {}
     rows = np.flatnonzero(where)

@@ -125,6 +125,15 @@ class TableEdit:
         return written
 
 
+def write_frame(frame: pd.DataFrame, path: Path) -> None:
+    """A whole table (a stage that makes its table, as the catalog does) written atomically the
+    way an edit is: the same row groups and writer options."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS,
+                       **writer_options(table.slice(0, SAMPLE_ROWS)))
+
+
 def writer_options(sample: pa.RecordBatch | pa.Table) -> dict:
     """How our tables are written, from a sample of their rows: dictionary encoding only for
     text columns that repeat (a million distinct paths or hashes would fill a dictionary page

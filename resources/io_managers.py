@@ -22,14 +22,12 @@ from typing import get_origin
 import dagster as dg
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import Field
 
-from ml.atomic import atomic_path, atomic_write_text, remove_stale_temps
+from ml.atomic import atomic_write_text, remove_stale_temps
 from ml.formats.handles import Handle, MemfileHandle, TFRecordShardsHandle
 from ml.publish import prune_for
-from ml.stored_table import ROW_GROUP_ROWS, SAMPLE_ROWS, StoredTable, TableEdit, writer_options
+from ml.stored_table import StoredTable, TableEdit, write_frame
 
 
 def column_schema(dtypes: pd.Series) -> dg.TableSchema:
@@ -68,10 +66,7 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
         if isinstance(obj, TableEdit):
             obj.write({path: None})
         else:
-            table = pa.Table.from_pandas(obj, preserve_index=False)
-            with atomic_path(path) as tmp:
-                pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS,
-                               **writer_options(table.slice(0, SAMPLE_ROWS)))
+            write_frame(obj, path)
         context.add_output_metadata({
             "parquet": dg.MetadataValue.path(str(path)),
             "rows": len(obj),

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.sample_table import for_resize, resized, verified, with_files
+from ml.sample_table import for_resize, resized_columns, verified_columns, with_files
 
 N = 140_000          # read back from Parquet in chunks of 131,072
 
@@ -30,7 +30,7 @@ def test_each_sample_keeps_the_first_stage_that_dropped_it(tmp_path):
     findings = pd.DataFrame({"sample_id": catalog["sample_id"], "verify_status": verify_status,
                              "reason": np.where(verify_status == "ok", "", "missing"),
                              "detail": "", "sha256": "ab" * 32})
-    table = verified(catalog, findings)
+    table = catalog.assign(**verified_columns(catalog, findings))
     assert table.loc[0, ["status", "dropped_by"]].tolist() == ["corrupt", "catalog"]
     assert table.loc[700, ["status", "reason", "dropped_by"]].tolist() == \
         ["missing", "missing", "verification_report"]
@@ -46,7 +46,7 @@ def test_each_sample_keeps_the_first_stage_that_dropped_it(tmp_path):
                              "width": np.where(failed, 0, 32), "height": np.where(failed, 0, 24),
                              "status": np.where(failed, "failed", "resized"),
                              "reason": np.where(failed, "not an image", "")})
-    done = resized(table, todo, outcomes)
+    done = table.assign(**resized_columns(table, todo, outcomes))
     assert len(done) == N                                    # every sample, marked not removed
     at = np.flatnonzero(todo)
     assert done.loc[at[failed], "dropped_by"].eq("resized").all()
@@ -66,4 +66,4 @@ def test_findings_out_of_line_with_the_catalog_are_refused():
     findings = pd.DataFrame({"sample_id": catalog["sample_id"][::-1], "verify_status": "ok",
                              "reason": "", "detail": "", "sha256": ""})
     with pytest.raises(ValueError, match="not aligned"):
-        verified(catalog, findings)
+        verified_columns(catalog, findings)
