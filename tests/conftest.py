@@ -50,14 +50,20 @@ def fork_anyway(monkeypatch):
     """Pools fork even though this test process runs other threads (pool_context forks only a
     single-threaded process; pyarrow's jemalloc background thread alone makes two). While the
     fork happens Arrow allocates from mimalloc, which no background thread holds a lock of:
-    with jemalloc as the pool (ml/arrow_memory.py) a forked worker could wait forever on a
-    lock its background thread held at the fork."""
+    with jemalloc as the pool (ml/arrow_memory.py), purging at once, a forked worker could wait
+    forever on a lock its background threads held at the fork, so they are set back to Arrow's
+    own, lazy decay while the test forks."""
     import pyarrow as pa
     monkeypatch.setattr("ml.process_pool.thread_count", lambda: 1)
     previous = pa.default_memory_pool()
     pa.set_memory_pool(pa.mimalloc_memory_pool())
+    jemalloc = previous.backend_name == "jemalloc"
+    if jemalloc:
+        pa.jemalloc_set_decay_ms(1000)   # Arrow's own setting: its background threads idle
     yield
     pa.set_memory_pool(previous)
+    if jemalloc:
+        pa.jemalloc_set_decay_ms(0)      # as ml/arrow_memory.py sets it
 
 
 @pytest.fixture
