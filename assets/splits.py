@@ -1,7 +1,6 @@
 """The `splits` asset: train/val/test manifests (ml/splits.py), optional ImageFolder link tree,
 class-balance histogram and a thumbnail grid in the asset's markdown."""
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
@@ -24,8 +23,8 @@ from ml.safe_paths import contained
 from ml.sample_table import SPLITS_READS, with_files
 from ml.stored_table import StoredTable, TableEdit
 from ml.splits import (SplitSpec, assign_splits, build_link_tree, class_balance_png,
-                       coverage_warnings, preview_rows, split_counts, split_units,
-                       thumbnail_grid, write_class_counts, write_manifests)
+                       coverage_warnings, manifest_targets, preview_rows, split_counts, split_units,
+                       thumbnail_grid, write_class_counts)
 
 COVERAGE_CHECK = "splits_cover_every_class"
 LEAKAGE_CHECK = "no_leakage_across_splits"
@@ -154,15 +153,15 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             frame = frame.loc[~dropped].reset_index(drop=True)
             kept[np.flatnonzero(kept)[dropped]] = False
         leakage_path = write_leakage_table(crossing, spec.output_dir)
-        split_table = TableEdit(resized, frame[["split"]], keep=None if kept.all() else kept)
-        with ThreadPoolExecutor(1) as writer:    # Parquet encoding releases the GIL: the
-            manifests = writer.submit(write_manifests, split_table, out_dir, sspec)  # pictures overlap
-            counts = split_counts(frame)
-            hist = class_balance_png(counts)
-            sample = preview_rows(frame)
-            grid = thumbnail_grid(sample["file"].tolist(),
-                                  [f"{s}:{l}" for s, l in zip(sample["split"], sample["label"])])
-            paths = manifests.result()
+        manifests = manifest_targets(frame["split"], out_dir, sspec)
+        split_table = TableEdit(resized, frame[["split"]], keep=None if kept.all() else kept,
+                                also=manifests)     # the IO manager writes all in one pass
+        counts = split_counts(frame)
+        hist = class_balance_png(counts)
+        sample = preview_rows(frame)
+        grid = thumbnail_grid(sample["file"].tolist(),
+                              [f"{s}:{l}" for s, l in zip(sample["split"], sample["label"])])
+        paths = dict(zip(sspec.names, manifests))
         sizes = frame["split"].value_counts()
         meta: dict = {
             "path": dg.MetadataValue.path(str(out_dir)),

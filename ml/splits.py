@@ -28,7 +28,6 @@ from ml.errors import ConfigError
 from ml.publish import publish_dir
 from ml.quality.leakage import LEAKAGE_POLICIES
 from ml.safe_paths import check_name, contained, link_or_copy_new, safe_component, safe_components
-from ml.stored_table import TableEdit
 
 ALWAYS_GROUPED = ("pair", "sequence")
 CLASS_COUNTS_STEM = "class_counts"           # its table lies beside the manifests <split>.parquet
@@ -99,9 +98,13 @@ def unit_hash(seed: int, unit: str) -> float:
     return float(unit_hashes(seed, [unit])[0])
 
 
+HASHED_AT_ONCE = 65_536     # units whose digests are held at a time (memory stays flat)
+
+
 def unit_hashes(seed: int, units) -> np.ndarray:
     """`unit_hash` of many units at once: the first 8 bytes of each sha256, big-endian, as
-    float64 / 2**64 (the same values, one hashlib call per unit and no other Python per unit)."""
+    float64 / 2**64 (the same values, one hashlib call per unit and no other Python per unit),
+    HASHED_AT_ONCE units at a time."""
     seeded = hashlib.sha256(f"{seed}\x00".encode("utf-8"))
     if isinstance(units, (pa.Array, pa.ChunkedArray)):
         text = units
@@ -109,13 +112,18 @@ def unit_hashes(seed: int, units) -> np.ndarray:
         text = pa.array(pd.Series(units).astype(str), pa.large_string())
     else:
         text = pa.array([str(u) for u in units], pa.large_string())
-    digests = []
-    add = digests.append
-    for unit in text.cast(pa.large_binary()).to_pylist():   # UTF-8 bytes, no encode per unit
-        h = seeded.copy()
-        h.update(unit)
-        add(h.digest())
-    return np.frombuffer(b"".join(digests), dtype=">u8")[::4].astype(np.float64) / 2.0 ** 64
+    out = np.empty(len(text), dtype=np.float64)
+    for start in range(0, len(text), HASHED_AT_ONCE):
+        digests = []
+        add = digests.append
+        chunk = text.slice(start, HASHED_AT_ONCE).cast(pa.large_binary())
+        for unit in chunk.to_pylist():              # UTF-8 bytes, no encode per unit
+            h = seeded.copy()
+            h.update(unit)
+            add(h.digest())
+        first8 = np.frombuffer(b"".join(digests), dtype=">u8")[::4]
+        out[start:start + len(first8)] = first8.astype(np.float64) / 2.0 ** 64
+    return out
 
 
 def split_units(frame: pd.DataFrame, spec: SplitSpec) -> pd.Series:
@@ -184,15 +192,13 @@ def write_class_counts(frame: pd.DataFrame, out_dir: Path) -> Path:
     return path
 
 
-def write_manifests(table: TableEdit, out_dir: Path, spec: SplitSpec) -> dict[str, Path]:
-    """One Parquet manifest per split, each written atomically: the split table (an edit of
-    the resized one that sets `split`) streamed once, each batch's rows to their split's file."""
-    split = table.columns["split"]
-    targets = {contained(out_dir, f"{check_name(name, 'split name')}.parquet",
-                         what="split manifest"): (split == name).to_numpy(bool)
-               for name in spec.names}
-    table.write(targets)
-    return dict(zip(spec.names, targets))
+def manifest_targets(split: pd.Series, out_dir: Path, spec: SplitSpec) -> dict[Path, np.ndarray]:
+    """Each split's manifest path `<out_dir>/<split>.parquet` and its rows (a mask over `split`,
+    the split of each row of the split table): the split table's edit writes them in the same
+    pass as the table itself (`TableEdit.also`), each atomically."""
+    return {contained(out_dir, f"{check_name(name, 'split name')}.parquet",
+                      what="split manifest"): (split == name).to_numpy(bool)
+            for name in spec.names}
 
 
 def build_link_tree(frame: pd.DataFrame, tree_dir: Path, file_column: str = "file") -> dict[str, int]:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -69,11 +71,14 @@ class StoredTable:
 @dataclass(frozen=True)
 class TableEdit:
     """`base` with `columns` set on the rows at `keep` (a bool mask over base's rows; None keeps
-    every row). `columns` has one row per kept row, in base's order; its index is ignored."""
+    every row). `columns` has one row per kept row, in base's order; its index is ignored.
+    `also` names more files written in the same pass by `save`, each through its own mask over
+    the kept rows (the split manifests beside the splits table)."""
 
     base: StoredTable
     columns: pd.DataFrame
     keep: np.ndarray | None = None
+    also: Mapping[Path, np.ndarray | None] = field(default_factory=dict)
     _kept: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
@@ -93,33 +98,51 @@ class TableEdit:
         dtypes.update(self.columns.dtypes.to_dict())      # set in place, or added last
         return pd.Series(dtypes)
 
+    def save(self, path: Path) -> dict[Path, int]:
+        """The edited table to `path` and the `also` files, in one pass (`write`)."""
+        return self.write({Path(path): None, **self.also})
+
     def write(self, targets: Mapping[Path, np.ndarray | None]) -> dict[Path, int]:
-        """Write the edited table to each target path (atomically, published whole), each
-        through its own mask over the kept rows (None: all of them), in one pass over the base.
-        Returns the rows written per path."""
+        """Write the edited table to each target path (atomically, published whole: all of
+        them or, on an error, none), each through its own mask over the kept rows (None: all of
+        them), in one pass over the base. Each batch is encoded into the targets by a thread per
+        target (Parquet encoding releases the GIL) while the next batch decodes. Returns the
+        rows written per path."""
         masks = {Path(p): m for p, m in targets.items()}
         for path, mask in masks.items():
             if mask is not None and len(mask) != len(self):
                 raise ValueError(f"{path}: mask of {len(mask)} rows for {len(self)} kept rows")
         edited = _Edited(self)
         written = dict.fromkeys(masks, 0)
+        writers: dict[Path, pq.ParquetWriter] = {}
+
+        def encode(path: Path, batch: pa.RecordBatch, start: int) -> None:
+            mask = masks[path]
+            part = batch if mask is None else \
+                batch.filter(pa.array(mask[start:start + batch.num_rows]))
+            if part.num_rows:
+                writers[path].write_batch(part, row_group_size=ROW_GROUP_ROWS)
+            written[path] += part.num_rows
+
         with contextlib.ExitStack() as stack:
             tmps = {p: stack.enter_context(atomic_path(p)) for p in masks}
-            writers: dict[Path, pq.ParquetWriter] = {}
+            pool = stack.enter_context(ThreadPoolExecutor(min(len(masks), os.cpu_count() or 1)))
+            encoding: list = []
             start = 0
-            for batch in edited.batches():
-                if not writers:
-                    options = writer_options(batch.slice(0, SAMPLE_ROWS))
-                    writers = {p: stack.enter_context(pq.ParquetWriter(tmps[p], edited.schema,
-                                                                       **options))
-                               for p in masks}
-                for path, mask in masks.items():
-                    part = batch if mask is None else \
-                        batch.filter(pa.array(mask[start:start + batch.num_rows]))
-                    if part.num_rows:
-                        writers[path].write_batch(part, row_group_size=ROW_GROUP_ROWS)
-                    written[path] += part.num_rows
-                start += batch.num_rows
+            try:
+                for batch in edited.batches():
+                    if not writers:
+                        options = writer_options(batch.slice(0, SAMPLE_ROWS))
+                        writers = {p: stack.enter_context(
+                            pq.ParquetWriter(tmps[p], edited.schema, **options)) for p in masks}
+                    for job in encoding:      # the previous batch done before this one goes in
+                        job.result()
+                    encoding = [pool.submit(encode, p, batch, start) for p in masks]
+                    start += batch.num_rows
+            finally:
+                wait(encoding)                # no writer is closed under a running encode
+            for job in encoding:
+                job.result()
             for writer in writers.values():
                 writer.close()                       # before atomic_path publishes the file
         return written

@@ -64,7 +64,7 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
         path = self._path(context.asset_key, partition)
         remove_stale_temps(path)
         if isinstance(obj, TableEdit):
-            obj.write({path: None})
+            obj.save(path)
         else:
             write_frame(obj, path)
         context.add_output_metadata({

@@ -11,7 +11,7 @@ import pytest
 from ml.errors import ConfigError
 from ml.stored_table import StoredTable, TableEdit
 from ml.splits import (SplitSpec, assign_splits, build_link_tree, coverage_warnings, split_counts,
-                       write_class_counts, write_manifests)
+                       write_class_counts, manifest_targets)
 
 
 def frame_of(n_labels=10, per_label=100, group_kind="none", group_size=1):
@@ -86,11 +86,15 @@ def test_manifests_and_link_tree(tmp_path):
     f = frame_of(n_labels=2, per_label=10).assign(file=files)
     f["split"] = assign_splits(f, SplitSpec())
     f.drop(columns="split").to_parquet(tmp_path / "resized.parquet", index=False)
-    edit = TableEdit(StoredTable.at(tmp_path / "resized.parquet"), f[["split"]])
-    paths = write_manifests(edit, tmp_path / "splits", SplitSpec())
-    for name, path in paths.items():                  # each split's rows, every column
+    targets = manifest_targets(f["split"], tmp_path / "splits", SplitSpec())
+    edit = TableEdit(StoredTable.at(tmp_path / "resized.parquet"), f[["split"]], also=targets)
+    written = edit.save(tmp_path / "splits.parquet")     # the table and its manifests, one pass
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "splits.parquet"), f)
+    for name, path in zip(SplitSpec().names, targets):   # each split's rows, every column
+        assert path == tmp_path / "splits" / f"{name}.parquet"
         pd.testing.assert_frame_equal(pd.read_parquet(path),
                                       f.loc[f["split"] == name].reset_index(drop=True))
+        assert written[path] == int((f["split"] == name).sum())
     counts = build_link_tree(f, tmp_path / "splits" / "tree")
     assert counts["link"] + counts["copy"] == 20
     linked = list((tmp_path / "splits" / "tree").rglob("*.jpg"))

@@ -4,6 +4,8 @@ types), holds one batch at a time, and is published whole or not at all."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -77,27 +79,35 @@ def test_an_empty_parent_gives_an_empty_table_with_every_column(tmp_path):
     assert len(out) == 0 and list(out.columns) == ["sample_id", "status", "width", "used", "split"]
 
 
-def test_a_failure_while_writing_leaves_the_previous_table_whole(tmp_path, monkeypatch):
+def test_a_failure_while_writing_leaves_the_previous_tables_whole(tmp_path, monkeypatch):
+    """One target failing mid-way (its encoding runs in a thread of its own) publishes none of
+    the targets: the splits table and its manifests stay the previous ones together."""
     _parent(300_000).to_parquet(tmp_path / "p.parquet", index=False)
-    out = tmp_path / "out.parquet"
+    out, val = tmp_path / "out.parquet", tmp_path / "val.parquet"
     out.write_bytes(b"the previous table")
+    val.write_bytes(b"the previous manifest")
+    every_third = np.arange(300_000) % 3 == 0
     edit = TableEdit(StoredTable.at(tmp_path / "p.parquet"),
-                     pd.DataFrame({"x": np.zeros(300_000)}))
-    calls = {"n": 0}
+                     pd.DataFrame({"x": np.zeros(300_000)}), also={val: every_third})
+    calls, lock = {"n": 0}, threading.Lock()
     real = pq.ParquetWriter.write_table
 
     def failing(self, table, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise OSError("disk full")
+        with lock:
+            calls["n"] += 1
+            if calls["n"] == 5:
+                raise OSError("disk full")
         return real(self, table, *args, **kwargs)
 
     monkeypatch.setattr(pq.ParquetWriter, "write_table", failing)
     with pytest.raises(OSError, match="disk full"):
-        edit.write({out: None})
+        edit.save(out)
     assert out.read_bytes() == b"the previous table"
-    assert [p.name for p in tmp_path.iterdir()] and not [p for p in tmp_path.iterdir()
-                                                        if p.name not in ("p.parquet", "out.parquet")]
+    assert val.read_bytes() == b"the previous manifest"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet", "p.parquet", "val.parquet"]
+    monkeypatch.undo()
+    assert edit.save(out) == {out: 300_000, val: 100_000}
+    assert pd.read_parquet(val)["sample_id"].tolist() == [f"s{k}" for k in range(0, 300_000, 3)]
 
 
 def test_an_edit_of_the_wrong_length_is_refused(tmp_path):
