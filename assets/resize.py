@@ -4,6 +4,7 @@ from typing import Optional
 
 import dagster as dg
 import pandas as pd
+import pyarrow.compute as pc
 from pydantic import Field
 
 from assets.options import choices, merged_options
@@ -11,7 +12,8 @@ from assets.progress_observations import progress_for
 from assets.shards import current_shard, shard_folder, shard_partitions
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
-from ml.resize import (FORMATS, MODES, ResizeSpec, check_safe_dimensions, output_names,
+from ml.columns import text_column
+from ml.resize import (FORMATS, MODES, Columns, ResizeSpec, check_safe_dimensions, output_names,
                        round_to_safe, stage_resize)
 from ml.sample_table import RESIZE_READS, for_resize, resized_columns, with_files
 from ml.stored_table import StoredTable, TableEdit
@@ -50,15 +52,14 @@ def resize_options(spec: DatasetSpec, run_config: ResizeRunConfig | None = None)
 ITEM_SOURCE_COLUMNS = ("sample_id", "source_key", "path", "member")   # what items are made of
 
 
-def resize_items(rows: pd.DataFrame) -> pd.DataFrame:
-    """The catalog rows as stage_resize's item columns. A sample's output goes to its member
-    (HDF5) or source key, relative to the resized folder, without the extension."""
-    rows = rows.reset_index(drop=True)
-    member = rows["member"].fillna("").astype(str)
-    names = member.where(member != "", rows["source_key"].astype(str))
-    return pd.DataFrame({"sample_id": rows["sample_id"].astype(str),
-                         "path": rows["path"].fillna("").astype(str), "member": member,
-                         "output_name": output_names(names).to_pandas()})
+def resize_items(rows: pd.DataFrame) -> Columns:
+    """The catalog rows as stage_resize's item columns (Arrow, one copy of each text: a frame
+    of them beside would be a second). A sample's output goes to its member (HDF5) or source
+    key, relative to the resized folder, without the extension."""
+    member = text_column(rows["member"])
+    names = pc.if_else(pc.equal(member, ""), text_column(rows["source_key"]), member)
+    return {"sample_id": text_column(rows["sample_id"]), "path": text_column(rows["path"]),
+            "member": member, "output_name": output_names(names)}
 
 
 def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
@@ -92,7 +93,7 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         rspec = ResizeSpec(width=int(opts["width"]), height=int(opts["height"]), mode=opts["mode"],
                            fill=tuple(opts["fill"]), format=opts["format"],
                            quality=int(opts["quality"]))
-        progress = progress_for(context, len(items), f"{spec.name} resize")
+        progress = progress_for(context, int(todo.sum()), f"{spec.name} resize")
         try:
             result = stage_resize(items, out_dir, rspec, workers=int(opts["workers"]) or None,
                                   on_error=opts["on_error"], progress=progress)

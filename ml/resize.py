@@ -159,13 +159,16 @@ class ResizeResult:
            spec: ResizeSpec, seconds: float, bytes_written: int) -> "ResizeResult":
         ok = status != FAILED
         # large_string, as pandas keeps text: the joined paths need no second copy
-        rels = pc.if_else(pa.array(ok), columns["rel"].cast(pa.large_string()), None)
+        rels = columns["rel"].cast(pa.large_string())
+        if not ok.all():                  # failures get no output ('' after the join's null)
+            rels = pc.if_else(pa.array(ok), rels, None)
         outputs = pc.binary_join_element_wise(pa.scalar(os.path.join(str(out_dir), ""),
                                                         pa.large_string()), rels,
                                               pa.scalar("", pa.large_string()))
+        del rels
         frame = pa.table({
             "sample_id": columns["sample_id"],
-            "output": outputs.fill_null(""),
+            "output": outputs if ok.all() else outputs.fill_null(""),
             "width": np.where(ok, spec.width, 0), "height": np.where(ok, spec.height, 0),
             "status": pa.array(status, pa.large_string()),     # pandas' own text type:
             "reason": pa.array(reason, pa.large_string())}).to_pandas()   # no cast
@@ -372,10 +375,11 @@ def output_names(names) -> pa.StringArray:
 Columns = dict[str, pa.StringArray]   # ITEM_COLUMNS and "rel" (the relative output path)
 
 
-def item_columns(items: Sequence[ResizeItem] | pd.DataFrame) -> Columns:
-    """The items as Arrow string columns (ITEM_COLUMNS; positions 0..n-1): a frame's columns
-    as they are (no Python object per value), or a list of ResizeItem's fields."""
-    if isinstance(items, pd.DataFrame):
+def item_columns(items: Sequence[ResizeItem] | pd.DataFrame | Columns) -> Columns:
+    """The items as Arrow string columns (ITEM_COLUMNS; positions 0..n-1): Arrow columns or a
+    frame's columns as they are (no Python object per value), or a list of ResizeItem's
+    fields."""
+    if isinstance(items, (pd.DataFrame, dict)):
         return {name: text_column(items[name]) for name in ITEM_COLUMNS}
     return {name: text_column([getattr(i, name) for i in items]) for name in ITEM_COLUMNS}
 
@@ -678,15 +682,15 @@ def _plan(run: _Run, recorded: _Recorded) -> np.ndarray:
     return np.flatnonzero(~(no_path | failed_before | unchanged))
 
 
-def stage_resize(items: Sequence[ResizeItem] | pd.DataFrame, out_dir: Path, spec: ResizeSpec, *,
+def stage_resize(items: Sequence[ResizeItem] | pd.DataFrame | Columns, out_dir: Path, spec: ResizeSpec, *,
                  workers: int | None = None, on_error: str = "skip",
                  progress: Progress | None = None) -> ResizeResult:
     """Resize every item into out_dir/<output_name>.<jpg|png>, redoing only what changed.
 
-    `items` is a list of ResizeItem or a frame with their ITEM_COLUMNS (the columnar form a
-    million samples arrive in). on_error="skip" turns a bad image into a failed outcome with
-    ImageError's reason; on_error="error" raises that ImageError (work finished so far is kept
-    and remembered). Raises ConfigError for a bad option, an output folder that overlaps the
+    `items` is a list of ResizeItem, or their ITEM_COLUMNS as a frame or as Arrow columns (the
+    columnar forms a million samples arrive in). on_error="skip" turns a bad image into a
+    failed outcome with ImageError's reason; on_error="error" raises that ImageError (work
+    finished so far is kept and remembered). Raises ConfigError for a bad option, an output folder that overlaps the
     sources, or colliding output names; PathEscapeError for an output name that leaves out_dir.
     """
     started = time.perf_counter()
