@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import mmap
 import os
 import shutil
 from collections import deque
@@ -28,6 +29,7 @@ import numpy as np
 from ml.atomic import final_of
 from ml.errors import DatasetError, FormatError
 
+GATHER_ROWS = 65_536                 # offsets gathered at a time (their index: 64k x count x 8 B)
 HELPER_QUEUE_DEPTH = 8               # jobs (buffers to hash) waiting for the helper thread
 IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
 
@@ -93,6 +95,28 @@ class PreadFile:
         if len(data) != count:
             raise self._ended_early(offset, count, len(data))
         return data
+
+    def gather(self, offsets: np.ndarray, count: int) -> np.ndarray:
+        """`count` bytes at each of many offsets as rows of a uint8 array, zeros past the end
+        of the file. Through a read-only memory map, GATHER_ROWS offsets at a time: a record
+        header each of a million records is a quarter of the time of a pread each."""
+        offsets = np.asarray(offsets, dtype=np.int64)
+        rows = np.zeros((len(offsets), count), np.uint8)
+        size = self.size
+        if not len(offsets) or not size or not count:
+            return rows
+        with mmap.mmap(self.descriptor(), 0, access=mmap.ACCESS_READ) as mapped:
+            data = np.frombuffer(mapped, np.uint8)
+            try:
+                columns = np.arange(count, dtype=np.int64)
+                for start in range(0, len(offsets), GATHER_ROWS):
+                    at = offsets[start:start + GATHER_ROWS, None] + columns
+                    inside = (at >= 0) & (at < size)
+                    rows[start:start + GATHER_ROWS] = np.where(
+                        inside, data[np.clip(at, 0, size - 1)], 0)
+            finally:
+                del data                    # the map closes only when no array views it
+        return rows
 
     def pread_array(self, count: int, offset: int) -> np.ndarray:
         """Exactly `count` bytes at `offset`, read straight into a new writable uint8 array."""

@@ -455,16 +455,15 @@ class RecordIOReader:
 
         Returns (flags: uint32[n], labels: float32[n, width]): for flag 0 column 0 holds the
         header's label; for flag > 0 the first min(flag, width) values of the label array.
-        Missing values are NaN. One pread of 32 + 4*width bytes per record; records that need
-        more (split headers, or damage to report) go through `read_header`.
+        Missing values are NaN. 32 + 4*width bytes per record, gathered through a memory map
+        (ml/formats/file_access.py); records that need more (split headers, or damage to
+        report) go through `read_header`.
         """
         keys = np.asarray(keys, dtype=np.int64)
         offsets = self.table.offsets_of(keys)
         head_bytes = PART_HEAD.size + IR_SIZE + 4 * width
-        fd, size = self._file.descriptor(), self._file.size
-        chunks = [os.pread(fd, min(head_bytes, size - offset), offset)
-                  for offset in offsets.tolist()]
-        raw = b"".join(c if len(c) == head_bytes else c.ljust(head_bytes, b"\0") for c in chunks)
+        size = self._file.size
+        raw = self._file.gather(offsets, head_bytes)      # zeros past the end: not `fast`
         heads = np.frombuffer(raw, dtype=np.dtype([
             ("magic", "<u4"), ("lrec", "<u4"), ("flag", "<u4"), ("label", "<f4"),
             ("id", "<u8"), ("id2", "<u8"), ("labels", "<f4", (width,))]))

@@ -1,0 +1,27 @@
+"""Random reads of a file (ml/formats/file_access.py): many small reads gathered at once give
+exactly the bytes a pread each would, zeros past the end of the file."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ml.formats import file_access
+from ml.formats.file_access import PreadFile
+
+
+def test_gather_reads_what_a_pread_each_would_and_zeros_past_the_end(tmp_path, monkeypatch):
+    monkeypatch.setattr(file_access, "GATHER_ROWS", 7)        # several chunks
+    data = np.random.default_rng(0).integers(0, 256, 10_000, dtype=np.uint8).tobytes()
+    (tmp_path / "f.bin").write_bytes(data)
+    offsets = np.array([0, 13, 4_096, 9_990, 9_999, 10_000, 12_345, 4_096, 5] * 3)
+    rows = PreadFile(tmp_path / "f.bin").gather(offsets, 24)
+    assert rows.shape == (len(offsets), 24) and rows.dtype == np.uint8
+    for offset, row in zip(offsets.tolist(), rows):
+        assert row.tobytes() == data[offset:offset + 24].ljust(24, b"\0")
+
+
+def test_gather_of_nothing_and_of_an_empty_file(tmp_path):
+    (tmp_path / "empty").write_bytes(b"")
+    assert PreadFile(tmp_path / "empty").gather(np.array([0, 3]), 8).tolist() == [[0] * 8] * 2
+    (tmp_path / "f").write_bytes(b"abc")
+    assert PreadFile(tmp_path / "f").gather(np.array([], dtype=np.int64), 8).shape == (0, 8)
