@@ -133,7 +133,10 @@ class AppendOnlyTable:
 
 
 def _last_per_key(table: pa.Table, key: str) -> pa.Table:
-    """Each key's last row, in the order of those rows."""
+    """Each key's last row, in the order of those rows (the table itself, not a copy, when
+    every key is there once: the parts of a first run)."""
+    if pc.count_distinct(table[key]).as_py() == len(table):
+        return table
     order = pa.array(np.arange(len(table), dtype=np.int64))
     last = (pa.table({key: table[key], "_row": order})
             .group_by(key, use_threads=False).aggregate([("_row", "max")]))

@@ -8,10 +8,12 @@ import json
 import shutil
 import sqlite3
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from PIL import Image
 
+from ml.append_table import _last_per_key
 from ml.resize import ResizeItem, ResizeSpec, stage_resize
 from ml.resize_manifest import (COLUMNS, LEGACY_MANIFEST_NAME, MANIFEST_NAME, SQLITE_MANIFEST_NAME,
                                 ResizeManifest)
@@ -113,3 +115,19 @@ def _resized_once(tmp_path):
     out, items, spec = tmp_path / "out", [ResizeItem("a", str(src), "a")], ResizeSpec(16, 16)
     stage_resize(items, out, spec, workers=1)
     return out, items, spec, _entries(ResizeManifest(out))
+
+
+def test_a_first_runs_checkpoints_fold_without_a_copy_and_keep_their_order(tmp_path):
+    """A first run writes each sample once, a part per checkpoint: folding them needs no
+    last-row-per-key pass (at 1M rows its copy of the table was the run's peak memory)."""
+    manifest = ResizeManifest(tmp_path)
+    for start in range(0, 30_000, 10_000):                 # three checkpoints, disjoint rows
+        manifest.put(row(i) for i in range(start, start + 10_000))
+        manifest.save()
+    table = manifest.store.read()
+    assert table["id"].to_pylist() == [f"s{i}" for i in range(30_000)]
+    concatenated = pa.concat_tables([table, table.slice(0, 0)])
+    assert _last_per_key(concatenated, "id") is concatenated
+    again = pa.concat_tables([table, table.slice(5, 1)])    # s5 written twice: the last counts
+    last = _last_per_key(again, "id")
+    assert len(last) == 30_000 and last["id"][-1].as_py() == "s5"
