@@ -17,6 +17,7 @@ from ml.columns import text_column
 from ml.catalog import build_catalog, sample_id_for
 from ml.dataset_spec import load_datasets, parse_datasets
 from ml.errors import ConfigError, PathEscapeError, SourceError
+from ml.formats.insightface_rec import open_face_rec
 from ml.shards import shard_codes, shard_keys
 
 
@@ -211,6 +212,12 @@ def test_a_recordio_source_takes_sizes_from_property_without_reading_a_record(go
     frame = build_catalog(spec_for(Path("/"), "recordio", {"path": str(root)})).frame
     assert len(frame) == 10 and (frame["status"] == "ok").all()
     assert set(frame["width"]) == {112} and set(frame["height"]) == {112}
+    index = open_face_rec(root)                       # keys and labels as the headers say
+    assert frame["source_key"].tolist() == frame["member"].tolist() == \
+        [str(k) for k in index.image_keys.tolist()]
+    assert frame["label"].tolist() == frame["group_id"].tolist() == \
+        [str(label) for label in index.labels.tolist()]
+    index.close()
 
 
 def test_image_folder_symlinked_file_leading_out_is_invalid_and_never_opened(tmp_path,
