@@ -274,8 +274,9 @@ PREVIEW_SCAN = 4096        # rows of each split the preview picks its classes fr
 
 def preview_rows(frame: pd.DataFrame, per_split: int = 8) -> pd.DataFrame:
     """Up to `per_split` rows of each split for the thumbnail grid, each of another class while
-    classes last (the first rows of a split are often one class: one identity's images)."""
-    frame = frame.groupby("split", sort=False).head(PREVIEW_SCAN)
+    classes last (the first rows of a split are often one class: one identity's images).
+    Only split, label and file come back (what the thumbnail grid shows)."""
+    frame = frame[["split", "label", "file"]].groupby("split", sort=False).head(PREVIEW_SCAN)
     distinct = frame.drop_duplicates(["split", "label"])
     rest = frame.drop(index=distinct.index)
     picked = pd.concat([distinct, rest]).groupby("split", sort=False).head(per_split)
