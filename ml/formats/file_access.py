@@ -30,6 +30,7 @@ from ml.atomic import final_of
 from ml.errors import DatasetError, FormatError
 
 GATHER_ROWS = 65_536                 # offsets gathered at a time (their index: 64k x count x 8 B)
+MAP_WINDOW = 32 * 2 ** 20            # bytes of a file mapped at a time by PreadFile.gather
 HELPER_QUEUE_DEPTH = 8               # jobs (buffers to hash) waiting for the helper thread
 IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
 
@@ -98,24 +99,35 @@ class PreadFile:
 
     def gather(self, offsets: np.ndarray, count: int) -> np.ndarray:
         """`count` bytes at each of many offsets as rows of a uint8 array, zeros past the end
-        of the file. Through a read-only memory map, GATHER_ROWS offsets at a time: a record
-        header each of a million records is a quarter of the time of a pread each."""
+        of the file: a record header each of a million records in a quarter of the time of a
+        pread each. The offsets are taken in file order through read-only memory maps of at
+        most MAP_WINDOW bytes (and GATHER_ROWS offsets) each, unmapped as soon as read: the
+        pages touched count in the process's RSS only while their window is mapped (one map
+        of a 3.7 GB file left 3.9 GB resident)."""
         offsets = np.asarray(offsets, dtype=np.int64)
         rows = np.zeros((len(offsets), count), np.uint8)
         size = self.size
         if not len(offsets) or not size or not count:
             return rows
-        with mmap.mmap(self.descriptor(), 0, access=mmap.ACCESS_READ) as mapped:
-            data = np.frombuffer(mapped, np.uint8)
-            try:
-                columns = np.arange(count, dtype=np.int64)
-                for start in range(0, len(offsets), GATHER_ROWS):
-                    at = offsets[start:start + GATHER_ROWS, None] + columns
-                    inside = (at >= 0) & (at < size)
-                    rows[start:start + GATHER_ROWS] = np.where(
-                        inside, data[np.clip(at, 0, size - 1)], 0)
-            finally:
-                del data                    # the map closes only when no array views it
+        order = np.argsort(offsets, kind="stable")
+        ordered = offsets[order]
+        columns = np.arange(count, dtype=np.int64)
+        start, end = np.searchsorted(ordered, [0, size])     # the rest lie outside: zeros
+        while start < end:
+            low = int(ordered[start]) // mmap.ALLOCATIONGRANULARITY * mmap.ALLOCATIONGRANULARITY
+            stop = int(min(end, start + GATHER_ROWS,
+                           max(start + 1, np.searchsorted(ordered, low + MAP_WINDOW - count))))
+            high = min(size, int(ordered[stop - 1]) + count)
+            with mmap.mmap(self.descriptor(), high - low, offset=low,
+                           access=mmap.ACCESS_READ) as mapped:
+                data = np.frombuffer(mapped, np.uint8)
+                try:
+                    at = ordered[start:stop, None] - low + columns
+                    rows[order[start:stop]] = np.where(at < high - low,
+                                                       data[np.minimum(at, high - low - 1)], 0)
+                finally:
+                    del data                # a map closes only when no array views it
+            start = stop
         return rows
 
     def pread_array(self, count: int, offset: int) -> np.ndarray:

@@ -10,10 +10,11 @@ from ml.formats.file_access import PreadFile
 
 
 def test_gather_reads_what_a_pread_each_would_and_zeros_past_the_end(tmp_path, monkeypatch):
-    monkeypatch.setattr(file_access, "GATHER_ROWS", 7)        # several chunks
+    monkeypatch.setattr(file_access, "GATHER_ROWS", 7)        # several maps
+    monkeypatch.setattr(file_access, "MAP_WINDOW", 5_000)     # smaller than the file
     data = np.random.default_rng(0).integers(0, 256, 10_000, dtype=np.uint8).tobytes()
     (tmp_path / "f.bin").write_bytes(data)
-    offsets = np.array([0, 13, 4_096, 9_990, 9_999, 10_000, 12_345, 4_096, 5] * 3)
+    offsets = np.array([0, 13, 4_096, 9_990, 9_999, 10_000, 12_345, 4_096, 5, -3] * 3)
     rows = PreadFile(tmp_path / "f.bin").gather(offsets, 24)
     assert rows.shape == (len(offsets), 24) and rows.dtype == np.uint8
     for offset, row in zip(offsets.tolist(), rows):
@@ -25,3 +26,21 @@ def test_gather_of_nothing_and_of_an_empty_file(tmp_path):
     assert PreadFile(tmp_path / "empty").gather(np.array([0, 3]), 8).tolist() == [[0] * 8] * 2
     (tmp_path / "f").write_bytes(b"abc")
     assert PreadFile(tmp_path / "f").gather(np.array([], dtype=np.int64), 8).shape == (0, 8)
+
+
+def test_gather_maps_a_window_at_a_time(tmp_path, monkeypatch):
+    """What gather maps of a large file stays resident only while its window is mapped."""
+    monkeypatch.setattr(file_access, "MAP_WINDOW", 1 << 16)
+    (tmp_path / "f.bin").write_bytes(bytes(range(256)) * 4096)      # 1 MiB
+    lengths = []
+    real = file_access.mmap.mmap
+
+    def recorded(fd, length, *args, **kwargs):
+        lengths.append(length)
+        return real(fd, length, *args, **kwargs)
+
+    monkeypatch.setattr(file_access.mmap, "mmap", recorded)
+    offsets = np.arange(0, 1 << 20, 1000)[::-1]                     # any order
+    rows = PreadFile(tmp_path / "f.bin").gather(offsets, 4)
+    assert rows[:, 0].tolist() == [o % 256 for o in offsets.tolist()]
+    assert len(lengths) >= 16 and max(lengths) <= 1 << 16
