@@ -69,6 +69,11 @@ def _label_indices(labels: pd.Series, names: set[str] | None = None) -> np.ndarr
     `names` (every label of the dataset, for a shard that holds only some) or `labels`' own."""
     names = sorted(set(labels[labels != ""].unique()) if names is None else names - {""})
     if len(names) and all(n.lstrip("-").isdigit() for n in names):
+        codes, distinct = pd.factorize(labels)       # each distinct name parsed once
+        if not (codes < 0).any():
+            distinct = pd.Series(distinct, dtype=object)
+            numbers = pd.to_numeric(distinct.where(distinct != "", "-1")).to_numpy("int64")
+            return numbers[codes]
         numbers = pd.to_numeric(labels.where(labels != "", "-1"))
         return numbers.to_numpy(dtype="int64")
     codes = pd.Categorical(labels, categories=names).codes   # '' (unlabeled) -> -1
@@ -275,7 +280,7 @@ def _frame_of(source: pd.DataFrame, headers: HeaderColumns,
         "used": source["used"].astype(bool),
         "index_in_source": source["index_in_source"].astype("int64"),
     })
-    frame["label_index"] = _label_indices(frame["label"].astype(object), label_names)
+    frame["label_index"] = _label_indices(frame["label"], label_names)
     return frame[CATALOG_COLUMNS]
 
 
