@@ -631,7 +631,9 @@ def _stat_files(positions: np.ndarray, rows: _Rows, found: _Findings) -> None:
     knows); a file gone since the listing is missing."""
     if len(positions) == 0:
         return
-    size, mtime = stat_files(rows.paths.take(pa.array(np.asarray(positions, np.int64))))
+    every = len(positions) == len(rows.paths)    # sorted, distinct: all rows; no copy of paths
+    size, mtime = stat_files(rows.paths if every else
+                             rows.paths.take(pa.array(np.asarray(positions, np.int64))))
     found.size[positions], found.mtime_ns[positions] = size, mtime
     gone = positions[size < 0]
     if len(gone):
