@@ -119,7 +119,8 @@ class ChecksumRegistry:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path, timeout=timeout_s)
+            self._db = sqlite3.connect(self.path, timeout=timeout_s,   # one thread at a time,
+                                       check_same_thread=False)   # not always the opener
             with self._db:
                 self._db.execute(_SCHEMA)
         except sqlite3.DatabaseError as exc:

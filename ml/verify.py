@@ -821,12 +821,15 @@ def _run_checks(checked: np.ndarray, rows: _Rows, found: _Findings, config: Veri
         progress.total = len(checked)
     listing_progress = progress if config.level == "exists" else None
     try:
-        recorded = (registry.lookup(rows.registry_keys) if registry is not None
-                    else Recorded.none(len(rows.registry_keys)))
         in_container = rows.members[checked] != ""
-        _check_files_exist(checked[~in_container], rows, found, _root_prefix(images_dir),
-                           listing_progress)
-        _check_members_exist(checked[in_container], rows, found, listing_progress)
+        with ThreadPoolExecutor(1) as background:     # the registry read while folders are
+            looking_up = (background.submit(registry.lookup, rows.registry_keys)  # listed
+                          if registry is not None else None)
+            _check_files_exist(checked[~in_container], rows, found, _root_prefix(images_dir),
+                               listing_progress)
+            _check_members_exist(checked[in_container], rows, found, listing_progress)
+            recorded = (looking_up.result() if looking_up is not None
+                        else Recorded.none(len(rows.registry_keys)))
         present = checked[found.code[checked] == 0]
         if config.level == "decode":
             if progress is not None:
