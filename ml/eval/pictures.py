@@ -13,20 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from ml.atomic import atomic_path
+from ml.figures import new_figure, save_png
 
 MAX_CONFUSION_CLASSES = 40      # beyond this the matrix shows the most frequent classes only
-
-
-def _save(figure: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png")
-    return path
 
 
 def verification_picture(sets: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]],
@@ -35,8 +25,7 @@ def verification_picture(sets: Mapping[str, Mapping[str, tuple[np.ndarray, np.nd
     """`sets[set][curve] = (fpr, tpr, squared distances)` for curves such as "model" and
     "raw pixels"; `issame[set]` flags the same-identity pairs. One row per set: the ROC curves,
     then the model's distance histograms of same and different pairs."""
-    figure = Figure(figsize=(9, 3.4 * len(sets)), dpi=90)
-    FigureCanvasAgg(figure)
+    figure = new_figure(figsize=(9, 3.4 * len(sets)), dpi=90)
     for row, (name, curves) in enumerate(sets.items()):
         roc = figure.add_subplot(len(sets), 2, 2 * row + 1)
         for label, (fpr, tpr, _) in curves.items():
@@ -60,7 +49,7 @@ def verification_picture(sets: Mapping[str, Mapping[str, tuple[np.ndarray, np.nd
         hist.legend(fontsize=8)
     if title:
         figure.suptitle(title)
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
 def confusion_picture(predicted: np.ndarray, labels: np.ndarray, names: Mapping[int, str],
@@ -79,8 +68,7 @@ def confusion_picture(predicted: np.ndarray, labels: np.ndarray, names: Mapping[
     rows = np.array([np.sum(labels == c) for c in classes], dtype=float)
     matrix = matrix / np.maximum(rows, 1)[:, None]
     side = min(12.0, 3.0 + 0.35 * classes.size)
-    figure = Figure(figsize=(side + 1.5, side), dpi=90)
-    FigureCanvasAgg(figure)
+    figure = new_figure(figsize=(side + 1.5, side), dpi=90)
     axes = figure.add_subplot(1, 1, 1)
     shown = axes.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
     figure.colorbar(shown, ax=axes, fraction=0.046, label="share of the true class")
@@ -95,7 +83,7 @@ def confusion_picture(predicted: np.ndarray, labels: np.ndarray, names: Mapping[
                 axes.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
                           color="white" if value > 0.5 else "black")
     axes.set_title(title or "confusion matrix")
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
 def image_grid_picture(rows: Sequence[Sequence[np.ndarray]], column_titles: Sequence[str],
@@ -104,8 +92,7 @@ def image_grid_picture(rows: Sequence[Sequence[np.ndarray]], column_titles: Sequ
     """A grid of H x W x 3 images (uint8, or floats in 0..1), one list per row, titled by
     column; `captions[r][c]` under each image when given."""
     columns = max(len(r) for r in rows)
-    figure = Figure(figsize=(max(1.9 * columns, 5.0), 2.0 * len(rows) + 0.4), dpi=90)
-    FigureCanvasAgg(figure)
+    figure = new_figure(figsize=(max(1.9 * columns, 5.0), 2.0 * len(rows) + 0.4), dpi=90)
     for r, images in enumerate(rows):
         for c, image in enumerate(images):
             axes = figure.add_subplot(len(rows), columns, r * columns + c + 1)
@@ -118,4 +105,4 @@ def image_grid_picture(rows: Sequence[Sequence[np.ndarray]], column_titles: Sequ
                 axes.set_xlabel(captions[r][c], fontsize=7)
     if title:
         figure.suptitle(title, fontsize=10)
-    return _save(figure, path)
+    return save_png(figure, path)

@@ -6,10 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
-from ml.atomic import atomic_path
+from ml.figures import new_figure, save_png
 
 
 def plot_curves(history: Sequence[Mapping[str, Any]], panels: Mapping[str, Sequence[str]],
@@ -17,9 +14,7 @@ def plot_curves(history: Sequence[Mapping[str, Any]], panels: Mapping[str, Seque
     """Write `path` (PNG, atomically): for each panel (title -> metric names) the named metrics
     of the metric events in `history` against the training step. Metrics absent from the
     history are skipped; a panel with none shows 'no data'."""
-    path = Path(path)
-    figure = Figure(figsize=(5 * len(panels), 3.6), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = new_figure(figsize=(5 * len(panels), 3.6), dpi=100)
     for column, (panel, names) in enumerate(panels.items(), start=1):
         axes = figure.add_subplot(1, len(panels), column)
         plotted = False
@@ -40,7 +35,4 @@ def plot_curves(history: Sequence[Mapping[str, Any]], panels: Mapping[str, Seque
         axes.grid(alpha=0.3)
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png")
-    return path
+    return save_png(figure, path)
