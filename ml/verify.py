@@ -242,6 +242,8 @@ class _Findings:
         level exists nothing is hashed: no column of a million empty hashes is made)."""
         if self.recorded_sha256 is None or not self.from_registry.any():
             return self.hashes(slice(None))
+        if not self.hashed and self.from_registry.all():
+            return self.recorded_sha256              # every row's, as recorded: no copy
         hashed = self.hashes(slice(None)) if self.hashed else pa.scalar("", pa.string())
         return pc.if_else(pa.array(self.from_registry), self.recorded_sha256, hashed)
 
