@@ -196,6 +196,9 @@ class _Decoded:
             problems=problems, signals=block)
 
 
+HEX_DIGITS = 64             # a sha256 in hex
+
+
 class _Findings:
     """Everything found so far, by catalog row position (arrays: 200k rows stay cheap)."""
 
@@ -234,8 +237,19 @@ class _Findings:
         return STATUSES[self.code[pos]]
 
     def hashes(self, where) -> pa.StringArray:
-        """The hex sha256 hashed in this run at `where` ('' where none), as Arrow text."""
-        return pa.array(self.sha256[where], pa.binary()).cast(pa.string())
+        """The hex sha256 hashed in this run at `where` ('' where none), as Arrow text over
+        the fixed-width bytes themselves where every row was hashed (no copy; through binary
+        it took two)."""
+        values = np.ascontiguousarray(self.sha256[where])
+        rows = values.view(np.uint8).reshape(len(values), HEX_DIGITS)
+        hashed = rows[:, 0] != 0
+        digits = rows if hashed.all() else rows[hashed]
+        if len(values) * HEX_DIGITS >= 2 ** 31 or not np.all(digits[:, -1] != 0):
+            return pa.array(values, pa.binary()).cast(pa.string())     # not all 64 digits
+        offsets = np.zeros(len(values) + 1, np.int32)
+        np.cumsum(np.where(hashed, HEX_DIGITS, 0), out=offsets[1:])
+        return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets),
+                                           pa.py_buffer(digits))
 
     def sha256_column(self) -> pa.Array:
         """Every row's sha256 ('' when unknown): hashed now, or as the registry has it (at
@@ -598,8 +612,10 @@ def _compare_with_registry(registry: ChecksumRegistry, recorded: Recorded, posit
                                   _mtime(found.mtime_ns[p]))
             found.mark(p, CORRUPT, CHANGED, f"{why}; run a decode-level check to compare contents")
         return
-    content_differs = pc.not_equal(found.hashes(old), recorded.sha256.take(pa.array(old))
-                                   ).to_numpy(zero_copy_only=False)
+    content_differs = np.concatenate([     # a batch at a time: two million-row text copies
+        pc.not_equal(found.hashes(part), recorded.sha256.take(pa.array(part))   # were 130 MB
+                     ).to_numpy(zero_copy_only=False) for part in _chunks(old, RECORD_BATCH)]
+        or [np.zeros(0, bool)])
     changed = old[content_differs]
     first_seen = new if not accept_changes else np.concatenate([new, changed])
     if not accept_changes:

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -508,3 +509,27 @@ def test_missing_files_are_found_by_set_or_by_arrow_alike(tmp_path, monkeypatch,
     result = run(frame, images, None, level="exists")
     missing = sorted(k for k, v in statuses(result, frame).items() if v[0] == "missing")
     assert missing == ["f0/04.jpg", "f1/09.jpg"]
+
+
+def test_hashes_become_arrow_text_over_the_digits_themselves():
+    """A million hashes as Arrow text: over the fixed-width digits without a copy when every
+    row was hashed; '' where a row was not; anything not 64 digits still comes out as it was."""
+    import pyarrow as pa
+
+    from ml.verify import _Findings
+    found = _Findings(200_000)
+    digits = np.array([(f"{i:x}" * 64)[:64].encode() for i in range(1, 17)], dtype="S64")
+    found.sha256[:] = digits[np.arange(200_000) % 16]
+    whole = found.hashes(slice(None))
+    assert whole.to_pylist()[:2] == [digits[0].decode(), digits[1].decode()]
+    assert np.shares_memory(np.frombuffer(whole.buffers()[2], np.uint8),
+                            found.sha256.view(np.uint8))                 # no copy
+    found.sha256[::7] = b""
+    some = np.arange(0, 200_000, 3)
+    expected = [v.decode() for v in found.sha256[some]]
+    assert found.hashes(some).to_pylist() == expected
+    odd = _Findings(2)
+    odd.sha256[1] = b"abc"
+    assert found.hashes(np.zeros(0, np.int64)).to_pylist() == []
+    assert odd.hashes(slice(None)).to_pylist() == ["", "abc"]
+    assert isinstance(whole, pa.StringArray)
