@@ -69,13 +69,9 @@ def _label_indices(labels: pd.Series, names: set[str] | None = None) -> np.ndarr
     `names` (every label of the dataset, for a shard that holds only some) or `labels`' own."""
     names = sorted(set(labels[labels != ""].unique()) if names is None else names - {""})
     if len(names) and all(n.lstrip("-").isdigit() for n in names):
-        codes, distinct = pd.factorize(labels)       # each distinct name parsed once
-        if not (codes < 0).any():
-            distinct = pd.Series(distinct, dtype=object)
-            numbers = pd.to_numeric(distinct.where(distinct != "", "-1")).to_numpy("int64")
-            return numbers[codes]
-        numbers = pd.to_numeric(labels.where(labels != "", "-1"))
-        return numbers.to_numpy(dtype="int64")
+        codes, distinct = pd.factorize(labels, use_na_sentinel=False)   # each name parsed once
+        distinct = pd.Series(distinct, dtype=object)
+        return pd.to_numeric(distinct.where(distinct != "", "-1")).to_numpy("int64")[codes]
     codes = pd.Categorical(labels, categories=names).codes   # '' (unlabeled) -> -1
     return codes.astype("int64")
 

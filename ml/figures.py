@@ -7,10 +7,11 @@ nothing.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ml.atomic import atomic_path
+from ml.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -26,10 +27,16 @@ def new_figure(figsize: tuple[float, float], dpi: int) -> "Figure":
     return figure
 
 
-def save_png(figure: "Figure", path: str | Path) -> Path:
-    """The figure laid out tightly and written to `path` as PNG, atomically."""
-    path = Path(path)
+def png_bytes(figure: "Figure") -> bytes:
+    """The figure laid out tightly, encoded as PNG."""
     figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def save_png(figure: "Figure", path: str | Path) -> Path:
+    """The figure as PNG (`png_bytes`) written to `path` atomically."""
+    path = Path(path)
+    atomic_write_bytes(path, png_bytes(figure))
     return path

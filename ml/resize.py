@@ -682,16 +682,17 @@ def _plan(run: _Run, recorded: _Recorded) -> np.ndarray:
     return np.flatnonzero(~(no_path | failed_before | unchanged))
 
 
-def stage_resize(items: Sequence[ResizeItem] | pd.DataFrame | Columns, out_dir: Path, spec: ResizeSpec, *,
-                 workers: int | None = None, on_error: str = "skip",
+def stage_resize(items: Sequence[ResizeItem] | pd.DataFrame | Columns, out_dir: Path,
+                 spec: ResizeSpec, *, workers: int | None = None, on_error: str = "skip",
                  progress: Progress | None = None) -> ResizeResult:
     """Resize every item into out_dir/<output_name>.<jpg|png>, redoing only what changed.
 
     `items` is a list of ResizeItem, or their ITEM_COLUMNS as a frame or as Arrow columns (the
     columnar forms a million samples arrive in). on_error="skip" turns a bad image into a
     failed outcome with ImageError's reason; on_error="error" raises that ImageError (work
-    finished so far is kept and remembered). Raises ConfigError for a bad option, an output folder that overlaps the
-    sources, or colliding output names; PathEscapeError for an output name that leaves out_dir.
+    finished so far is kept and remembered). Raises ConfigError for a bad option, an output
+    folder that overlaps the sources, or colliding output names; PathEscapeError for an output
+    name that leaves out_dir.
     """
     started = time.perf_counter()
     if on_error not in ON_ERROR:

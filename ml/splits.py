@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from ml.atomic import atomic_path
 from ml.errors import ConfigError
+from ml.figures import new_figure, png_bytes
 from ml.publish import publish_dir
 from ml.quality.leakage import LEAKAGE_POLICIES
 from ml.safe_paths import check_name, contained, link_or_copy_new, safe_component, safe_components
@@ -194,8 +195,8 @@ def write_class_counts(frame: pd.DataFrame, out_dir: Path) -> Path:
 
 def manifest_targets(split: pd.Series, out_dir: Path, spec: SplitSpec) -> dict[Path, np.ndarray]:
     """Each split's manifest path `<out_dir>/<split>.parquet` and its rows (a mask over `split`,
-    the split of each row of the split table): the split table's edit writes them in the same
-    pass as the table itself (`TableEdit.also`), each atomically."""
+    the split of each row of the split table), in the order of `spec.names`: the split table's
+    edit writes them in the same pass as the table itself (`TableEdit.also`), each atomically."""
     return {contained(out_dir, f"{check_name(name, 'split name')}.parquet",
                       what="split manifest"): (split == name).to_numpy(bool)
             for name in spec.names}
@@ -238,18 +239,15 @@ CHART_MAX_INCHES = 10      # 1,000 px at 100 dpi: the chart fits the UI's page a
 
 def class_balance_png(counts: dict[str, dict[str, int]], max_labels: int = 40) -> bytes:
     """A grouped bar chart of samples per class and split (top classes when there are many)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     totals: dict[str, int] = {}
     for per in counts.values():
         for label, n in per.items():
             totals[label] = totals.get(label, 0) + n
     labels = sorted(totals, key=lambda l: (-totals[l], l))[:max_labels]
     splits = list(counts)
-    fig, ax = plt.subplots(figsize=(min(CHART_MAX_INCHES, max(6, 0.25 * len(labels) + 2)), 3.6),
-                           dpi=100)
+    fig = new_figure(figsize=(min(CHART_MAX_INCHES, max(6, 0.25 * len(labels) + 2)), 3.6),
+                     dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / max(1, len(splits))
     x = np.arange(len(labels))
     for i, split in enumerate(splits):
@@ -262,11 +260,7 @@ def class_balance_png(counts: dict[str, dict[str, int]], max_labels: int = 40) -
         title += f" (top {max_labels} of {len(totals)} classes)"
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 PREVIEW_SCAN = 4096        # rows of each split the preview picks its classes from
