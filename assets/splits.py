@@ -14,6 +14,7 @@ from assets.options import choices, merged_options
 from ml.atomic import atomic_path
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, DatasetError
+from ml.figures import import_in_background
 from ml.quality.issues import QualityConfig
 from ml.quality.leakage import (LEAKAGE_POLICIES, MAX_MERGED_UNITS, cross_split_pairs,
                                 duplicate_pairs, find_duplicates, keep_in_train,
@@ -22,7 +23,7 @@ from ml.quality.report import issues_per_split
 from ml.safe_paths import contained
 from ml.sample_table import SPLITS_READS, with_files
 from ml.stored_table import StoredTable, TableEdit
-from ml.splits import (SplitSpec, assign_splits, build_link_tree, class_balance_png,
+from ml.splits import (SplitSpec, assign_splits, build_link_tree, class_balance_png, class_counts,
                        coverage_warnings, manifest_targets, preview_rows, split_counts, split_units,
                        thumbnail_grid, write_class_counts)
 
@@ -123,6 +124,7 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             sspec = split_spec_for(spec, config)
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
+        import_in_background()                # matplotlib loads while the table is read
         table = resized.read(SPLITS_READS)    # not the table's other columns (memory)
         kept = with_files(table)
         frame = table if kept.all() else table.loc[kept].reset_index(drop=True)
@@ -143,7 +145,7 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                 f"of more than {MAX_MERGED_UNITS} split units: similar images rather than "
                 "copies; not treated as duplicates (lower quality.near_duplicate_distance to "
                 "split them)")
-        units = merged_units(base_units, pairs) if sspec.group_duplicates else None
+        units = merged_units(base_units, pairs) if sspec.group_duplicates else base_units
         frame = frame.assign(split=assign_splits(frame, sspec, units))
         crossing = cross_split_pairs(frame, pairs)
         conflicts = label_conflicts(frame, pairs, base_units)
@@ -156,7 +158,8 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         manifests = manifest_targets(frame["split"], out_dir, sspec)
         split_table = TableEdit(resized, frame[["split"]], keep=None if kept.all() else kept,
                                 also=manifests)     # the IO manager writes all in one pass
-        counts = split_counts(frame)
+        per_class = class_counts(frame)
+        counts = split_counts(per_class)
         hist = class_balance_png(counts)
         sample = preview_rows(frame)
         grid = thumbnail_grid(sample["file"].tolist(),
@@ -169,8 +172,8 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             **{f"{name}_manifest": dg.MetadataValue.path(str(p)) for name, p in paths.items()},
             "counts_per_split_and_class": dg.MetadataValue.json(
                 {split: class_count_summary(per) for split, per in counts.items()}),
-            "class_counts_table": dg.MetadataValue.path(str(write_class_counts(frame, out_dir))),
-            "groups": int(frame["group_id"].nunique()),
+            "class_counts_table": dg.MetadataValue.path(str(write_class_counts(per_class, out_dir))),
+            "split_units": len(units.names),
             "duplicate_pairs": len(pairs),
             "similar_cluster_pairs": len(clusters),
             "duplicate_pairs_across_splits": len(crossing),

@@ -3,10 +3,13 @@ instead of a Python string per value.
 
 pandas 3 keeps text in Arrow (as large_string, chunked past 131,072 rows when read back from
 Parquet); Arrow's compute functions want one array of one type, so every column of text goes
-through `text_column` before it is compared, joined or hashed.
+through `text_column` before it is compared, joined or hashed. A column of ids that is grouped
+or hashed per distinct value goes through `Codes` once.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -23,3 +26,26 @@ def text_column(values) -> pa.StringArray:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     return values.cast(pa.string()).fill_null("")
+
+
+@dataclass(frozen=True)
+class Codes:
+    """A column as codes into its distinct values: row i holds `names[codes[i]]`, `names` in
+    order of first appearance (pd.factorize's). Columnar code compares, groups and counts a
+    million ids by their codes, and factorizes a column once for all of it (a million distinct
+    strings cost ~0.15 s each time)."""
+
+    codes: np.ndarray          # int64 per row
+    names: pd.Index            # the distinct values
+
+    @classmethod
+    def of(cls, values: pd.Series) -> "Codes":
+        codes, names = pd.factorize(values)
+        return cls(codes.astype(np.int64, copy=False), names)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def values(self) -> pd.Series:
+        """The column itself again (one value per row)."""
+        return pd.Series(self.names.take(self.codes))

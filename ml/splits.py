@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ml.atomic import atomic_path
+from ml.columns import Codes
 from ml.errors import ConfigError
 from ml.figures import new_figure, png_bytes
 from ml.publish import publish_dir
@@ -127,30 +128,44 @@ def unit_hashes(seed: int, units) -> np.ndarray:
     return out
 
 
-def split_units(frame: pd.DataFrame, spec: SplitSpec) -> pd.Series:
-    """The unit each sample is assigned with: its group when grouped, else itself."""
+def split_units(frame: pd.DataFrame, spec: SplitSpec) -> Codes:
+    """The unit each sample is assigned with (its group when grouped, else itself), factorized
+    once for the duplicate merging and the assignment."""
     grouped = frame["group_kind"].isin(ALWAYS_GROUPED)
     if spec.group_identities:
         grouped |= frame["group_kind"].eq("identity")
-    return frame["group_id"].where(grouped, frame["sample_id"])
+    if not grouped.any():      # each sample its own unit; sample ids are distinct (the catalog
+        return Codes(np.arange(len(frame), dtype=np.int64),       # refuses repeats)
+                     pd.Index(frame["sample_id"]))
+    return Codes.of(frame["group_id"].where(grouped, frame["sample_id"]))
 
 
-def assign_splits(frame: pd.DataFrame, spec: SplitSpec, units: pd.Series | None = None) -> pd.Series:
+def assign_splits(frame: pd.DataFrame, spec: SplitSpec, units: Codes | None = None) -> pd.Series:
     """Split name per row (index aligned with `frame`): each distinct unit (`units`, default
-    split_units) hashed once, the thresholds applied to the whole column."""
-    codes, uniques = pd.factorize(split_units(frame, spec) if units is None else units)
+    split_units) hashed once, the thresholds applied to the whole column, the names given by
+    Arrow (a dictionary decoded: no Python string per row)."""
+    units = split_units(frame, spec) if units is None else units
     edges = np.cumsum(spec.ratios)[:-1]
-    which = np.searchsorted(edges, unit_hashes(spec.seed, uniques), side="right")
-    names = np.array(spec.names, dtype=object)
-    return pd.Series(names[which][codes], index=frame.index, name="split", dtype="str")
+    which = np.searchsorted(edges, unit_hashes(spec.seed, units.names), side="right")
+    names = pa.DictionaryArray.from_arrays(pa.array(which[units.codes], pa.int32()),
+                                           pa.array(spec.names, pa.large_string()))
+    return pd.Series(names.cast(pa.large_string()), index=frame.index, name="split", dtype="str")
 
 
-def split_counts(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
-    """{split: {label: count}} for metadata and the class-balance histogram."""
-    table = frame.groupby(["split", "label"]).size()
+def class_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Samples per (split, label): columns split, label (text) and samples, one grouping of the
+    whole table that the metadata, the histogram and the Parquet table all read."""
+    table = (frame.groupby(["split", "label"], observed=True).size()
+             .rename("samples").reset_index())
+    table["split"], table["label"] = table["split"].astype(str), table["label"].astype(str)
+    return table
+
+
+def split_counts(table: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """{split: {label: count}} of a `class_counts` table, for metadata and the histogram."""
     out: dict[str, dict[str, int]] = {}
-    for (split, label), n in table.items():
-        out.setdefault(str(split), {})[str(label)] = int(n)
+    for split, label, n in zip(table["split"], table["label"], table["samples"].tolist()):
+        out.setdefault(split, {})[label] = n
     return out
 
 
@@ -181,12 +196,9 @@ def coverage_warnings(counts: dict[str, dict[str, int]], spec: SplitSpec) -> lis
     return problems
 
 
-def write_class_counts(frame: pd.DataFrame, out_dir: Path) -> Path:
-    """Samples per (split, label) as a Parquet table (split, label, samples), written atomically:
-    the whole per-class picture at any number of classes, which metadata only summarises."""
-    table = (frame.groupby(["split", "label"], observed=True).size()
-             .rename("samples").reset_index())
-    table["split"], table["label"] = table["split"].astype(str), table["label"].astype(str)
+def write_class_counts(table: pd.DataFrame, out_dir: Path) -> Path:
+    """A `class_counts` table as Parquet (split, label, samples), written atomically: the whole
+    per-class picture at any number of classes, which metadata only summarises."""
     path = contained(out_dir, CLASS_COUNTS_NAME, what="class counts table")
     with atomic_path(path) as tmp:
         table.to_parquet(tmp, index=False)
@@ -269,8 +281,12 @@ PREVIEW_SCAN = 4096        # rows of each split the preview picks its classes fr
 def preview_rows(frame: pd.DataFrame, per_split: int = 8) -> pd.DataFrame:
     """Up to `per_split` rows of each split for the thumbnail grid, each of another class while
     classes last (the first rows of a split are often one class: one identity's images).
-    Only split, label and file come back (what the thumbnail grid shows)."""
-    frame = frame[["split", "label", "file"]].groupby("split", sort=False).head(PREVIEW_SCAN)
+    Only split, label and file come back (what the thumbnail grid shows). Only the first
+    PREVIEW_SCAN rows of each split are looked at, found by their split's code."""
+    codes, names = pd.factorize(frame["split"])
+    first = [np.flatnonzero(codes == code)[:PREVIEW_SCAN] for code in range(len(names))]
+    frame = frame[["split", "label", "file"]].iloc[np.sort(np.concatenate(first or [[]]))
+                                                     .astype(np.int64)]
     distinct = frame.drop_duplicates(["split", "label"])
     rest = frame.drop(index=distinct.index)
     picked = pd.concat([distinct, rest]).groupby("split", sort=False).head(per_split)

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ml.arrow_memory import reusing_freed_memory
 from ml.atomic import atomic_path
 
 BATCH_ROWS = 65_536          # rows decoded, edited and encoded at a time
@@ -125,6 +126,7 @@ class TableEdit:
             written[path] += part.num_rows
 
         with contextlib.ExitStack() as stack:
+            stack.enter_context(reusing_freed_memory())
             tmps = {p: stack.enter_context(atomic_path(p)) for p in masks}
             pool = stack.enter_context(ThreadPoolExecutor(min(len(masks), os.cpu_count() or 1)))
             encoding: list = []

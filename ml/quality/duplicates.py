@@ -39,16 +39,15 @@ class DuplicateGroups:
 
 
 def exact_groups(keys) -> np.ndarray:
-    """Group numbers of rows whose key (sha256) occurs more than once; -1 elsewhere and for
-    empty keys."""
+    """Group numbers of rows whose key (sha256) occurs more than once, numbered 0.. in order of
+    first appearance; -1 elsewhere and for empty keys. Factorized codes are in that order
+    already, so the repeated ones are renumbered by a running count (no sort)."""
     keys = keys if isinstance(keys, pd.Series) else pd.Series(keys)       # Arrow text stays so
     codes, uniques = pd.factorize(keys.astype("str").fillna(""), sort=False)
-    counts = np.bincount(codes, minlength=len(uniques))
-    empty = np.flatnonzero(uniques == "")
-    groups = np.where(counts[codes] > 1, codes, -1).astype(np.int64)
-    if empty.size:
-        groups[codes == empty[0]] = -1
-    return _renumber(groups)
+    repeated = np.bincount(codes, minlength=len(uniques)) > 1
+    repeated &= np.asarray(uniques != "")
+    number = np.cumsum(repeated) - 1
+    return np.where(repeated[codes], number[codes], -1).astype(np.int64)
 
 
 def table_plan(distinct: int, max_distance: int) -> tuple[int, int]:

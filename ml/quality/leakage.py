@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ml.columns import Codes
 from ml.quality.duplicates import DuplicateGroups, components, duplicate_groups
 from ml.quality.issues import QualityConfig
 
@@ -29,16 +30,21 @@ def find_duplicates(frame: pd.DataFrame, config: QualityConfig) -> DuplicateGrou
 
 def duplicate_pairs(groups: DuplicateGroups) -> pd.DataFrame:
     """Every duplicate relation as pairs of rows: exact (each member with its group's first
-    row) and near (as found), without repeats."""
+    row) and near (as found), without repeats (a near pair of two identical files is the
+    exact pair already)."""
     exact = groups.exact_group
     member = np.flatnonzero(exact >= 0)
-    first = pd.Series(member).groupby(exact[member]).transform("min").to_numpy()
+    first_row = np.full(int(exact.max()) + 1 if member.size else 0, len(exact), dtype=np.int64)
+    np.minimum.at(first_row, exact[member], member)     # each group's first row
+    first = first_row[exact[member]]
     keep = member != first
-    pairs = pd.concat([
-        pd.DataFrame({"row_a": first[keep], "row_b": member[keep], "kind": "exact",
-                      "distance": 0}),
-        groups.pairs.assign(kind="near")[list(PAIR_COLUMNS)],
-    ], ignore_index=True)
+    exact_pairs = pd.DataFrame({"row_a": first[keep], "row_b": member[keep], "kind": "exact",
+                                "distance": 0})
+    near = groups.pairs
+    if near.empty:
+        return exact_pairs
+    near = near.assign(kind="near")[list(PAIR_COLUMNS)]
+    pairs = pd.concat([exact_pairs, near], ignore_index=True)
     return pairs.drop_duplicates(["row_a", "row_b"], ignore_index=True)
 
 
@@ -51,7 +57,7 @@ def duplicate_components(n: int, pairs: pd.DataFrame) -> np.ndarray:
     return np.where(member, labels, -1)
 
 
-def without_clusters(units: pd.Series, pairs: pd.DataFrame,
+def without_clusters(units: Codes, pairs: pd.DataFrame,
                      max_units: int = MAX_MERGED_UNITS) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(pairs whose duplicate component joins at most `max_units` split units, the pairs of
     larger components). Chained near pairs can link hundreds of similar but distinct images
@@ -59,27 +65,33 @@ def without_clusters(units: pd.Series, pairs: pd.DataFrame,
     are reported as clusters instead of duplicates."""
     if pairs.empty:
         return pairs, pairs
-    codes, _ = pd.factorize(units.astype(str))
     rows = duplicate_components(len(units), pairs)
     member = np.flatnonzero(rows >= 0)
-    spread = pd.Series(codes[member]).groupby(rows[member]).nunique()
+    spread = pd.Series(units.codes[member]).groupby(rows[member]).nunique()
     big = spread.index[spread.to_numpy() > max_units].to_numpy()
     in_big = np.isin(rows[pairs["row_a"].to_numpy(np.int64)], big)
     return (pairs.loc[~in_big].reset_index(drop=True), pairs.loc[in_big].reset_index(drop=True))
 
 
-def merged_units(units: pd.Series, pairs: pd.DataFrame) -> pd.Series:
+def merged_units(units: Codes, pairs: pd.DataFrame) -> Codes:
     """`units` (a split unit per row) with units joined by a duplicate relation merged into one,
-    named by its smallest unit id, so a duplicate group lands in one split."""
-    units = units.astype(str)
+    named by its smallest unit id, so a duplicate group lands in one split. Only the joined
+    units' names are compared; every other unit keeps its code's order."""
     if pairs.empty:
         return units
-    codes, uniques = pd.factorize(units)
-    a = codes[pairs["row_a"].to_numpy(np.int64)]
-    b = codes[pairs["row_b"].to_numpy(np.int64)]
-    labels = components(len(uniques), a, b)
-    names = pd.Series(uniques).groupby(labels).transform("min")
-    return pd.Series(names.to_numpy()[codes], index=units.index, dtype="str")
+    a = units.codes[pairs["row_a"].to_numpy(np.int64)]
+    b = units.codes[pairs["row_b"].to_numpy(np.int64)]
+    n = len(units.names)
+    labels = components(n, a, b)                # each unit's component: its first unit
+    root = labels == np.arange(n)
+    has_members = np.zeros(n, dtype=bool)
+    has_members[labels[~root]] = True
+    joined = np.flatnonzero(~root | has_members)
+    smallest = pd.Series(units.names.take(joined)).groupby(labels[joined]).min()
+    position = np.cumsum(root) - 1               # a component's place among the roots
+    names = pd.Series(units.names.take(np.flatnonzero(root)))
+    names.iloc[position[smallest.index.to_numpy()]] = smallest.to_numpy()
+    return Codes(position[labels[units.codes]], pd.Index(names))
 
 
 def cross_split_pairs(frame: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
@@ -102,14 +114,14 @@ def _at(column: pd.Series, rows: np.ndarray) -> np.ndarray:
 
 
 def label_conflicts(frame: pd.DataFrame, pairs: pd.DataFrame,
-                    units: pd.Series | None = None) -> pd.DataFrame:
+                    units: Codes | None = None) -> pd.DataFrame:
     """Duplicate pairs whose two images carry different labels (label noise: for identities,
     one face filed under two people); pairs inside one split unit (a before/after pair, the
     frames of one sequence) are one sample's parts, not noise."""
     a, b = pairs["row_a"].to_numpy(np.int64), pairs["row_b"].to_numpy(np.int64)
     differ = _at(frame["label"], a) != _at(frame["label"], b)
     if units is not None:
-        differ &= _at(units, a) != _at(units, b)
+        differ &= units.codes[a] != units.codes[b]
     return pairs.loc[differ].reset_index(drop=True)
 
 

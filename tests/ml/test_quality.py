@@ -135,12 +135,25 @@ def test_rows_sharing_near_hashes_are_paired_every_one_with_every_other():
 def test_a_chain_of_near_pairs_over_many_units_is_a_cluster_not_a_duplicate():
     import pandas as pd
 
+    from ml.columns import Codes
     from ml.quality.leakage import MAX_MERGED_UNITS, merged_units, without_clusters
     n = MAX_MERGED_UNITS + 4
-    units = pd.Series([f"id_{i}" for i in range(n)] + ["id_x", "id_y"])
+    units = Codes.of(pd.Series([f"id_{i}" for i in range(n)] + ["id_x", "id_y"]))
     chain = pd.DataFrame({"row_a": list(range(n - 1)) + [n], "row_b": list(range(1, n)) + [n + 1],
                           "kind": "near", "distance": 3})
     kept, clusters = without_clusters(units, chain)
     assert len(clusters) == n - 1 and kept[["row_a", "row_b"]].values.tolist() == [[n, n + 1]]
-    merged = merged_units(units, kept)
+    merged = merged_units(units, kept).values()
     assert merged.iat[n] == merged.iat[n + 1] == "id_x" and merged.iat[0] == "id_0"
+
+
+def test_merged_units_take_the_smallest_id_of_their_group_and_keep_the_others():
+    import pandas as pd
+
+    from ml.columns import Codes
+    from ml.quality.leakage import merged_units
+    units = Codes.of(pd.Series(["u9", "u3", "u9", "u7", "u1", "u5", "u7"]))
+    pairs = pd.DataFrame({"row_a": [0, 3], "row_b": [1, 4], "kind": "exact", "distance": 0})
+    merged = merged_units(units, pairs)
+    assert merged.values().tolist() == ["u3", "u3", "u3", "u1", "u1", "u5", "u1"]
+    assert len(merged.names) == 3 and list(merged.names) == ["u3", "u1", "u5"]

@@ -10,8 +10,8 @@ import pytest
 
 from ml.errors import ConfigError
 from ml.stored_table import StoredTable, TableEdit
-from ml.splits import (SplitSpec, assign_splits, build_link_tree, coverage_warnings, split_counts,
-                       write_class_counts, manifest_targets)
+from ml.splits import (SplitSpec, assign_splits, build_link_tree, class_counts, coverage_warnings,
+                       manifest_targets, split_counts, write_class_counts)
 
 
 def frame_of(n_labels=10, per_label=100, group_kind="none", group_size=1):
@@ -102,8 +102,10 @@ def test_manifests_and_link_tree(tmp_path):
     one = f.iloc[0]
     target = tmp_path / "splits" / "tree" / one["split"] / one["label"] / "0.jpg"
     assert os.path.samefile(target, one["file"])            # a hard link, not a copy
-    assert split_counts(f)["train"]["c0"] == int(((f["split"] == "train") & (f["label"] == "c0")).sum())
-    table = pd.read_parquet(write_class_counts(f, tmp_path / "splits"))
+    per_class = class_counts(f)
+    assert split_counts(per_class)["train"]["c0"] == \
+        int(((f["split"] == "train") & (f["label"] == "c0")).sum())
+    table = pd.read_parquet(write_class_counts(per_class, tmp_path / "splits"))
     assert table["samples"].sum() == 20 and list(table.columns) == ["split", "label", "samples"]
     assert table.set_index(["split", "label"])["samples"].to_dict() == \
         f.groupby(["split", "label"]).size().to_dict()
