@@ -11,10 +11,7 @@ pyarrow is first imported). Where the wheel has no jemalloc, the default pool st
 
 from __future__ import annotations
 
-import contextlib
-
 import logging
-from typing import Iterator
 
 import pyarrow as pa
 
@@ -31,23 +28,3 @@ def return_freed_memory() -> bool:
         return False
     pa.set_memory_pool(pool)
     return True
-
-
-STREAMING_DECAY_MS = 1000     # freed pages kept this long while a table streams through
-
-
-@contextlib.contextmanager
-def reusing_freed_memory(decay_ms: int = STREAMING_DECAY_MS) -> Iterator[None]:
-    """While a table streams through in batches (decode, edit, encode: the same sizes freed and
-    asked for again every batch), jemalloc keeps freed pages for `decay_ms` so that the next
-    batch reuses them instead of faulting in fresh ones: a million-row write spent a fifth of its
-    time in page faults at a decay of 0, for ~30 MB of pages held. Freed memory goes back at
-    once again afterwards. Nothing changes where Arrow's pool is not jemalloc."""
-    if pa.default_memory_pool().backend_name != "jemalloc":
-        yield
-        return
-    pa.jemalloc_set_decay_ms(decay_ms)
-    try:
-        yield
-    finally:
-        pa.jemalloc_set_decay_ms(0)

@@ -32,7 +32,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ml.arrow_memory import reusing_freed_memory
 from ml.atomic import atomic_path
 
 BATCH_ROWS = 65_536          # rows decoded, edited and encoded at a time
@@ -64,7 +63,8 @@ class StoredTable:
 
     def read(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The table, or only `columns` of it, as one DataFrame (pandas dtypes restored)."""
-        wanted = None if columns is None else [c for c in columns if c in set(self.columns)]
+        present = set(self.columns) if columns is not None else set()
+        wanted = None if columns is None else [c for c in columns if c in present]
         parts = [pd.read_parquet(p, columns=wanted) for p in self.paths]
         return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
@@ -126,7 +126,6 @@ class TableEdit:
             written[path] += part.num_rows
 
         with contextlib.ExitStack() as stack:
-            stack.enter_context(reusing_freed_memory())
             tmps = {p: stack.enter_context(atomic_path(p)) for p in masks}
             pool = stack.enter_context(ThreadPoolExecutor(min(len(masks), os.cpu_count() or 1)))
             encoding: list = []

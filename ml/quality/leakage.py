@@ -25,7 +25,7 @@ def find_duplicates(frame: pd.DataFrame, config: QualityConfig) -> DuplicateGrou
     """Exact groups by the `sha256` column and near groups by `phash` (absent: none)."""
     sha = frame["sha256"] if "sha256" in frame.columns else pd.Series([""] * len(frame))
     phash = frame["phash"] if "phash" in frame.columns else pd.Series([None] * len(frame))
-    return duplicate_groups(sha, phash.to_numpy(), config.near_duplicate_distance)
+    return duplicate_groups(sha, phash.array, config.near_duplicate_distance)   # not as objects
 
 
 def duplicate_pairs(groups: DuplicateGroups) -> pd.DataFrame:

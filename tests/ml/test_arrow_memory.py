@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from ml.arrow_memory import return_freed_memory, reusing_freed_memory
+from ml.arrow_memory import return_freed_memory
 
 
 def _rss() -> int:
@@ -29,16 +29,3 @@ def test_freed_arrow_memory_is_returned_at_once():
     assert grown > 200 * 2 ** 20
     # Arrow's default (mimalloc) keeps all of it; jemalloc decaying at once returns most
     assert kept < grown / 2, f"{kept / 2**20:.0f} MB still held after freeing {grown / 2**20:.0f} MB"
-
-
-def test_memory_freed_after_a_streamed_write_goes_back_at_once_again():
-    if not return_freed_memory():
-        pytest.skip("this pyarrow has no jemalloc")
-    with reusing_freed_memory():
-        churn = [pc.add(pa.array(np.arange(1 << 17, dtype=np.int64)), 1) for _ in range(64)]
-        del churn
-    before = _rss()
-    parts = [pc.add(pa.array(np.arange(1 << 17, dtype=np.int64)), 1) for _ in range(256)]
-    grown = _rss() - before
-    del parts
-    assert _rss() - before < grown / 2
