@@ -24,8 +24,9 @@ PAIR_COLUMNS = ("row_a", "row_b", "kind", "distance")
 def find_duplicates(frame: pd.DataFrame, config: QualityConfig) -> DuplicateGroups:
     """Exact groups by the `sha256` column and near groups by `phash` (absent: none)."""
     sha = frame["sha256"] if "sha256" in frame.columns else pd.Series([""] * len(frame))
-    phash = frame["phash"] if "phash" in frame.columns else pd.Series([None] * len(frame))
-    return duplicate_groups(sha, phash.array, config.near_duplicate_distance)   # not as objects
+    phash = (frame["phash"].array if "phash" in frame.columns else          # not as objects
+             pd.arrays.IntegerArray(np.zeros(len(frame), np.uint64), np.ones(len(frame), bool)))
+    return duplicate_groups(sha, phash, config.near_duplicate_distance)
 
 
 def duplicate_pairs(groups: DuplicateGroups) -> pd.DataFrame:
@@ -67,8 +68,12 @@ def without_clusters(units: Codes, pairs: pd.DataFrame,
         return pairs, pairs
     rows = duplicate_components(len(units), pairs)
     member = np.flatnonzero(rows >= 0)
-    spread = pd.Series(units.codes[member]).groupby(rows[member]).nunique()
-    big = spread.index[spread.to_numpy() > max_units].to_numpy()
+    if len(units.names) == len(units):          # every row its own unit: units = rows
+        spread = np.bincount(rows[member])
+        big = np.flatnonzero(spread > max_units)
+    else:
+        spread = pd.Series(units.codes[member]).groupby(rows[member]).nunique()
+        big = spread.index[spread.to_numpy() > max_units].to_numpy()
     in_big = np.isin(rows[pairs["row_a"].to_numpy(np.int64)], big)
     return (pairs.loc[~in_big].reset_index(drop=True), pairs.loc[in_big].reset_index(drop=True))
 
