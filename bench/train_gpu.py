@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, Sampler
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ml.collate import Uint8Collate  # noqa: E402
+from ml.items import MaskedItem  # noqa: E402
 from ml.datasets.recordio import RecordIODataset  # noqa: E402
 from ml.formats.handles import RecordIOHandle  # noqa: E402
 from ml.samplers import RandomIdentitySampler  # noqa: E402
@@ -133,9 +134,9 @@ def main(argv: list[str] | None = None) -> dict:
             return len(labels)
 
         n = args.batch
-        fixed = (torch.randn(n, 3, 112, 112), torch.randint(0, dataset.num_classes, (n,)),
-                 torch.ones(n, 1, 112, 112))
-        fixed = batch_to_device(list(fixed), env, cfg.channels_last)
+        fixed = MaskedItem(torch.randn(n, 3, 112, 112),
+                           torch.randint(0, dataset.num_classes, (n,)), torch.ones(n, 1, 112, 112))
+        fixed = batch_to_device(fixed, env, cfg.channels_last)
 
         def synthetic_batches():
             while True:

@@ -1,8 +1,8 @@
 """Batches of uint8 images: collated in the DataLoader worker, normalised where it is cheapest.
 
 The cheap end of a face pipeline is `face_train_transform(uint8_output=True)` (or
-ToUint8TensorWithMask): items hold uint8 images [C, H, W] and uint8 masks [1, H, W] (255
-visible). Two ways to batch them:
+ToUint8TensorWithMask): items (MaskedItem, ml/items.py) hold uint8 images [C, H, W] and
+uint8 masks [1, H, W] (255 visible). Two ways to batch them:
 
 - `Uint8Collate()` keeps the batch uint8 ([B, C, H, W] images, [B, 1, H, W] masks). A worker
   then sends the main process a quarter of the bytes of a float batch and does no float work at
@@ -12,7 +12,8 @@ visible). Two ways to batch them:
   ToTensorWithMask + Normalize give item by item (equal to float rounding), for consumers that
   expect float batches from the DataLoader.
 
-Labels, flags and float (feature-map) masks are collated by torch's default_collate either way.
+Labels, flags and float (feature-map) masks are collated by torch's default_collate either way,
+and a batch is of its items' type (each field stacked), so masks are found by name.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 from torch.utils.data import default_collate
 
+from ml.items import with_fields
 from ml.errors import ConfigError
 
 
@@ -57,17 +59,18 @@ def is_uint8_mask_batch(value: Any) -> bool:
 
 
 class Uint8Collate:
-    """A DataLoader collate_fn that keeps uint8 images and masks uint8: images (the first element
+    """A DataLoader collate_fn that keeps uint8 images and masks uint8: images (the first field
     of each item) become a [B, C, H, W] batch (a channel-first view of stacked pixel rows, i.e.
-    channels-last memory), masks (the third element) [B, 1, H, W]; the other elements are
-    collated by default_collate. Normalise the batch on its device with BatchNormalizer."""
+    channels-last memory), masks [B, 1, H, W]; the other fields are collated by
+    default_collate. The batch is of the items' type. Normalise it on its device with
+    BatchNormalizer."""
 
     def __call__(self, items: Sequence[Any]) -> Any:
         if not items or not isinstance(items[0], (tuple, list)):
             return stack_images(items)
         columns = list(zip(*items))
-        return [stack_images(columns[0]), *(default_collate(list(column))
-                                            for column in columns[1:])]
+        return with_fields(items[0], [stack_images(columns[0]),
+                                      *(default_collate(list(column)) for column in columns[1:])])
 
     def __repr__(self) -> str:
         return "Uint8Collate()"
@@ -121,12 +124,15 @@ class BatchNormalizer:
         return torch.div(masks, 255.0, out=out)
 
     def __call__(self, batch: Any) -> Any:
+        """A batch (or bare images) with its images (first field) and its `mask` field
+        normalised, of the same item type."""
         if not isinstance(batch, (tuple, list)):
             return self.images(batch)
-        normalised = [self.images(batch[0]), *batch[1:]]
-        if len(normalised) > 2:
-            normalised[2] = self.masks(normalised[2])
-        return normalised
+        values = [self.images(batch[0]), *batch[1:]]
+        fields = getattr(batch, "_fields", ())
+        if "mask" in fields:
+            values[fields.index("mask")] = self.masks(values[fields.index("mask")])
+        return with_fields(batch, values)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(mean={self.mean}, std={self.std})"
@@ -147,13 +153,7 @@ class NormalizeCollate(BatchNormalizer):
         self._stack = Uint8Collate()
 
     def __call__(self, items: Sequence[Any]) -> Any:
-        batch = self._stack(items)
-        if not isinstance(batch, list):
-            return self.images(batch)
-        batch[0] = self.images(batch[0])
-        if len(batch) > 2:
-            batch[2] = self.masks(batch[2])
-        return batch
+        return super().__call__(self._stack(items))
 
     def images(self, images: Any, out: torch.Tensor | None = None) -> Any:
         if out is None and isinstance(images, torch.Tensor) and images.dtype == torch.uint8:

@@ -10,11 +10,10 @@ both together.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 from torch.utils.data import Dataset
 
+from ml.items import BeforeAfterItem
 from ml.errors import ConfigError, DatasetError
 from ml.imageio import load_rgb
 from ml.transforms import WorkerRandom, image_to_tensor
@@ -59,7 +58,7 @@ class BeforeAfterPairs(Dataset):
     def __len__(self) -> int:
         return len(self.table)
 
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
+    def __getitem__(self, index: int) -> BeforeAfterItem:
         before = image_to_tensor(load_rgb(self.before[index]))
         after = image_to_tensor(load_rgb(self.after[index]))
         if before.shape != after.shape:
@@ -78,4 +77,4 @@ class BeforeAfterPairs(Dataset):
             after = after[:, y:y + height, x:x + width]
         if self.flip and rng.random() < 0.5:
             before, after = before.flip(-1), after.flip(-1)
-        return before, after
+        return BeforeAfterItem(before, after)

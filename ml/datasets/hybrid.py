@@ -34,6 +34,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ml.augmenter import Augmenter
+from ml.items import FlaggedItem, MaskedFlaggedItem, flagged
 from ml.datasets.pipeline import ImagePipeline, Transform
 from ml.errors import ConfigError, PathEscapeError, SourceError
 from ml.imageio import load_rgb
@@ -195,7 +196,7 @@ class HybridDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[Any, ...]:
+    def __getitem__(self, index: int) -> FlaggedItem | MaskedFlaggedItem:
         path = str(self.paths[index])
         label = self.labels[index]          # float32 labels stay numpy: they collate as float32
         label = int(label) if self.labels.dtype == np.int64 else label
@@ -203,11 +204,11 @@ class HybridDataset(Dataset):
         image, missing = self.policy.load(lambda: load_rgb(path), template.shape, name=path,
                                           dtype=template.numpy_dtype)
         if not missing:
-            return (*self.pipeline.item(image, label), False)
+            return flagged(self.pipeline.item(image, label), False)
         output = template.wrap(image)
         if len(self.placeholder) == 2:
-            return output, label, self.placeholder[1].make(), True
-        return output, label, True
+            return MaskedFlaggedItem(output, label, self.placeholder[1].make(), True)
+        return FlaggedItem(output, label, True)
 
     def missing_summary(self, flags_total: int | None = None) -> str:
         """One line for the end of training. `flags_total` is the sum of the items' missing

@@ -1,10 +1,8 @@
-"""The per-item image pipeline and the item contract every dataset of ml.datasets follows.
+"""The per-item image pipeline of ml.datasets.
 
-An item is `(image, label)`, or `(image, label, mask)` when the transform yields a mask: a
-transform returning a 2-tuple `(image, mask)` (seed 002's occlusion transforms) makes the item a
-3-tuple. Datasets that also report a per-item flag (HybridDataset's placeholder flag,
-TemporalPairDataset's fallback flag) append it as the LAST element, so `batch[0]` is always the
-image and `batch[1]` the label.
+A dataset's item is a named tuple (ml/items.py): `Item(image, label)`, or
+`MaskedItem(image, label, mask)` when the transform returns an `(image, mask)` pair (seed 002's
+occlusion transforms).
 
 The pipeline runs seed 002's steps in seed 002's order: decoded RGB PIL image -> optional
 RGB->BGR swap (for backbones trained on OpenCV/BGR input) -> Augmenter -> transform.
@@ -23,6 +21,7 @@ import simplejpeg
 from PIL import Image
 
 from ml.augmenter import Augmenter
+from ml.items import Item, MaskedItem, make_item
 from ml.errors import ConfigError
 from ml.imageio import load_rgb, plain_jpeg_size
 
@@ -79,16 +78,9 @@ class ImagePipeline:
             image = self.augmenter(image)
         return self.transform(image) if self.transform is not None else image
 
-    def item(self, image: Image.Image, label: Any) -> tuple:
-        """The contract item for a decoded image and its label."""
+    def item(self, image: Image.Image, label: Any) -> Item | MaskedItem:
+        """The item of a decoded image and its label (ml.items.make_item)."""
         return make_item(self(image), label)
-
-
-def make_item(output: Any, label: Any) -> tuple:
-    """(image, label), or (image, label, mask) when `output` is an (image, mask) pair."""
-    if isinstance(output, tuple) and len(output) == 2:
-        return output[0], label, output[1]
-    return output, label
 
 
 def source_path(source: Any, handle_type: type, attribute: str) -> Path:

@@ -16,13 +16,12 @@ Seed 001 instead returned dummy samples with target -1 that nothing counted.
 from __future__ import annotations
 
 import os
-from typing import Any
-
 import numpy as np
 from torch.utils.data import Dataset
 
 from ml.augmenter import Augmenter
 from ml.datasets.h5_store import open_store, read_store_image
+from ml.items import PairItem
 from ml.datasets.pipeline import ImagePipeline, Transform
 from ml.errors import ConfigError, FormatError
 from ml.formats.handles import H5StoreHandle
@@ -115,8 +114,8 @@ class TemporalPairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.reader)
 
-    def __getitem__(self, index: int) -> tuple[Any, Any, int, bool]:
+    def __getitem__(self, index: int) -> PairItem:
         other, fallback = self.partner(index)
         view_a = self.pipeline(read_store_image(self.reader, index))
         view_b = self.pipeline(read_store_image(self.reader, other))
-        return view_a, view_b, int(self.labels[index]), fallback
+        return PairItem(view_a, view_b, int(self.labels[index]), fallback)

@@ -1,11 +1,12 @@
 """ValidationMemfileDataset: seed 002's FiveValidationDataset over a validation memfile.
 
-Items are (image tensor, issame, dataname, index) for every image of the concatenated
-verification sets, in file order (pairs are consecutive rows 2k, 2k+1; issame is the pair's flag,
-repeated for both images; dataname the set's code, see `dataname_to_idx`). Images come from the
-memfile mapped read-only and each item is a copy, so a batch never aliases the mapping and
-nothing can write to the file. The mapping is not pickled: a spawned worker maps the file itself
-(a memmap would otherwise be pickled as a full in-memory copy), a forked one shares the parent's.
+Items are PairImageItem(image tensor, issame, dataname, index) (ml/items.py) for every image
+of the concatenated verification sets, in file order (pairs are consecutive rows 2k, 2k+1;
+issame is the pair's flag, repeated for both images; dataname the set's code, see
+`dataname_to_idx`). Images come from the memfile mapped read-only and each item is a copy, so
+a batch never aliases the mapping and nothing can write to the file. The mapping is not
+pickled: a spawned worker maps the file itself (a memmap would otherwise be pickled as a full
+in-memory copy), a forked one shares the parent's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ml.errors import FormatError
 from ml.formats.handles import MemfileHandle
 from ml.formats.insightface_bin import open_validation_memfile
 from ml.formats.memfile import open_memfile
+from ml.items import PairImageItem
 
 
 class ValidationMemfileDataset(Dataset):
@@ -58,6 +60,7 @@ class ValidationMemfileDataset(Dataset):
     def __len__(self) -> int:
         return self.shape[0]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, bool, int, int]:
+    def __getitem__(self, index: int) -> PairImageItem:
         image = torch.from_numpy(np.array(self.images[index]))
-        return image, bool(self.issame[index]), int(self.dataname[index]), int(index)
+        return PairImageItem(image, bool(self.issame[index]), int(self.dataname[index]),
+                             int(index))

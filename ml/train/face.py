@@ -48,6 +48,7 @@ from ml.eval.pictures import verification_picture
 from ml.eval.verification import (evaluate_sets, memfile_pair_distances,
                                   pixel_embedding, summary_figures, validation_sets)
 from ml.formats.handles import MemfileHandle, RecordIOHandle
+from ml.items import Item, MaskedItem, mask_of
 from ml.losses import batch_hard_triplet_loss, occlusion_loss
 from ml.models.face_model import FaceModel, build_face_model
 from ml.models.heads import MarginHead, build_margin_head
@@ -168,7 +169,7 @@ def build_training(cfg: Config, num_classes: int, input_size: int, env: DistEnv
     return net, ddp, optimizer
 
 
-def batch_to_device(batch: list, env: DistEnv, channels_last: bool):
+def batch_to_device(batch: Item | MaskedItem, env: DistEnv, channels_last: bool):
     """(images, labels, masks or None) of a RecordIODataset batch on env's device: the uint8
     images and masks the workers collate (Uint8Collate) are normalised there; float images
     (already normalised by the transform) are only laid out."""
@@ -182,7 +183,8 @@ def batch_to_device(batch: list, env: DistEnv, channels_last: bool):
     else:
         images = pixels.contiguous(memory_format=layout)
     labels = batch[1].to(env.device, non_blocking=True).long()
-    masks = FACE_NORMALIZER.masks(to_device(batch[2], env)) if len(batch) > 2 else None
+    masks = mask_of(batch)
+    masks = FACE_NORMALIZER.masks(to_device(masks, env)) if masks is not None else None
     return images, labels, masks
 
 

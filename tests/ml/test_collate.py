@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader
 
 from ml.collate import BatchNormalizer, NormalizeCollate, Uint8Collate
 from ml.errors import ConfigError
+from ml.items import Item, MaskedItem
 from ml.transforms import face_train_transform
 from tests.ml.test_transforms import TransformedNoise
 
@@ -52,8 +53,9 @@ def test_normaliser_output_layout_and_pass_through():
 
 
 def test_normalize_collate_is_uint8_collate_then_normaliser():
-    items = [(torch.randint(0, 256, (112, 112, 3), dtype=torch.uint8).permute(2, 0, 1), i,
-              torch.randint(0, 2, (1, 112, 112), dtype=torch.uint8) * 255) for i in range(5)]
+    items = [MaskedItem(torch.randint(0, 256, (112, 112, 3), dtype=torch.uint8).permute(2, 0, 1),
+                        i, torch.randint(0, 2, (1, 112, 112), dtype=torch.uint8) * 255)
+             for i in range(5)]
     direct = NormalizeCollate(MEAN, STD)(items)
     later = BatchNormalizer(MEAN, STD)(Uint8Collate()(items))
     for a, b in zip(direct, later):
@@ -67,13 +69,36 @@ def test_face_trainer_batches_reach_the_device_normalised():
     from ml.train.face import batch_to_device
 
     env = DistEnv(0, 1, 0, torch.device("cpu"))
-    items = [(torch.randint(0, 256, (112, 112, 3), dtype=torch.uint8).permute(2, 0, 1), i,
-              torch.randint(0, 2, (1, 112, 112), dtype=torch.uint8) * 255) for i in range(4)]
+    items = [MaskedItem(torch.randint(0, 256, (112, 112, 3), dtype=torch.uint8).permute(2, 0, 1),
+                        i, torch.randint(0, 2, (1, 112, 112), dtype=torch.uint8) * 255)
+             for i in range(4)]
     images, labels, masks = batch_to_device(Uint8Collate()(items), env, channels_last=True)
     expected = (torch.stack([p.float() for p, _, _ in items]) / 255 - 0.5) / 0.5
     assert images.dtype == torch.float32 and images.is_contiguous()
     assert torch.allclose(images, expected, atol=1e-6) and labels.dtype == torch.int64
     assert torch.equal(masks, torch.stack([m for _, _, m in items]).float() / 255)
-    floats = [expected, torch.arange(4), torch.ones(4, 1, 112, 112)]
+    floats = MaskedItem(expected, torch.arange(4), torch.ones(4, 1, 112, 112))
     again, _, ones = batch_to_device(floats, env, channels_last=False)
-    assert torch.equal(again, expected) and torch.equal(ones, floats[2])
+    assert torch.equal(again, expected) and torch.equal(ones, floats.mask)
+    _, _, none = batch_to_device(Item(expected, torch.arange(4)), env, channels_last=False)
+    assert none is None
+
+
+def test_batches_keep_their_items_fields_so_a_flag_is_never_taken_for_a_mask():
+    """A hybrid dataset's (image, label, missing) has the length of (image, label, mask): the
+    batch says which it is by its fields."""
+    from ml.items import FlaggedItem, mask_of
+    from ml.train.distributed import DistEnv
+    from ml.train.face import batch_to_device
+
+    pixels = [torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8) for _ in range(3)]
+    flagged = Uint8Collate()([FlaggedItem(p, i, i == 1) for i, p in enumerate(pixels)])
+    assert isinstance(flagged, FlaggedItem) and flagged.missing.tolist() == [False, True, False]
+    assert mask_of(flagged) is None
+    images, labels, masks = batch_to_device(flagged, DistEnv(0, 1, 0, torch.device("cpu")),
+                                            channels_last=False)
+    assert masks is None and images.dtype == torch.float32 and labels.tolist() == [0, 1, 2]
+    normalised = NormalizeCollate()([MaskedItem(p, i, torch.full((1, 8, 8), 255, dtype=torch.uint8))
+                                     for i, p in enumerate(pixels)])
+    assert isinstance(normalised, MaskedItem) and torch.equal(normalised.mask,
+                                                              torch.ones(3, 1, 8, 8))

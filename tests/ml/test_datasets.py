@@ -28,6 +28,7 @@ from ml.datasets import (H5StoreDataset, HybridDataset, ImageFolderDataset, Reco
 from ml.datasets.pipeline import decode_bytes, decode_plain_jpeg
 from ml.datasets.tfrecord_stream import shuffle_buffered
 from ml.errors import ConfigError, DatasetError, FormatError, ImageError, PathEscapeError
+from ml.items import FlaggedItem, Item, MaskedItem, PairImageItem, PairItem, mask_of
 from ml.formats.example_proto import encode_example
 from ml.formats.h5store import H5Item, write_h5_store
 from ml.formats.handles import (H5StoreHandle, MemfileHandle, RecordIOHandle,
@@ -134,7 +135,10 @@ def test_image_folder_swaps_channels_and_yields_masks(tmp_path):
     assert sum(changed) >= len(plain) - 1 and augmented[0][0].shape == plain[0][0].shape
     masked = ImageFolderDataset(tmp_path / "root", T.Compose([
         SyntheticOcclusionMask(prob=1.0, feature_map_size=3, seed=1), ToTensorWithMask()]))
-    images, batch_labels, masks = next(iter(loader(masked)))
+    assert type(plain[0]) is Item and type(masked[0]) is MaskedItem      # one item contract
+    batch = next(iter(loader(masked)))
+    assert type(batch) is MaskedItem                      # the batch keeps the item's fields
+    images, batch_labels, masks = batch
     assert images.shape == (4, 3, 6, 8) and masks.shape == (4, 1, 3, 3)
     assert batch_labels.tolist() == [0, 0, 0, 1]
 
@@ -234,6 +238,7 @@ def write_sequences(path: Path) -> None:
 def test_temporal_pairs_respect_the_window_and_count_fallbacks(tmp_path):
     write_sequences(tmp_path / "seq.h5")
     dataset = TemporalPairDataset(tmp_path / "seq.h5", window=2, transform=TO_UINT8)
+    assert type(dataset[0]) is PairItem and dataset[0].label == dataset[0][2]
     keys = dataset.reader.index.keys
     assert {keys[i] for i in dataset.fallback_indices} == FALLBACK_KEYS
     assert dataset.fallback_count == 3 and dataset.single_frame_sequences == 1
@@ -278,6 +283,7 @@ def test_hybrid_placeholders_are_flagged_and_summed_across_workers(golden):
                             label_key="labels/gender", transform=hybrid_transform(),
                             allow_missing=True, image_size=(64, 64))
     assert len(dataset) == 20 and dataset.excluded == 0
+    assert type(dataset[0]) is FlaggedItem and mask_of(dataset[0]) is None   # a flag, no mask
     flagged, total = [], 0
     for images, labels, missing in loader(dataset):
         assert images.shape[1:] == (3, 16, 16)
@@ -356,6 +362,7 @@ def test_validation_memfile_items_are_copies_from_a_read_only_map(tmp_path):
                            dtype="uint8", num_pairs=5, sets={"lfw": 2, "mine": 5})
     dataset = ValidationMemfileDataset(handle)
     assert len(pickle.dumps(dataset)) < 4096 and dataset.num_pairs == 5
+    assert type(dataset[3]) is PairImageItem and dataset[3].dataname == dataset[3][2]
     images, issame, dataname, index = (torch.cat(part) for part in
                                        zip(*loader(dataset, batch_size=3)))
     assert index.tolist() == list(range(10))

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from ml import transforms as mt
 from ml.collate import NormalizeCollate
 from ml.errors import ConfigError, ImageError
+from ml.items import MaskedItem
 from ml.transforms import (
     ARCFACE_REFERENCE_POINTS, CASIA_REFERENCE_POINTS, MedicalMaskOcclusion, Normalize,
     OcclusionMaskWrapper, RandomErasing, RandomHorizontalFlipWithMask, RandomOcclusion,
@@ -238,7 +239,7 @@ class TransformedNoise(Dataset):
 
     def __getitem__(self, index: int):
         image, mask = self.transform(noise_image(seed=index))
-        return image, index, mask
+        return MaskedItem(image, index, mask)
 
 
 def test_uint8_output_with_normalize_collate_gives_the_float_batches():
