@@ -30,21 +30,22 @@ from pathlib import Path
 from typing import Any, Optional
 
 import dagster as dg
-import pandas as pd
 from pydantic import Field
 
 from assets.metadata import for_people, image_markdown
 from assets.options import choices, merged_options
 from assets.training_progress import observing_training
-from ml.atomic import atomic_path, atomic_write_text
+from ml.atomic import atomic_write_text
 from ml.checksums import files_sha256
 from ml.dataset_spec import DatasetSpec, repo_root
 from ml.errors import ConfigError
-from ml.formats.handles import CheckpointHandle, Handle
+from ml.formats.handles import CheckpointHandle, StoredHandle
 from ml.train.card import model_card as model_card_markdown
 from ml.train.gate import GATES
 from ml.train.tasks import DEVICES, TASKS
 from ml.train.tensorboard import TENSORBOARD_DIR
+from ml.stored_table import StoredTable
+from resources.io_managers import AS_STORED
 from resources.trainer_launchers import K8S_CONFIG_TAG, TrainerLauncher, k8s_gpu_config
 
 # task -> {trainer input name: upstream asset of the same dataset}
@@ -116,19 +117,18 @@ def trainer_command(task: str, processes: int, args: list[str]) -> list[str]:
     return [sys.executable, "-m", "resources.pipes_entry", task, *args]
 
 
-def stage_inputs(inputs: dict[str, Any], folder: Path) -> list[str]:
-    """Write the IO managers' inputs as files for the trainer; returns its --input arguments."""
+def input_args(inputs: dict[str, Any]) -> list[str]:
+    """The trainer's --input arguments: each input's own stored file (the IO manager's handle
+    JSON or Parquet table, handed over as stored: AS_STORED), passed on, never copied."""
     args = []
     for name, value in sorted(inputs.items()):
-        if isinstance(value, Handle):
-            path = folder / f"{name}.handle.json"
-            atomic_write_text(path, value.to_json())
-        elif isinstance(value, pd.DataFrame):
-            path = folder / f"{name}.parquet"
-            with atomic_path(path) as tmp:
-                value.to_parquet(tmp, index=False)
+        if isinstance(value, StoredHandle):
+            path = value.path
+        elif isinstance(value, StoredTable) and len(value.paths) == 1:
+            path = value.paths[0]
         else:
-            raise TypeError(f"training input {name!r}: cannot pass a {type(value).__name__}")
+            raise TypeError(f"training input {name!r}: cannot pass a {type(value).__name__} "
+                            "(expected a stored handle or one stored table)")
         args += ["--input", f"{name}={path}"]
     return args
 
@@ -180,7 +180,7 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
     out_dir = spec.output_dir / "train" / task
     gate = GATES[task]
     gate_margin = gate.margin if opts["gate_margin"] is None else opts["gate_margin"]
-    ins = {name: dg.AssetIn(key=dg.AssetKey([spec.name, upstream]))
+    ins = {name: dg.AssetIn(key=dg.AssetKey([spec.name, upstream]), metadata=AS_STORED)
            for name, upstream in TASK_INPUTS[task].items()}
 
     @dg.asset(
@@ -203,7 +203,7 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
         cfg = Path(run_opts["config"])
         cfg = cfg if cfg.is_absolute() else root / cfg
         args = ["--config", str(cfg), "--out", str(out_dir),
-                *stage_inputs(inputs, out_dir / "inputs"),
+                *input_args(inputs),
                 *[a for k, v in run_opts["set"].items() for a in ("--set", f"{k}={v}")],
                 *(["--fresh"] if run_opts["fresh"] else []),
                 "--events", str(out_dir / EVENTS_FILE)]

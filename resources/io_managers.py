@@ -11,7 +11,10 @@ which is how the shards' outputs are combined. An input declared with
 `AssetIn(metadata={"columns": [...]})` reads only those columns (a step that needs the sample
 id and path of a million-row catalog does not hold its other twenty columns). An input annotated
 `StoredTable` is handed over unread (the step reads the columns it computes on), and a step may
-return a `TableEdit` of it, written by streaming the parent (ml/stored_table.py).
+return a `TableEdit` of it, written by streaming the parent (ml/stored_table.py). An input
+declared with `AssetIn(metadata=AS_STORED)` is handed over as what is stored, unread: a
+StoredTable, or a StoredHandle (the handle and its file), so that a trainer is given the IO
+manager's own files rather than copies.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import pandas as pd
 from pydantic import Field
 
 from ml.atomic import atomic_write_text, remove_stale_temps
-from ml.formats.handles import Handle, MemfileHandle, TFRecordShardsHandle
+from ml.formats.handles import Handle, MemfileHandle, StoredHandle, TFRecordShardsHandle
 from ml.publish import prune_for
 from ml.stored_table import StoredTable, TableEdit, write_frame
 
@@ -34,6 +37,13 @@ def column_schema(dtypes: pd.Series) -> dg.TableSchema:
     """A table's columns and their types (`DataFrame.dtypes`), as the UI shows its schema."""
     return dg.TableSchema(columns=[dg.TableColumn(str(name), str(dtype))
                                    for name, dtype in dtypes.items()])
+
+
+AS_STORED = {"as_stored": True}     # AssetIn metadata: the input as stored (file and all), unread
+
+
+def _as_stored(context: dg.InputContext) -> bool:
+    return bool((context.definition_metadata or {}).get("as_stored"))
 
 
 def _annotation(context: dg.InputContext):
@@ -80,7 +90,7 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
         key = context.upstream_output.asset_key if context.upstream_output else context.asset_key
         columns = (context.definition_metadata or {}).get("columns")
         stored = StoredTable.at(*self._stored_paths(context, key))
-        if _annotation(context) is StoredTable:
+        if _annotation(context) is StoredTable or _as_stored(context):
             return stored
         return stored.read(columns)
 
@@ -141,6 +151,8 @@ class HandleIOManager(dg.ConfigurableIOManager):
             raise dg.Failure(f"{key.to_user_string()} has not been materialized yet ({path} does "
                              "not exist); run the prepare job first")
         handle = Handle.from_json(path.read_text())
+        if _as_stored(context):
+            return StoredHandle(path, handle)
         wanted = _annotation(context)
         if isinstance(handle, MemfileHandle) and wanted in (np.ndarray, np.memmap):
             return handle.open()

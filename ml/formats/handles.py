@@ -118,6 +118,15 @@ class CheckpointHandle(Handle):
     summary: dict[str, Any]                   # the trainer's final summary (JSON scalars)
 
 
+@dataclass(frozen=True)
+class StoredHandle:
+    """A handle with the file it was read from (the IO manager's `<asset>.handle.json`), for a
+    consumer that passes the file on (a trainer's --input) instead of writing a copy of it."""
+
+    path: Path
+    handle: Handle
+
+
 HANDLE_TYPES: dict[str, type[Handle]] = {
     cls.kind: cls for cls in (RecordIOHandle, TFRecordShardsHandle, H5StoreHandle, MemfileHandle,
                               CheckpointHandle)

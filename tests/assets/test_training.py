@@ -61,6 +61,9 @@ def test_training_runs_through_pipes_and_the_checkpoint_reaches_the_next_asset(t
     provenance = meta["provenance"]
     h5 = json.loads((tmp_path / "outputs/seq/h5_store.handle.json").read_text())
     assert provenance["inputs"]["h5_store"]["sha256"] == h5["sha256"] and h5["sha256"] in card
+    # the trainer was given the IO manager's own handle file, not a copy of it
+    assert provenance["inputs"]["h5_store"]["file"] == str(tmp_path / "outputs/seq/h5_store.handle.json")
+    assert not (tmp_path / "outputs/seq/train/contrastive/inputs").exists()
     assert set(provenance["dagster_runs"]) == {"seq/h5_store", "seq/splits",
                                               "seq/verification_report"}
     assert all(r["run_id"] == result.run_id for r in provenance["dagster_runs"].values())

@@ -65,3 +65,22 @@ def test_an_input_annotated_stored_table_is_handed_over_unread_and_an_edit_is_wr
     assert meta["dagster/row_count"].value == 1
     assert [c.name for c in meta["dagster/column_schema"].value.columns] == [
         "sample_id", "path", "label", "width", "checked"]
+
+
+def test_inputs_declared_as_stored_come_as_their_files_unread(tmp_path):
+    """A trainer is given the IO managers' own files (AS_STORED), never copies of them."""
+    from ml.formats.handles import H5StoreHandle, StoredHandle
+    from resources.io_managers import AS_STORED, HandleIOManager
+
+    frames = _stored(tmp_path)
+    table = frames.load_input(dg.build_input_context(asset_key=["ds", "catalog"],
+                                                     definition_metadata=AS_STORED))
+    assert isinstance(table, StoredTable) and table.paths == (tmp_path / "ds" / "catalog.parquet",)
+    handles = HandleIOManager(base_dir=str(tmp_path))
+    handle = H5StoreHandle(path=str(tmp_path / "store.h5"), num_images=3, num_sequences=1,
+                           num_classes=1)
+    handles.handle_output(dg.build_output_context(asset_key=["ds", "h5_store"]), handle)
+    stored = handles.load_input(dg.build_input_context(asset_key=["ds", "h5_store"],
+                                                       definition_metadata=AS_STORED))
+    assert stored == StoredHandle(tmp_path / "ds" / "h5_store.handle.json", handle)
+    assert handles.load_input(dg.build_input_context(asset_key=["ds", "h5_store"])) == handle
