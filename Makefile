@@ -39,7 +39,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 sample: $(VENV)/.installed
 	@echo "==> generating the sample datasets in $(SAMPLE_DIR)"
-	@$(BIN)/python -m ml.sample_data --out $(SAMPLE_DIR)
+	@$(BIN)/python -m demo.sample_data --out $(SAMPLE_DIR)
 
 # The demo shows INFO lines (steps, progress, training figures) with a short prefix; every event,
 # DEBUG included, goes to outputs/demo.log. `dagster job execute` is the documented CLI: its
@@ -59,7 +59,7 @@ demo: bootstrap sample
 	@set -o pipefail; $(DAGSTER_CLI) job execute -m definitions -j train 2>&1 \
 	  | tee -a $(DEMO_LOG) | $(SHOW_INFO)
 	@echo "==> done"
-	@$(BIN)/python -m ml.demo_summary --outputs $(OUTPUT_DIR)
+	@$(BIN)/python -m demo.summary --outputs $(OUTPUT_DIR)
 
 # Train every dataset's model on what prepare packed (config/train.yaml; resumes from checkpoints).
 train: bootstrap

@@ -1,6 +1,6 @@
 """Benchmark: images/s per DataLoader worker of the face training input path, in one run.
 
-Inputs (cached under /tmp/imageds-bench/): 112x112 face JPEGs drawn by ml.sample_data
+Inputs (cached under /tmp/imageds-bench/): 112x112 face JPEGs drawn by demo.sample_data
 (generate_faces at 112 px, 260 identities x 8, the 6 files it spoils on purpose left out), packed
 once per run into a temporary insightface .rec (write_insightface_legacy), an HDF5 image store
 and TFRecord shards of the same images. Every path reads the same records, one process, no
@@ -68,7 +68,7 @@ from ml.formats.h5store import H5Item, write_h5_store  # noqa: E402
 from ml.formats.insightface_rec import open_face_rec, write_insightface_legacy  # noqa: E402
 from ml.formats.recordio import RecordIOReader, unpack_header  # noqa: E402
 from ml.formats.tfrecord import write_shards  # noqa: E402
-from ml.sample_data import generate_faces  # noqa: E402
+from demo.sample_data import generate_faces  # noqa: E402
 from ml.transforms import (CASIA_REFERENCE_POINTS, face_train_transform,  # noqa: E402
                            load_mask_picture)
 

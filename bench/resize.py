@@ -24,7 +24,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ml.synthetic_photos import write_photo_jpegs  # noqa: E402
+from demo.synthetic_photos import write_photo_jpegs  # noqa: E402
 from ml.resize import ResizeItem, ResizeSpec, stage_resize  # noqa: E402
 
 CACHE = Path("/tmp/imageds-bench/photos_1920x1280")

@@ -18,7 +18,7 @@ ratio = real_loader_ips / synthetic_ips: 1.0 means the input pipeline keeps the 
 
 Input: `--rec HANDLE.json` (a RecordIOHandle, e.g. outputs/faces/recordio.handle.json), or by
 default a .rec of `--images` (>= 5,000) generated sample faces built in a temporary folder
-(ml.sample_face_inputs). On a CPU it runs too, slowly; use tiny settings to check it works:
+(demo.face_inputs). On a CPU it runs too, slowly; use tiny settings to check it works:
 
     .venv/bin/python bench/train_gpu.py --steps 3 --warmup 1 --batch 8 --images 400 --workers 1
 
@@ -47,7 +47,7 @@ from ml.items import MaskedItem  # noqa: E402
 from ml.datasets.recordio import RecordIODataset  # noqa: E402
 from ml.formats.handles import RecordIOHandle  # noqa: E402
 from ml.samplers import RandomIdentitySampler  # noqa: E402
-from ml.sample_face_inputs import build_face_inputs  # noqa: E402
+from demo.face_inputs import build_face_inputs  # noqa: E402
 from ml.train.distributed import DistEnv  # noqa: E402
 from ml.train.face import Config, batch_to_device, build_training, train_step  # noqa: E402
 from ml.train.inputs import input_handle  # noqa: E402

@@ -31,7 +31,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ml.synthetic_photos import write_photo_jpegs  # noqa: E402
+from demo.synthetic_photos import write_photo_jpegs  # noqa: E402
 from ml.verify import VerifyConfig, _decode_files, verify_catalog  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "imageds-bench-verify"

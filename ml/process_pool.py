@@ -50,7 +50,7 @@ _preparation_data = spawn.get_preparation_data
 def main_is_an_installed_tool() -> bool:
     """Whether `__main__` is an installed program (Dagster's CLI, pytest: a file in
     site-packages or a venv's bin/), which never holds our workers' functions. A script of the
-    project (bench/*.py, `python -m ml.sample_data`) may, and its workers still import it."""
+    project (bench/*.py, `python -m demo.sample_data`) may, and its workers still import it."""
     path = getattr(sys.modules.get("__main__"), "__file__", None)
     if path is None:
         return False

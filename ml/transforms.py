@@ -38,18 +38,15 @@ import torchvision.transforms.functional as F
 from PIL import Image, ImageDraw
 
 from ml.errors import ConfigError, ImageError
+from ml.face_landmarks import ARCFACE_SHIFT_X, CASIA_LANDMARKS_112, Point
 
-Point = tuple[float, float]
-
-# Five-point reference landmarks, nose tip, left and right mouth corner, as seed 002 gives them
-# for 112x112 images. They are the CASIA-WebFace / SphereFace template of 96x112 crops: on a
-# 112x112 image they sit 8 px left of the centre. The project's sample faces are drawn on them.
-CASIA_REFERENCE_POINTS: tuple[Point, Point, Point] = (
-    (48.0252, 71.7366), (33.5493, 92.3655), (62.7299, 92.2041))
-# The same template in insightface/ArcFace 112x112 crops (centred: x + 8). Use these for faces
-# aligned by insightface's norm_crop.
+# The reference landmarks the occlusions are placed on: nose tip, left and right mouth corner of
+# the five-point template (ml/face_landmarks.py), as seed 002 gives them for 112x112 images.
+CASIA_REFERENCE_POINTS: tuple[Point, Point, Point] = CASIA_LANDMARKS_112[2:]
+# The same points in insightface/ArcFace 112x112 crops (centred). Use these for faces aligned by
+# insightface's norm_crop.
 ARCFACE_REFERENCE_POINTS: tuple[Point, Point, Point] = tuple(
-    (x + 8.0, y) for x, y in CASIA_REFERENCE_POINTS)
+    (x + ARCFACE_SHIFT_X, y) for x, y in CASIA_REFERENCE_POINTS)
 REFERENCE_SIZE = (112, 112)  # (width, height) of the frame the reference points are given in
 
 # Mask geometry, in reference-frame pixels (seed 002's proportions).

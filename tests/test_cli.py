@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ml.sample_data import generate_all
+from demo.sample_data import generate_all
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ from ml.errors import ConfigError, ImageError
 from ml.imageio import load_rgb
 from ml.packing import pack_tfrecords
 from ml.resize import ResizeItem, ResizeSpec, resize_image
-from ml.sample_data import generate_inat
+from demo.sample_data import generate_inat
 from ml.train.classify import Config, train
 from ml.train.config import build_config, load_section
 from ml.train.gate import GATES

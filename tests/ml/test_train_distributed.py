@@ -14,7 +14,7 @@ import torch
 
 from ml.datasets.recordio import RecordIODataset
 from ml.models.face_model import build_face_model
-from ml.sample_face_inputs import build_face_inputs
+from demo.face_inputs import build_face_inputs
 from ml.train.checkpoint import load_checkpoint
 from ml.train.distributed import DistEnv
 from ml.train.face import Verifier

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ml.errors import ConfigError
-from ml.sample_face_inputs import FaceInputs, build_face_inputs
+from demo.face_inputs import FaceInputs, build_face_inputs
 from ml.train import face
 from ml.train.checkpoint import load_checkpoint
 from ml.train.cli import main

@@ -13,7 +13,7 @@ import torch
 from ml.errors import ConfigError
 from ml.models.unet import UNet
 from ml.resize import ResizeItem, ResizeSpec, resize_image
-from ml.sample_data import generate_pairs
+from demo.sample_data import generate_pairs
 from ml.train.cli import main
 from ml.train.config import build_config, load_section
 from ml.train.distributed import DistEnv

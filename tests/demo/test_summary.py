@@ -8,7 +8,7 @@ import json
 
 import pandas as pd
 
-from ml.demo_summary import summarize
+from demo.summary import summarize
 from ml.formats.handles import CheckpointHandle, TFRecordShardsHandle
 
 

@@ -1,6 +1,6 @@
 """Face-training inputs built straight from generated sample faces, without Dagster.
 
-`build_face_inputs(root)` draws the sample face set (ml.sample_data.generate_faces, rendered
+`build_face_inputs(root)` draws the sample face set (demo.sample_data.generate_faces, rendered
 directly at the training size), leaves out the files it spoils on purpose, splits the
 identities as the prepare job does (ml.splits.assign_splits with held-out identities, same seed
 and ratios, so the same people land in train and val) and packs what training reads, with the
@@ -23,7 +23,7 @@ import pandas as pd
 from ml.atomic import atomic_write_text
 from ml.formats.handles import MemfileHandle, RecordIOHandle
 from ml.packing import build_val_memfile, pack_recordio
-from ml.sample_data import generate_faces
+from demo.sample_data import generate_faces
 from ml.splits import SplitSpec, assign_splits
 
 VALIDATION_SET = "faces_val"

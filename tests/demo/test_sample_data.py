@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml import sample_data as sd
+from demo import sample_data as sd
 from ml.errors import ConfigError, ImageError
 from ml.imageio import decode
 

@@ -1,6 +1,6 @@
 """The bundled sample data: a seeded, deterministic generator of the four demo sources.
 
-`python -m ml.sample_data --out data/sample` writes, under the output folder:
+`python -m demo.sample_data --out data/sample` writes, under the output folder:
 
 - faces/      a seed-000 hybrid set: images/id_XXXX/NN.jpg drawn faces, labels.h5, PLANTED.json
 - pairs/      seed-004 before/after pairs: NNNN_before.jpg / NNNN_after.jpg of varied sizes
@@ -39,9 +39,10 @@ import h5py
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
-from ml.synthetic_photos import photo_like
+from demo.synthetic_photos import photo_like
 from ml.atomic import atomic_dir
 from ml.errors import ConfigError, DatasetError
+from ml.face_landmarks import CASIA_LANDMARKS_112, LANDMARK_NAMES
 from ml.imageio import EMPTY, NOT_AN_IMAGE, TRUNCATED
 from ml.process_pool import pool_context
 from ml.progress import Progress
@@ -54,11 +55,8 @@ PLANTED_FILE = "PLANTED.json"
 JPEG_QUALITY = 90
 SUPERSAMPLE = 3  # faces, sequences and iNat motifs are drawn this many times larger, then box-filtered
 
-# Five-point CASIA-WebFace reference (SphereFace / seed 002 MedicalMaskOcclusion), in a 112-px
-# image: left eye, right eye, nose tip, left mouth corner, right mouth corner.
-LANDMARK_NAMES = ("left_eye", "right_eye", "nose_tip", "mouth_left", "mouth_right")
-REFERENCE_112 = np.array([[30.2946, 51.6963], [65.5318, 51.5014], [48.0252, 71.7366],
-                          [33.5493, 92.3655], [62.7299, 92.2041]], np.float64)
+# The five-point template (ml/face_landmarks.py: the occlusion transforms use the same points)
+REFERENCE_112 = np.array(CASIA_LANDMARKS_112, np.float64)
 FACE_UNIT = 250  # face geometry is written in the coordinates of a 250-px image
 REFERENCE_250 = REFERENCE_112 * FACE_UNIT / 112
 
@@ -1066,7 +1064,7 @@ def generate_all(out: Path, seed: int = 0, only: str | Iterable[str] | None = No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ml.sample_data",
+    parser = argparse.ArgumentParser(prog="python -m demo.sample_data",
                                      description="Write the bundled sample data (deterministic).")
     parser.add_argument("--out", required=True, type=Path, help="folder to write the sets into")
     parser.add_argument("--force", action="store_true", help="rebuild sets that are already complete")
