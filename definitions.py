@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.factory import build_dataset_assets
-from jobs.definitions import prepare_job, reverify_job, reverify_schedule, shard_jobs
+from jobs.dataset_jobs import prepare_job, reverify_job, reverify_schedule, shard_jobs
 from jobs.sensors import images_changed_sensor, new_images_sensor, run_failure_summary_sensor
 from jobs.training import train_job
 from ml.arrow_memory import return_freed_memory

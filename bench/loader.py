@@ -64,7 +64,7 @@ from ml.collate import NormalizeCollate, Uint8Collate  # noqa: E402
 from ml.datasets import H5StoreDataset, RecordIODataset, TFRecordStream  # noqa: E402
 from ml.datasets.pipeline import decode_bytes  # noqa: E402
 from ml.formats.example_proto import make_image_example  # noqa: E402
-from ml.formats.h5store import H5Item, write_h5_store  # noqa: E402
+from ml.formats.h5_store import H5Item, write_h5_store  # noqa: E402
 from ml.formats.insightface_rec import open_face_rec, write_insightface_legacy  # noqa: E402
 from ml.formats.recordio import RecordIOReader, unpack_header  # noqa: E402
 from ml.formats.tfrecord import write_shards  # noqa: E402

@@ -16,7 +16,7 @@ import os
 import dagster as dg
 from dagster_dask import dask_executor
 
-from jobs.definitions import max_concurrent_default, prepare_selection
+from jobs.dataset_jobs import max_concurrent_default, prepare_selection
 from ml.dataset_spec import DatasetsFile
 
 DASK_SCHEDULER_ENV = "IMAGEDS_DASK_SCHEDULER"

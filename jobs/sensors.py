@@ -21,7 +21,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from jobs.definitions import prepare_selection
+from jobs.dataset_jobs import prepare_selection
 from ml.dataset_spec import DatasetsFile
 from ml.sources.record import IMAGE_EXTENSIONS
 

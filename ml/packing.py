@@ -23,7 +23,7 @@ from ml.columns import text_column
 from ml.errors import DatasetError
 from ml.file_bytes import read_file_bytes
 from ml.formats.example_proto import make_image_example_parts
-from ml.formats.h5store import H5Item, write_h5_store
+from ml.formats.h5_store import H5Item, write_h5_store
 from ml.formats.handles import H5StoreHandle, MemfileHandle, RecordIOHandle, TFRecordShardsHandle
 from ml.formats.insightface_bin import build_validation_memfile
 from ml.formats.insightface_rec import write_insightface_legacy

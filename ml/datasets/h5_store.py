@@ -1,7 +1,7 @@
 """H5StoreDataset: images from an HDF5 image store (seed 001's solo-learn layout), one per item.
 
 The store is indexed once at construction (from `/_meta`, or from the member names) and then
-read through ml.formats.h5store.H5StoreReader: read-only, opened lazily once per process and
+read through ml.formats.h5_store.H5StoreReader: read-only, opened lazily once per process and
 thread, never shared with a parent process. That is what makes it safe under DataLoader workers
 started by fork (the child opens its own handle instead of using the inherited one) and by spawn
 (the dataset pickles without any handle). No retries, no SWMR, no dummy samples: a damaged store
@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from ml.augmenter import Augmenter
 from ml.datasets.pipeline import ImagePipeline, Transform, decode_bytes, source_path
 from ml.formats.handles import H5StoreHandle
-from ml.formats.h5store import H5StoreIndex, H5StoreReader
+from ml.formats.h5_store import H5StoreIndex, H5StoreReader
 
 
 def open_store(source: H5StoreReader | H5StoreHandle | str | os.PathLike) -> H5StoreReader:

@@ -1,7 +1,7 @@
 """HDF5 image store source (seed 001, solo-learn layout): `/<class>/<object>_<frame>.jpg`
 datasets holding encoded image bytes as uint8. The class is the label; each object's frames
 form a sequence (a group that never straddles two splits). The store is listed by
-ml/formats/h5store.index_h5_store, which also reads our own `/_meta` group when present.
+ml.formats.h5_store.index_h5_store, which also reads our own `/_meta` group when present.
 
 source:
   file: path/to/sequences.h5
@@ -13,7 +13,7 @@ from typing import Iterator
 
 from ml.dataset_spec import DatasetSpec
 from ml.errors import FormatError, SourceError
-from ml.formats.h5store import index_h5_store
+from ml.formats.h5_store import index_h5_store
 from ml.sources.record import SourceRecord, require_file
 
 

@@ -32,7 +32,7 @@ from ml.datasets.h5_store import read_store_image
 from ml.errors import ConfigError, DatasetError
 from ml.eval.knn import knn_accuracy
 from ml.eval.pictures import image_grid_picture
-from ml.formats.h5store import H5StoreIndex
+from ml.formats.h5_store import H5StoreIndex
 from ml.formats.handles import H5StoreHandle
 from ml.models.backbones import (IMAGENET_MEAN, IMAGENET_STD, SMALL_CNN_WIDTHS,
                                  build_backbone, input_transform)

@@ -10,7 +10,7 @@ import dagster as dg
 import numpy as np
 
 from ml.formats.handles import H5StoreHandle, RecordIOHandle, TFRecordShardsHandle
-from ml.formats.h5store import H5StoreReader
+from ml.formats.h5_store import H5StoreReader
 from ml.formats.insightface_rec import open_face_rec
 from ml.formats.tfrecord import iter_records, read_index
 from ml.formats.example_proto import parse_image_example

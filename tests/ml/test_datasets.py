@@ -30,7 +30,7 @@ from ml.datasets.tfrecord_stream import shuffle_buffered
 from ml.errors import ConfigError, DatasetError, FormatError, ImageError, PathEscapeError
 from ml.items import FlaggedItem, Item, MaskedItem, PairImageItem, PairItem, mask_of
 from ml.formats.example_proto import encode_example
-from ml.formats.h5store import H5Item, write_h5_store
+from ml.formats.h5_store import H5Item, write_h5_store
 from ml.formats.handles import (H5StoreHandle, MemfileHandle, RecordIOHandle,
                                 TFRecordShardsHandle)
 from ml.formats.insightface_bin import build_validation_memfile

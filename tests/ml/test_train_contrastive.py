@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 from ml.errors import ConfigError
 from ml.eval.knn import knn_accuracy, knn_predict
-from ml.formats.h5store import H5Item, index_h5_store, write_h5_store
+from ml.formats.h5_store import H5Item, index_h5_store, write_h5_store
 from ml.formats.handles import H5StoreHandle
 from ml.models.simclr import nt_xent_loss
 from ml.train.config import build_config, load_section

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ml.errors import DatasetError, FormatError
-from ml.formats.h5store import (
+from ml.formats.h5_store import (
     H5Item, H5StoreBytesDataset, H5StoreReader, index_h5_store, meta_path_for, parse_member_key,
     write_h5_store)
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from ml.errors import DatasetError, FormatError
-from ml.eval.verification import (THRESHOLDS, contiguous_folds, evaluate_distances,
-                                  evaluate_embeddings, evaluate_sets, fuse_with_flip,
-                                  memfile_pair_distances, pixel_embedding, summary_figures,
-                                  validation_sets)
+from ml.eval.face_verification import (THRESHOLDS, contiguous_folds, evaluate_distances,
+                                       evaluate_embeddings, evaluate_sets, fuse_with_flip,
+                                       memfile_pair_distances, pixel_embedding,
+                                       summary_figures, validation_sets)
 from ml.formats.insightface_bin import build_validation_memfile, open_validation_memfile
 
 
