@@ -107,6 +107,6 @@ def test_cli_runs_the_unet_task_from_yaml(pairs, tmp_path):
 
 @pytest.mark.parametrize("path", ["config/train.yaml", "config/gpu.yaml"])
 def test_config_sections_are_valid(path):
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     cfg = build_config(Config, load_section(repo / path, "unet"), path)
     assert cfg.epochs >= 1

@@ -19,7 +19,7 @@ from ml.train.checkpoint import load_checkpoint
 from ml.train.cli import main
 from ml.train.config import build_config, load_section
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TRAIN_YAML = REPO / "config" / "train.yaml"
 # Mechanics tests: 2 steps of 8 images per epoch, no evaluation before the last epoch.
 TINY = ["batch_size=8", "max_steps_per_epoch=2", "eval_every=0", "num_workers=0", "threads=2",

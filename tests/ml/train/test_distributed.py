@@ -19,7 +19,7 @@ from ml.train.checkpoint import load_checkpoint
 from ml.train.distributed import DistEnv
 from ml.train.face import Verifier
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def torchrun() -> list[str]:

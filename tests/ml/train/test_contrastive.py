@@ -147,6 +147,6 @@ def test_knn_votes_by_similarity():
 
 @pytest.mark.parametrize("path", ["config/train.yaml", "config/gpu.yaml"])
 def test_config_sections_are_valid(path):
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     cfg = build_config(Config, load_section(repo / path, "contrastive"), path)
     assert cfg.epochs >= 1

@@ -15,7 +15,7 @@ from ml.formats.handles import RecordIOHandle
 from ml.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from ml.train.cli import main
 from ml.train.fingerprint import input_fingerprint, prepare_checkpoints, run_fingerprint
-from tests.ml.test_train_unet import write_pairs
+from tests.ml.train.test_unet import write_pairs
 
 UNET = "unet:\n  base: 4\n  depth: 2\n  crop_width: 32\n  crop_height: 24\n" \
        "  epochs: 2\n  batch_size: 4\n  device: cpu\n"

@@ -123,7 +123,7 @@ def test_eval_split_missing_from_the_records_is_a_config_error(tfrecords, tmp_pa
 
 @pytest.mark.parametrize("path", ["config/train.yaml", "config/gpu.yaml"])
 def test_config_sections_are_valid(path):
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     cfg = build_config(Config, load_section(repo / path, "classify"), path)
     assert cfg.epochs >= 1
 
