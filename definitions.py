@@ -26,7 +26,7 @@ def build_definitions(datasets: DatasetsFile, *, executor_def: dg.ExecutorDefini
     prepare = prepare_job(datasets, executor_def=executor_def)
     on_dask = []
     if executor_def is None:              # dagster-dask only where the job exists (not on k8s)
-        from jobs.distributed import prepare_on_dask_job
+        from jobs.dask_prepare import prepare_on_dask_job
         on_dask = [prepare_on_dask_job(datasets)]
     return dg.Definitions(
         assets=assets,

@@ -19,7 +19,7 @@ from ml.atomic import atomic_write_text
 from ml.errors import ConfigError, DatasetError
 from ml.train.config import build_config, load_section, parse_overrides
 from ml.train.checkpoint import latest_epoch
-from ml.train.distributed import DistEnv
+from ml.train.ddp import DistEnv
 from ml.train.fingerprint import (PREVIOUS_SUFFIX, prepare_checkpoints, run_fingerprint,
                                   recorded_fingerprint, why_not_resume)
 from ml.train.loop import CHECKPOINTS

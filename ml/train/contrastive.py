@@ -37,7 +37,7 @@ from ml.formats.handles import H5StoreHandle
 from ml.models.backbones import (IMAGENET_MEAN, IMAGENET_STD, SMALL_CNN_WIDTHS,
                                  build_backbone, input_transform)
 from ml.models.simclr import SimCLR, nt_xent_loss
-from ml.train.distributed import DistEnv
+from ml.train.ddp import DistEnv
 from ml.train.inputs import input_handle
 from ml.train.loop import (autocast, evaluating, optimizer_step, place, resume, save_epoch,
                            seed_everything, to_device, write_curves)

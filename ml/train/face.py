@@ -53,7 +53,7 @@ from ml.losses import batch_hard_triplet_loss, occlusion_loss
 from ml.models.face_model import FaceModel, build_face_model
 from ml.models.heads import MarginHead, build_margin_head
 from ml.samplers import RandomIdentitySampler
-from ml.train.distributed import DistEnv
+from ml.train.ddp import DistEnv
 from ml.train.inputs import input_handle
 from ml.train.loop import (autocast, evaluating, optimizer_step, place, resume, save_epoch,
                            seed_everything, to_device, write_curves)

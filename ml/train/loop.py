@@ -23,7 +23,7 @@ from ml.train.fingerprint import stored_fingerprint
 from ml.train.checkpoint import (checkpoint_path, latest_checkpoint, load_checkpoint,
                                  save_checkpoint, unwrap)
 from ml.train.curves import plot_curves
-from ml.train.distributed import DistEnv
+from ml.train.ddp import DistEnv
 from ml.train.report import Reporter
 
 CHECKPOINTS = "checkpoints"

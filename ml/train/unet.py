@@ -34,7 +34,7 @@ from ml.eval.pictures import image_grid_picture
 from ml.imageio import read_header
 from ml.models.unet import UNet, check_input_size
 from ml.train.checkpoint import unwrap
-from ml.train.distributed import DistEnv
+from ml.train.ddp import DistEnv
 from ml.train.inputs import input_path
 from ml.train.loop import (autocast, evaluating, optimizer_step, place, resume, save_epoch,
                            seed_everything, to_device, write_curves)

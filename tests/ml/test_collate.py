@@ -65,7 +65,7 @@ def test_normalize_collate_is_uint8_collate_then_normaliser():
 def test_face_trainer_batches_reach_the_device_normalised():
     """ml/train/face.py's batch_to_device: uint8 worker batches become the float batches the
     default transform gives; float batches (already normalised) pass through unchanged."""
-    from ml.train.distributed import DistEnv
+    from ml.train.ddp import DistEnv
     from ml.train.face import batch_to_device
 
     env = DistEnv(0, 1, 0, torch.device("cpu"))
@@ -88,7 +88,7 @@ def test_batches_keep_their_items_fields_so_a_flag_is_never_taken_for_a_mask():
     """A hybrid dataset's (image, label, missing) has the length of (image, label, mask): the
     batch says which it is by its fields."""
     from ml.items import FlaggedItem, mask_of
-    from ml.train.distributed import DistEnv
+    from ml.train.ddp import DistEnv
     from ml.train.face import batch_to_device
 
     pixels = [torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8) for _ in range(3)]

@@ -22,7 +22,7 @@ from demo.sample_data import generate_inat
 from ml.train.classify import Config, train
 from ml.train.config import build_config, load_section
 from ml.train.gate import GATES
-from ml.train.distributed import DistEnv
+from ml.train.ddp import DistEnv
 from ml.train.report import Reporter
 
 TRAIN_COUNTS = (28, 14, 7, 4)          # per class in the generator's train split: imbalanced

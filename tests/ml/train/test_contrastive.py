@@ -21,7 +21,7 @@ from ml.formats.handles import H5StoreHandle
 from ml.models.simclr import nt_xent_loss
 from ml.train.config import build_config, load_section
 from ml.train.contrastive import Config, split_sequences, train
-from ml.train.distributed import DistEnv
+from ml.train.ddp import DistEnv
 from ml.train.report import Reporter
 
 SHAPES = ("cross", "disc", "square", "triangle")     # one class per shape (sorted: class index)

@@ -16,7 +16,7 @@ from ml.resize import ResizeItem, ResizeSpec, resize_image
 from demo.sample_data import generate_pairs
 from ml.train.cli import main
 from ml.train.config import build_config, load_section
-from ml.train.distributed import DistEnv
+from ml.train.ddp import DistEnv
 from ml.train.report import Reporter
 from ml.train.unet import Config, train
 

@@ -16,7 +16,7 @@ from ml.datasets.recordio import RecordIODataset
 from ml.models.face_model import build_face_model
 from demo.face_inputs import build_face_inputs
 from ml.train.checkpoint import load_checkpoint
-from ml.train.distributed import DistEnv
+from ml.train.ddp import DistEnv
 from ml.train.face import Verifier
 
 REPO = Path(__file__).resolve().parents[3]
