@@ -40,11 +40,11 @@ from ml.checksums import files_sha256
 from ml.dataset_spec import DatasetSpec, repo_root
 from ml.errors import ConfigError
 from ml.formats.handles import CheckpointHandle, StoredHandle
+from ml.stored_table import StoredTable
 from ml.train.card import model_card as model_card_markdown
 from ml.train.gate import GATES
 from ml.train.tasks import DEVICES, TASKS
 from ml.train.tensorboard import TENSORBOARD_DIR
-from ml.stored_table import StoredTable
 from resources.io_managers import AS_STORED
 from resources.trainer_launchers import K8S_CONFIG_TAG, TrainerLauncher, k8s_gpu_config
 

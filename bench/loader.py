@@ -59,6 +59,7 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from demo.sample_data import generate_faces  # noqa: E402
 from ml.augmenter import Augmenter  # noqa: E402
 from ml.collate import NormalizeCollate, Uint8Collate  # noqa: E402
 from ml.datasets import H5StoreDataset, RecordIODataset, TFRecordStream  # noqa: E402
@@ -68,7 +69,6 @@ from ml.formats.h5_store import H5Item, write_h5_store  # noqa: E402
 from ml.formats.insightface_rec import open_face_rec, write_insightface_legacy  # noqa: E402
 from ml.formats.recordio import RecordIOReader, unpack_header  # noqa: E402
 from ml.formats.tfrecord import write_shards  # noqa: E402
-from demo.sample_data import generate_faces  # noqa: E402
 from ml.transforms import (CASIA_REFERENCE_POINTS, face_train_transform,  # noqa: E402
                            load_mask_picture)
 

@@ -50,12 +50,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from demo.synthetic_photos import photo_like, write_photo_jpegs  # noqa: E402
 from ml.formats.example_proto import (make_image_example_parts,  # noqa: E402
                                       parse_image_example)
 from ml.formats.recordio import IRHeader, RecordIOReader, RecordIOWriter  # noqa: E402
 from ml.file_bytes import read_file_bytes  # noqa: E402
 from ml.formats.tfrecord import IndexedTFRecord, write_shards  # noqa: E402
-from demo.synthetic_photos import photo_like, write_photo_jpegs  # noqa: E402
 
 BENCH_ROOT = Path("/tmp/imageds-bench")
 SMALL_DIR = BENCH_ROOT / "faces_112x112"

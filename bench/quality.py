@@ -41,12 +41,12 @@ from PIL import Image, ImageEnhance, ImageFilter
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from demo.synthetic_photos import photo_like, write_photo_jpegs  # noqa: E402
 from ml.imageio import read_header  # noqa: E402
 from ml.quality.issues import ISSUES, QualityConfig, flag_issues, issue_scores  # noqa: E402
 from ml.quality.leakage import (cross_split_pairs, duplicate_components,  # noqa: E402
                                 duplicate_pairs, find_duplicates)
 from ml.splits import SplitSpec, assign_splits  # noqa: E402
-from demo.synthetic_photos import photo_like, write_photo_jpegs  # noqa: E402
 from ml.verify import VerifyConfig, verify_catalog  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "imageds-bench-quality-v1"

@@ -42,12 +42,12 @@ from torch.utils.data import DataLoader, Sampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from demo.face_inputs import build_face_inputs  # noqa: E402
 from ml.collate import Uint8Collate  # noqa: E402
-from ml.items import MaskedItem  # noqa: E402
 from ml.datasets.recordio import RecordIODataset  # noqa: E402
 from ml.formats.handles import RecordIOHandle  # noqa: E402
+from ml.items import MaskedItem  # noqa: E402
 from ml.samplers import RandomIdentitySampler  # noqa: E402
-from demo.face_inputs import build_face_inputs  # noqa: E402
 from ml.train.ddp import DistEnv  # noqa: E402
 from ml.train.face import Config, batch_to_device, build_training, train_step  # noqa: E402
 from ml.train.inputs import input_handle  # noqa: E402

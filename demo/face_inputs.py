@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from demo.sample_data import generate_faces
 from ml.atomic import atomic_write_text
 from ml.formats.handles import MemfileHandle, RecordIOHandle
 from ml.packing import build_val_memfile, pack_recordio
-from demo.sample_data import generate_faces
 from ml.splits import SplitSpec, assign_splits
 
 VALIDATION_SET = "faces_val"

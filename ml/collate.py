@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch.utils.data import default_collate
 
-from ml.items import with_fields
 from ml.errors import ConfigError
+from ml.items import with_fields
 
 
 def batch_tensor(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:

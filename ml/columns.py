@@ -46,6 +46,11 @@ class Codes:
     def __len__(self) -> int:
         return len(self.codes)
 
+    @property
+    def one_per_row(self) -> bool:
+        """Every row holds a value of its own (as many distinct values as rows)."""
+        return len(self.names) == len(self.codes)
+
     def values(self) -> pd.Series:
         """The column itself again (one value per row)."""
         return pd.Series(self.names.take(self.codes))

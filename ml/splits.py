@@ -284,9 +284,10 @@ def preview_rows(frame: pd.DataFrame, per_split: int = 8) -> pd.DataFrame:
     Only split, label and file come back (what the thumbnail grid shows). Only the first
     PREVIEW_SCAN rows of each split are looked at, found by their split's code."""
     codes, names = pd.factorize(frame["split"])
-    first = [np.flatnonzero(codes == code)[:PREVIEW_SCAN] for code in range(len(names))]
-    frame = frame[["split", "label", "file"]].iloc[np.sort(np.concatenate(first or [[]]))
-                                                     .astype(np.int64)]
+    first = np.sort(np.concatenate(
+        [np.flatnonzero(codes == code)[:PREVIEW_SCAN] for code in range(len(names))]
+        or [np.zeros(0, np.int64)]))
+    frame = frame[["split", "label", "file"]].iloc[first]
     distinct = frame.drop_duplicates(["split", "label"])
     rest = frame.drop(index=distinct.index)
     picked = pd.concat([distinct, rest]).groupby("split", sort=False).head(per_split)

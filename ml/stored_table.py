@@ -63,8 +63,10 @@ class StoredTable:
 
     def read(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The table, or only `columns` of it, as one DataFrame (pandas dtypes restored)."""
-        present = set(self.columns) if columns is not None else set()
-        wanted = None if columns is None else [c for c in columns if c in present]
+        wanted = None
+        if columns is not None:
+            present = set(self.columns)          # the schema read once
+            wanted = [c for c in columns if c in present]
         parts = [pd.read_parquet(p, columns=wanted) for p in self.paths]
         return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import pandas as pd
 from torch.utils.data import Dataset
 
-from ml.items import BeforeAfterItem
 from ml.errors import ConfigError, DatasetError
 from ml.imageio import load_rgb
+from ml.items import BeforeAfterItem
 from ml.transforms import WorkerRandom, image_to_tensor
 
 MANIFEST_COLUMNS = ("group_id", "role", "file", "split")

@@ -34,10 +34,10 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ml.augmenter import Augmenter
-from ml.items import FlaggedItem, MaskedFlaggedItem, flagged
 from ml.datasets.pipeline import ImagePipeline, Transform
 from ml.errors import ConfigError, PathEscapeError, SourceError
 from ml.imageio import load_rgb
+from ml.items import FlaggedItem, MaskedFlaggedItem, flagged
 from ml.missing import MissingImagePolicy
 
 

@@ -21,9 +21,9 @@ import simplejpeg
 from PIL import Image
 
 from ml.augmenter import Augmenter
-from ml.items import Item, MaskedItem, make_item
 from ml.errors import ConfigError
 from ml.imageio import load_rgb, plain_jpeg_size
+from ml.items import Item, MaskedItem, make_item
 
 Transform = Callable[[Any], Any]
 

@@ -21,10 +21,10 @@ from torch.utils.data import Dataset
 
 from ml.augmenter import Augmenter
 from ml.datasets.h5_store import open_store, read_store_image
-from ml.items import PairItem
 from ml.datasets.pipeline import ImagePipeline, Transform
 from ml.errors import ConfigError, FormatError
 from ml.formats.handles import H5StoreHandle
+from ml.items import PairItem
 from ml.transforms import WorkerRandom
 
 FRAME_BITS = 33                      # key = sequence << 33 | (frame + 1); frames are int32

@@ -68,7 +68,7 @@ def without_clusters(units: Codes, pairs: pd.DataFrame,
         return pairs, pairs
     rows = duplicate_components(len(units), pairs)
     member = np.flatnonzero(rows >= 0)
-    if len(units.names) == len(units):          # every row its own unit: units = rows
+    if units.one_per_row:                       # a component's units are its rows
         spread = np.bincount(rows[member])
         big = np.flatnonzero(spread > max_units)
     else:

@@ -14,8 +14,8 @@ image and mask together, normalisation), and minimises
 
 AdamW or SGD, linear warmup then cosine decay per step; bf16 autocast and channels_last on CUDA
 (float32 on CPU). After every `eval_every` epochs (and the last) every rank embeds its share of
-the validation pairs, the distances are gathered and each set is scored (ml.eval.face_verification);
-the raw-pixel baseline is scored once per run with the same protocol. A checkpoint (model,
+the validation pairs, the distances are gathered and each set is scored
+(ml.eval.face_verification); the raw-pixel baseline is scored once per run with the same protocol. A checkpoint (model,
 margin head, optimizer, scheduler, the metric history) is written after every epoch, and a run
 resumes from the newest one in `out/checkpoints`. Randomness is re-seeded per (seed, epoch,
 rank), so a resumed run draws the same batches and augmentations as an uninterrupted one.
@@ -44,9 +44,9 @@ from ml.collate import FACE_NORMALIZER, Uint8Collate
 from ml.datasets.recordio import RecordIODataset
 from ml.datasets.validation_memfile import ValidationMemfileDataset
 from ml.errors import ConfigError
-from ml.eval.pictures import verification_picture
 from ml.eval.face_verification import (evaluate_sets, memfile_pair_distances,
                                        pixel_embedding, summary_figures, validation_sets)
+from ml.eval.pictures import verification_picture
 from ml.formats.handles import MemfileHandle, RecordIOHandle
 from ml.items import Item, MaskedItem, mask_of
 from ml.losses import batch_hard_triplet_loss, occlusion_loss

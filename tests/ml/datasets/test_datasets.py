@@ -28,7 +28,6 @@ from ml.datasets import (H5StoreDataset, HybridDataset, ImageFolderDataset, Reco
 from ml.datasets.pipeline import decode_bytes, decode_plain_jpeg
 from ml.datasets.tfrecord_stream import shuffle_buffered
 from ml.errors import ConfigError, DatasetError, FormatError, ImageError, PathEscapeError
-from ml.items import FlaggedItem, Item, MaskedItem, PairImageItem, PairItem, mask_of
 from ml.formats.example_proto import encode_example
 from ml.formats.h5_store import H5Item, write_h5_store
 from ml.formats.handles import (H5StoreHandle, MemfileHandle, RecordIOHandle,
@@ -38,6 +37,7 @@ from ml.formats.insightface_rec import write_insightface_legacy
 from ml.formats.example_proto import make_image_example
 from ml.formats.tfrecord import ShardWriter, write_shards
 from ml.imageio import load_rgb
+from ml.items import FlaggedItem, Item, MaskedItem, PairImageItem, PairItem, mask_of
 from ml.samplers import RandomIdentitySampler
 from ml.transforms import SyntheticOcclusionMask, ToTensorWithMask
 

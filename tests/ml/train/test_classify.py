@@ -12,13 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
+from demo.sample_data import generate_inat
 from ml.datasets import TFRecordStream
 from ml.datasets.balanced_stream import ClassBalancedStream, balanced_rates, count_labels
 from ml.errors import ConfigError, ImageError
 from ml.imageio import load_rgb
 from ml.packing import pack_tfrecords
 from ml.resize import ResizeItem, ResizeSpec, resize_image
-from demo.sample_data import generate_inat
 from ml.train.classify import Config, train
 from ml.train.config import build_config, load_section
 from ml.train.gate import GATES

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from demo.face_inputs import build_face_inputs
 from ml.datasets.recordio import RecordIODataset
 from ml.models.face_model import build_face_model
-from demo.face_inputs import build_face_inputs
 from ml.train.checkpoint import load_checkpoint
 from ml.train.ddp import DistEnv
 from ml.train.face import Verifier

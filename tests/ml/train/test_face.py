@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ml.errors import ConfigError
 from demo.face_inputs import FaceInputs, build_face_inputs
+from ml.errors import ConfigError
 from ml.train import face
 from ml.train.checkpoint import load_checkpoint
 from ml.train.cli import main

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
+from demo.sample_data import generate_pairs
 from ml.errors import ConfigError
 from ml.models.unet import UNet
 from ml.resize import ResizeItem, ResizeSpec, resize_image
-from demo.sample_data import generate_pairs
 from ml.train.cli import main
 from ml.train.config import build_config, load_section
 from ml.train.ddp import DistEnv
