@@ -11,7 +11,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export DAGSTER_DISABLE_TELEMETRY := 1
 export IMAGEDS_ROOT := $(CURDIR)
 
-.PHONY: bootstrap home sample demo train test ui tensorboard bench bench-quality lock clean golden
+.PHONY: bootstrap home sample demo train test ui tensorboard bench bench-quality options lock clean golden
 
 bootstrap: $(VENV)/.installed home
 
@@ -103,6 +103,10 @@ golden:
 	for part in hdf5 bin inat images; do \
 	  $(GOLDEN_VENVS)/h5py/bin/python tests/golden/make_golden.py $$part $(GOLDEN_OUT) || exit 1; \
 	done
+
+# Rewrite the README's option tables from the options models (ml/options.py).
+options: bootstrap
+	$(BIN)/python -m ml.options README.md
 
 # Regenerate constraints.txt from the current environment after a deliberate upgrade.
 lock:

@@ -6,28 +6,18 @@ handle IO manager), saved atomically under `<output_dir>/augmented_samples/` and
 the asset's markdown. The same seed gives the same picture.
 """
 
-from typing import Optional
-
 import dagster as dg
-from pydantic import Field
 
 from assets.metadata import image_markdown, save_png
-from assets.options import merged_options
+from assets.options import run_config_class, with_run_config
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
 from ml.formats.handles import RecordIOHandle
+from ml.sample_grid import SampleGridOptions, augmented_sample_grid
 
-SAMPLE_GRID_DEFAULTS = {"count": 16, "columns": 4, "seed": 0, "mask_prob": 0.5, "flip_prob": 0.5}
-
-
-class AugmentedSamplesConfig(dg.Config):
-    """Overrides for one run (empty = the defaults: 16 samples, 4 columns, seed 0, mask 0.5)."""
-
-    count: Optional[int] = Field(default=None, description="Samples to show (default 16)")
-    columns: Optional[int] = Field(default=None, description="Cells per row (default 4)")
-    seed: Optional[int] = Field(default=None, description="Seed of the samples and every random draw")
-    mask_prob: Optional[float] = Field(default=None, description="Probability of the medical-mask occlusion (default 0.5)")
-    flip_prob: Optional[float] = Field(default=None, description="Probability of the horizontal flip (default 0.5)")
+AugmentedSamplesConfig = run_config_class(
+    SampleGridOptions, "AugmentedSamplesConfig",
+    "Overrides for one run (empty = the defaults: 16 samples, 4 columns, seed 0, mask 0.5).")
 
 
 def build_augmented_samples_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
@@ -45,11 +35,9 @@ def build_augmented_samples_assets(spec: DatasetSpec) -> list[dg.AssetsDefinitio
     )
     def augmented_samples(context: dg.AssetExecutionContext, config: AugmentedSamplesConfig,
                           recordio: RecordIOHandle) -> dg.MaterializeResult:
-        from ml.sample_grid import augmented_sample_grid   # torch: not at definitions load
-
-        opts = merged_options(SAMPLE_GRID_DEFAULTS, {}, config, f"{spec.name}.augmented_samples")
         try:
-            grid = augmented_sample_grid(recordio, **opts)
+            opts = with_run_config(SampleGridOptions(), config, spec.where("augmented_samples"))
+            grid = augmented_sample_grid(recordio, **opts.as_dict())
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
         masked = sum(share > 0 for share in grid.occluded)
@@ -57,7 +45,7 @@ def build_augmented_samples_assets(spec: DatasetSpec) -> list[dg.AssetsDefinitio
         return dg.MaterializeResult(metadata={
             "path": save_png(grid.png, out_path),
             "samples": len(grid.indices), "masked_samples": masked,
-            "size": f"{grid.size[0]}x{grid.size[1]}", "seed": opts["seed"],
+            "size": f"{grid.size[0]}x{grid.size[1]}", "seed": opts.seed,
             "preview": dg.MetadataValue.md(
                 f"### {spec.name}: augmented training samples\n\nEach cell: the sample as "
                 "training sees it, then its occlusion mask (white visible, black occluded).\n\n"

@@ -7,12 +7,11 @@ that the handle IO manager passes to training.
 """
 
 import os
-from typing import Callable
+from typing import Any, Callable
 
 import dagster as dg
 import pandas as pd
 
-from assets.options import merged_options
 from assets.progress_observations import progress_factory_for
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
@@ -20,16 +19,8 @@ from ml.formats.handles import Handle
 from ml.packing import (SPLIT_COLUMNS, build_val_memfile, pack_h5_store, pack_recordio,
                         pack_tfrecords)
 
-FORMAT_DEFAULTS: dict[str, dict] = {
-    "recordio": {"shuffle_seed": 0},
-    "tfrecords": {"target_shard_mb": 64.0, "seed": 0},
-    "h5_store": {},
-    "validation_memfile": {"pairs": 600, "seed": 0, "dtype": "float32", "image_size": 112},
-}
-
-
 def _packing_asset(spec: DatasetSpec, name: str, description: str,
-                   pack: Callable[[dg.AssetExecutionContext, pd.DataFrame, dict], tuple[Handle, dict]]):
+                   pack: Callable[[dg.AssetExecutionContext, pd.DataFrame, Any], tuple[Handle, dict]]):
     @dg.asset(
         name=name, key_prefix=[spec.name], group_name=spec.name,
         ins={"splits": dg.AssetIn(key=dg.AssetKey([spec.name, "splits"]),
@@ -37,8 +28,7 @@ def _packing_asset(spec: DatasetSpec, name: str, description: str,
         io_manager_key="handle_io_manager", kinds={name.split("_")[0]}, description=description,
     )
     def packed(context: dg.AssetExecutionContext, splits: pd.DataFrame) -> dg.Output[Handle]:
-        opts = merged_options(FORMAT_DEFAULTS[name], spec.formats.get(name) or {},
-                              None, f"{spec.name}.formats.{name}")
+        opts = getattr(spec.formats, name)
         try:
             handle, meta = pack(context, splits, opts)
         except DatasetError as exc:
@@ -53,14 +43,14 @@ def build_packing_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
 
     def recordio(context, splits, opts):
         train = splits.loc[splits["split"] == "train"]
-        h = pack_recordio(train, out / "recordio", shuffle_seed=opts["shuffle_seed"],
+        h = pack_recordio(train, out / "recordio", shuffle_seed=opts.shuffle_seed,
                           progress_factory=progress_factory_for(context, spec.name))
         return h, {"path": dg.MetadataValue.path(str(out / "recordio")), "images": h.num_images,
                    "classes": h.num_classes, "bytes": _size(h.rec_path), "sha256": h.rec_sha256}
 
     def tfrecords(context, splits, opts):
-        h = pack_tfrecords(splits, out / "tfrecords", seed=opts["seed"],
-                           target_shard_bytes=int(opts["target_shard_mb"] * 2 ** 20),
+        h = pack_tfrecords(splits, out / "tfrecords", seed=opts.seed,
+                           target_shard_bytes=int(opts.target_shard_mb * 2 ** 20),
                            progress_factory=progress_factory_for(context, spec.name))
         paths = [p for s in h.shards.values() for p in s]
         return h, {"path": dg.MetadataValue.path(str(out / "tfrecords")), "shards": len(paths),
@@ -76,9 +66,8 @@ def build_packing_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
     def validation_memfile(context, splits, opts):
         path = out / "memfiles" / "validation.dat"
         h = build_val_memfile(splits.loc[splits["split"] == "val"], path,
-                              set_name=f"{spec.name}_val", n_pairs=int(opts["pairs"]),
-                              seed=int(opts["seed"]), dtype=opts["dtype"],
-                              image_size=int(opts["image_size"]),
+                              set_name=f"{spec.name}_val", n_pairs=opts.pairs,
+                              seed=opts.seed, dtype=opts.dtype, image_size=opts.image_size,
                               progress_factory=progress_factory_for(context, spec.name))
         return h, {"path": dg.MetadataValue.path(str(path)), "pairs": h.num_pairs,
                    "shape": str(list(h.shape)), "dtype": h.dtype, "bytes": _size(h.path),
@@ -88,12 +77,8 @@ def build_packing_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
                 "tfrecords": (tfrecords, "Every split as shuffled TFRecord shards with DALI-style indexes."),
                 "h5_store": (h5_store, "Object sequences as an HDF5 image store (solo-learn layout, metadata in a sidecar file)."),
                 "validation_memfile": (validation_memfile, "Verification pairs of the val split as seed 002's memfile.")}
-    unknown = set(spec.formats) - set(builders)
-    if unknown:
-        raise DatasetError(f"dataset {spec.name!r}: unknown format(s) {sorted(unknown)} under "
-                           f"formats:; known: {sorted(builders)}")
-    return [_packing_asset(spec, name, desc, fn) for name, (fn, desc) in builders.items()
-            if name in spec.formats]
+    return [_packing_asset(spec, name, description=builders[name][1], pack=builders[name][0])
+            for name in spec.formats.declared]
 
 
 def _size(path) -> int:

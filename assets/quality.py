@@ -10,8 +10,6 @@ import pandas as pd
 
 from assets.metadata import image_markdown
 from ml.dataset_spec import DatasetSpec
-from ml.errors import DatasetError
-from ml.quality.issues import QualityConfig
 from ml.quality.report import QUALITY_FOLDER, issue_galleries, quality_report, write_tables
 
 INLINE_GALLERIES = 3         # galleries inlined in the metadata (the rest by path): <= 64 KB
@@ -34,11 +32,7 @@ def build_quality_asset(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
     )
     def quality_report_asset(context: dg.AssetExecutionContext,
                              verified: pd.DataFrame) -> dg.MaterializeResult:
-        try:
-            config = QualityConfig.of_dataset(spec)
-        except DatasetError as exc:
-            raise dg.Failure(description=str(exc)) from None
-        report = quality_report(verified, config)
+        report = quality_report(verified, spec.quality)
         if report.measured == 0:
             context.log.warning(f"{spec.name}: no image has quality signals; run verification "
                                 "at level decode (verify.level: decode, verify.signals: true)")

@@ -1,52 +1,29 @@
 """The `resized` asset (stage_resize) and its check `safe_dimensions` (seed 004's rule)."""
 
-from typing import Optional
-
 import dagster as dg
 import pandas as pd
 import pyarrow.compute as pc
-from pydantic import Field
 
-from assets.options import choices, merged_options
+from assets.options import run_config_class, with_run_config
 from assets.progress_observations import progress_for
 from assets.shards import current_shard, shard_folder, shard_partitions
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
 from ml.columns import text_column
-from ml.resize import (FORMATS, MODES, Columns, ResizeSpec, check_safe_dimensions, output_names,
-                       round_to_safe, stage_resize)
+from ml.resize import (Columns, ResizeOptions, check_safe_dimensions, output_names,
+                       stage_resize)
 from ml.sample_table import RESIZE_READS, for_resize, resized_columns, with_files
 from ml.stored_table import StoredTable, TableEdit
 
 CHECK_NAME = "safe_dimensions"
-RESIZE_DEFAULTS = {"width": 224, "height": 224, "mode": "letterbox", "fill": [0, 0, 0],
-                   "format": "jpeg", "quality": 95, "pool_depth": 0, "round_to_safe": False,
-                   "workers": 0, "on_error": "skip"}
+
+ResizeRunConfig = run_config_class(
+    ResizeOptions, "ResizeRunConfig",
+    "Overrides of the dataset's `resize:` section for one run (empty = use datasets.yaml).")
 
 
-ResizeMode = choices("ResizeMode", MODES)
-ResizeFormat = choices("ResizeFormat", FORMATS)
-
-
-class ResizeRunConfig(dg.Config):
-    """Overrides of the dataset's `resize:` section for one run (empty = use datasets.yaml)."""
-
-    width: Optional[int] = Field(default=None, description="Output width in pixels")
-    height: Optional[int] = Field(default=None, description="Output height in pixels")
-    mode: Optional[ResizeMode] = Field(default=None, description="Geometry: stretch | letterbox | shorter_side_crop")
-    format: Optional[ResizeFormat] = Field(default=None, description="Output file format: jpeg | png")
-    quality: Optional[int] = Field(default=None, description="JPEG quality 1-100")
-    pool_depth: Optional[int] = Field(default=None, description="Number of 2x poolings the model applies; sides must divide by 2**pool_depth")
-    round_to_safe: Optional[bool] = Field(default=None, description="Round width/height to the nearest safe size instead of failing the check")
-    workers: Optional[int] = Field(default=None, description="Worker processes (0 = every core)")
-
-
-def resize_options(spec: DatasetSpec, run_config: ResizeRunConfig | None = None) -> dict:
-    opts = merged_options(RESIZE_DEFAULTS, spec.resize, run_config, f"{spec.name}.resize")
-    if opts["round_to_safe"] and opts["pool_depth"]:
-        opts["width"] = round_to_safe(int(opts["width"]), int(opts["pool_depth"]))
-        opts["height"] = round_to_safe(int(opts["height"]), int(opts["pool_depth"]))
-    return opts
+def resize_options(spec: DatasetSpec, run_config: dg.Config | None = None) -> ResizeOptions:
+    return with_run_config(spec.resize, run_config, spec.where("resize"))
 
 
 ITEM_SOURCE_COLUMNS = ("sample_id", "source_key", "path", "member")   # what items are made of
@@ -90,13 +67,11 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         dropped = int(rows["used"].sum()) - int(todo.sum())
         items = resize_items(rows.loc[todo, list(ITEM_SOURCE_COLUMNS)])
         rows = rows[["used", "status", "reason", "dropped_by"]]   # all resized_columns needs
-        rspec = ResizeSpec(width=int(opts["width"]), height=int(opts["height"]), mode=opts["mode"],
-                           fill=tuple(opts["fill"]), format=opts["format"],
-                           quality=int(opts["quality"]))
+        rspec = opts.output_spec()
         progress = progress_for(context, int(todo.sum()), f"{spec.name} resize")
         try:
-            result = stage_resize(items, out_dir, rspec, workers=int(opts["workers"]) or None,
-                                  on_error=opts["on_error"], progress=progress)
+            result = stage_resize(items, out_dir, rspec, workers=opts.workers or None,
+                                  on_error=opts.on_error, progress=progress)
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
         progress.finish()
@@ -117,15 +92,15 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "images_per_s": round(processed / seconds, 1) if seconds else 0.0,
             "size": f"{rspec.width}x{rspec.height}", "mode": rspec.mode,
         })
-        problems = check_safe_dimensions(rspec.width, rspec.height, int(opts["pool_depth"]))
+        problems = check_safe_dimensions(rspec.width, rspec.height, opts.pool_depth)
         yield dg.AssetCheckResult(
             check_name=CHECK_NAME, asset_key=key, passed=not problems,
             severity=dg.AssetCheckSeverity.ERROR,
             description=("; ".join(problems) + "; set resize.round_to_safe: true to round "
                          "automatically") if problems else
-                        f"{rspec.width}x{rspec.height} divides by 2**{opts['pool_depth']}",
+                        f"{rspec.width}x{rspec.height} divides by 2**{opts.pool_depth}",
             metadata={"width": rspec.width, "height": rspec.height,
-                      "pool_depth": int(opts["pool_depth"])},
+                      "pool_depth": opts.pool_depth},
         )
 
     return resized

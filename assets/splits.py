@@ -2,21 +2,18 @@
 class-balance histogram and a thumbnail grid in the asset's markdown."""
 
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
 import numpy as np
 import pandas as pd
-from pydantic import Field
 
 from assets.metadata import class_count_summary, image_markdown, save_png
-from assets.options import choices, merged_options
+from assets.options import run_config_class, with_run_config
 from ml.atomic import atomic_path
 from ml.dataset_spec import DatasetSpec
-from ml.errors import ConfigError, DatasetError
+from ml.errors import DatasetError
 from ml.figures import import_in_background
-from ml.quality.issues import QualityConfig
-from ml.quality.leakage import (LEAKAGE_POLICIES, MAX_MERGED_UNITS, cross_split_pairs,
+from ml.quality.leakage import (MAX_MERGED_UNITS, cross_split_pairs,
                                 duplicate_pairs, find_duplicates, keep_in_train,
                                 label_conflicts, merged_units, without_clusters)
 from ml.quality.report import issues_per_split
@@ -32,32 +29,15 @@ LEAKAGE_CHECK = "no_leakage_across_splits"
 LEAKAGE_TABLE = "splits_leakage.parquet"     # in the dataset's output folder
 SHOWN_PAIRS = 20                             # crossing pairs named in the check's description
 
-SPLIT_DEFAULTS = {"ratios": [0.80, 0.12, 0.08], "names": ["train", "val", "test"], "seed": 0,
-                  "group_identities": False, "link_tree": False, "min_split_size": 1,
-                  "group_duplicates": True, "leakage": "fail"}
-Leakage = choices("Leakage", LEAKAGE_POLICIES)
+SplitRunConfig = run_config_class(
+    SplitSpec, "SplitRunConfig",
+    "Overrides of the dataset's `splits:` section for one run (empty = use datasets.yaml).")
 
 
-class SplitRunConfig(dg.Config):
-    """Overrides of the dataset's `splits:` section for one run (empty = use datasets.yaml)."""
-
-    ratios: Optional[list[float]] = Field(default=None, description="One ratio per split, summing to 1 (default 0.80/0.12/0.08)")
-    seed: Optional[int] = Field(default=None, description="Seed of the hash that assigns groups to splits")
-    group_identities: Optional[bool] = Field(default=None, description="Keep every identity inside one split (face verification)")
-    link_tree: Optional[bool] = Field(default=None, description="Also build an ImageFolder tree of hard links")
-    min_split_size: Optional[int] = Field(default=None, description="Warn when a split has fewer samples")
-    group_duplicates: Optional[bool] = Field(default=None, description="Assign each group of duplicates (same bytes or near copies) to one split")
-    leakage: Optional[Leakage] = Field(default=None, description="Duplicates across splits: fail (default), warn, or keep_in_train (their val/test copies leave the splits)")
-
-
-def split_spec_for(spec: DatasetSpec, config: SplitRunConfig | None = None) -> SplitSpec:
+def split_spec_for(spec: DatasetSpec, config: dg.Config | None = None) -> SplitSpec:
     """The dataset's split options (defaults < datasets.yaml < run config), checked; a bad value
     is a ConfigError naming the dataset."""
-    try:
-        return SplitSpec.from_options(merged_options(SPLIT_DEFAULTS, spec.splits, config,
-                                                     f"{spec.name}.splits"))
-    except DatasetError as exc:
-        raise ConfigError(f"dataset {spec.name!r}: {exc}") from None
+    return with_run_config(spec.splits, config, spec.where("splits"))
 
 
 def write_leakage_table(crossing: pd.DataFrame, output_dir: Path) -> Path:
@@ -96,8 +76,6 @@ def leakage_check(key: dg.AssetKey, policy: str, crossing: pd.DataFrame, dropped
 
 def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     out_dir = spec.output_dir / "splits"
-    split_spec_for(spec)       # a bad splits: section fails when definitions load
-    QualityConfig.of_dataset(spec)   # and so does a bad quality: section
 
     key = dg.AssetKey([spec.name, "splits"])
 
@@ -132,10 +110,7 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         if frame.empty:
             raise dg.Failure(description=f"{spec.name}: no resized images to split; check the "
                                          "resized asset's failures and the verification report")
-        try:
-            quality = QualityConfig.of_dataset(spec)
-        except DatasetError as exc:
-            raise dg.Failure(description=str(exc)) from None
+        quality = spec.quality
         base_units = split_units(frame, sspec)
         pairs, clusters = without_clusters(base_units,
                                            duplicate_pairs(find_duplicates(frame, quality)))

@@ -24,16 +24,15 @@ Kubernetes a pod of its own (jobs/k8s.py).
 
 import math
 import os
-from datetime import datetime, timezone
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import dagster as dg
-from pydantic import Field
 
 from assets.metadata import for_people, image_markdown
-from assets.options import choices, merged_options
+from assets.options import choices, overrides, run_config_class
 from assets.training_progress import observing_training
 from ml.atomic import atomic_write_text
 from ml.checksums import files_sha256
@@ -43,7 +42,7 @@ from ml.formats.handles import CheckpointHandle, StoredHandle
 from ml.stored_table import StoredTable
 from ml.train.card import model_card as model_card_markdown
 from ml.train.gate import GATES
-from ml.train.tasks import DEVICES, TASKS
+from ml.train.tasks import DEVICES, TASKS, TrainSection
 from ml.train.tensorboard import TENSORBOARD_DIR
 from resources.io_managers import AS_STORED
 from resources.trainer_launchers import K8S_CONFIG_TAG, TrainerLauncher, k8s_gpu_config
@@ -51,8 +50,6 @@ from resources.trainer_launchers import K8S_CONFIG_TAG, TrainerLauncher, k8s_gpu
 # task -> {trainer input name: upstream asset of the same dataset}
 TASK_INPUTS: dict[str, dict[str, str]] = {
     task: {name: inp.asset for name, inp in spec.inputs.items()} for task, spec in TASKS.items()}
-TRAIN_DEFAULTS: dict[str, Any] = {"task": None, "config": "config/train.yaml", "processes": 1,
-                                  "set": {}, "fresh": False, "gate_margin": None}
 GATE_CHECK = "model_beats_baseline"
 PROVENANCE_ASSETS = ["verification_report", "splits"]   # named in every card, beside the inputs
 EVENTS_FILE = "events.jsonl"     # every event of every run of the trainer, as JSON lines
@@ -65,48 +62,35 @@ def training_op_tags(processes: int) -> dict[str, Any]:
     return {**GPU_TAGS, K8S_CONFIG_TAG: k8s_gpu_config(processes)}
 
 
-TrainDevice = choices("TrainDevice", DEVICES)
+TASK_OPTIONS_IN_RUN_CONFIG = ("epochs", "device")   # the task options a run may set (into `set`)
+TrainRunConfig = run_config_class(
+    TrainSection, "TrainRunConfig",
+    "Overrides of the dataset's `train:` section for one run (empty = use datasets.yaml).",
+    leave_out=("task", "set", "gate_margin"),
+    extra={"epochs": (int, "Epochs to train (overrides the YAML)"),
+           "device": (choices("TrainDevice", DEVICES), "auto (cuda when present), cpu or cuda")})
 
 
-class TrainRunConfig(dg.Config):
-    """Overrides of the dataset's `train:` section for one run (empty = use datasets.yaml)."""
+def training_options(spec: DatasetSpec, run_config: dg.Config | None = None) -> TrainSection:
+    """The dataset's `train:` section with what the run sets: a task option (epochs, device)
+    goes into `set`, beside the section's own."""
+    where = spec.where("train")
+    if spec.train is None:
+        raise ConfigError(f"{where}: the dataset has no train: section")
+    changes = overrides(run_config)
+    task_options = {k: changes.pop(k) for k in TASK_OPTIONS_IN_RUN_CONFIG if k in changes}
+    if task_options:
+        changes["set"] = {**spec.train.set, **task_options}
+    return spec.train.updated(changes, where)
 
-    config: Optional[str] = Field(default=None, description="Training YAML (e.g. config/gpu.yaml)")
-    processes: Optional[int] = Field(default=None, description="Processes; > 1 runs torchrun")
-    epochs: Optional[int] = Field(default=None, description="Epochs to train (overrides the YAML)")
-    device: Optional[TrainDevice] = Field(default=None, description="auto (cuda when present), "
-                                          "cpu or cuda")
-    fresh: Optional[bool] = Field(default=None, description="Start from scratch even when "
-                                  "checkpoints of the same inputs and config exist")
 
-
-def training_options(spec: DatasetSpec, run_config: TrainRunConfig | None = None) -> dict[str, Any]:
-    opts = merged_options(TRAIN_DEFAULTS, spec.train, None, f"{spec.name}.train")
-    if run_config is not None:
-        opts.update({k: v for k, v in (("config", run_config.config),
-                                       ("processes", run_config.processes),
-                                       ("fresh", run_config.fresh)) if v is not None})
-        opts["set"] = {**opts["set"], **{k: v for k, v in (("epochs", run_config.epochs),
-                                                           ("device", run_config.device
-                                                            and run_config.device.value))
-                                         if v is not None}}
-    if opts["task"] not in TASK_INPUTS:
-        raise ConfigError(f"{spec.name}.train.task: {opts['task']!r} is not a training task; "
-                          f"use one of {sorted(TASK_INPUTS)}")
-    margin = opts["gate_margin"]
-    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))
-                               or not math.isfinite(margin)):
-        raise ConfigError(f"{spec.name}.train.gate_margin: expected a number (how far the model's "
-                          f"figure must beat its baseline), got {margin!r}")
-    if not isinstance(opts["processes"], int) or opts["processes"] < 1:
-        raise ConfigError(f"{spec.name}.train.processes: expected a whole number >= 1, got "
-                          f"{opts['processes']!r}")
-    missing = [a for a in TASK_INPUTS[opts["task"]].values()
+def check_trainable(spec: DatasetSpec, train: TrainSection) -> None:
+    """The task's inputs are packed by the dataset (a ConfigError naming what to add)."""
+    missing = [a for a in TASK_INPUTS[train.task].values()
                if a != "splits" and a not in spec.formats]
     if missing:
-        raise ConfigError(f"dataset {spec.name!r}: task {opts['task']!r} trains on "
+        raise ConfigError(f"dataset {spec.name!r}: task {train.task!r} trains on "
                           f"{missing}, which the dataset does not pack; add them under formats:")
-    return opts
 
 
 def trainer_command(task: str, processes: int, args: list[str]) -> list[str]:
@@ -173,20 +157,21 @@ def upstream_runs(instance: dg.DagsterInstance, keys: list[dg.AssetKey]) -> dict
 
 
 def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
-    if not spec.train:
+    if spec.train is None:
         return []
-    opts = training_options(spec)
-    task = opts["task"]
+    opts = spec.train
+    check_trainable(spec, opts)
+    task = opts.task
     out_dir = spec.output_dir / "train" / task
     gate = GATES[task]
-    gate_margin = gate.margin if opts["gate_margin"] is None else opts["gate_margin"]
+    gate_margin = gate.margin if opts.gate_margin is None else opts.gate_margin
     ins = {name: dg.AssetIn(key=dg.AssetKey([spec.name, upstream]), metadata=AS_STORED)
            for name, upstream in TASK_INPUTS[task].items()}
 
     @dg.asset(
         name="model", key_prefix=[spec.name], group_name=spec.name, ins=ins,
         io_manager_key="handle_io_manager", kinds={"pytorch"}, output_required=False,
-        op_tags=training_op_tags(opts["processes"]), pool=GPU_POOL,
+        op_tags=training_op_tags(opts.processes), pool=GPU_POOL,
         tags={"imageds/stage": "train"},
         description=f"Trains the {task} model on {spec.name}'s packed data (ml.train.{task}, "
                     "launched through Dagster Pipes); resumes from the newest checkpoint when it "
@@ -200,12 +185,12 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
         except ConfigError as exc:
             raise dg.Failure(description=str(exc)) from None
         root = repo_root()
-        cfg = Path(run_opts["config"])
+        cfg = Path(run_opts.config)
         cfg = cfg if cfg.is_absolute() else root / cfg
         args = ["--config", str(cfg), "--out", str(out_dir),
                 *input_args(inputs),
-                *[a for k, v in run_opts["set"].items() for a in ("--set", f"{k}={v}")],
-                *(["--fresh"] if run_opts["fresh"] else []),
+                *[a for k, v in run_opts.set.items() for a in ("--set", f"{k}={v}")],
+                *(["--fresh"] if run_opts.fresh else []),
                 "--events", str(out_dir / EVENTS_FILE)]
         from ml.train.cli import nothing_to_train    # torch is imported at run time only
         idle = nothing_to_train([task, *args])
@@ -213,7 +198,7 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
             context.log.info(f"{spec.name}: nothing to train ({idle}); no new model is "
                              "published. Set fresh: true to train again from scratch")
             return
-        command = trainer_command(task, run_opts["processes"], args)
+        command = trainer_command(task, run_opts.processes, args)
         context.log.info("launching: " + " ".join(command))
         env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
         with observing_training(context, context.asset_key, out_dir / EVENTS_FILE):
@@ -232,7 +217,7 @@ def build_training_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
         handle = CheckpointHandle(task=task, checkpoint=str(summary["checkpoint"]),
                                   out_dir=str(out_dir), summary=summary)
         meta = summary_metadata(summary)
-        meta.update({"task": task, "processes": run_opts["processes"],
+        meta.update({"task": task, "processes": run_opts.processes,
                      "config": dg.MetadataValue.path(str(cfg)),
                      "events": dg.MetadataValue.path(str(out_dir / EVENTS_FILE)),
                      "tensorboard": dg.MetadataValue.path(str(out_dir / TENSORBOARD_DIR))})

@@ -7,17 +7,13 @@ A sharded dataset verifies one shard per run (assets/shards.py), each with its o
 its own check (thresholds apply to the shard).
 """
 
-import dataclasses
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
 import pandas as pd
-import yaml
-from pydantic import Field
 
 from assets.metadata import bad_samples_table, image_markdown
-from assets.options import choices, merged_options, overrides
+from assets.options import run_config_class, with_run_config
 from assets.progress_observations import progress_for
 from assets.shards import current_shard, shard_partitions, shard_path
 from ml.corrupt_gallery import corrupt_gallery
@@ -26,52 +22,20 @@ from ml.errors import ConfigError, DatasetError
 from ml.safe_paths import check_output_file
 from ml.sample_table import VERIFY_READS, verified_columns
 from ml.stored_table import StoredTable, TableEdit
-from ml.verify import (LEVELS, VerifyConfig, is_report, resolve_report_path, verify_catalog,
+from ml.verify import (VerifyConfig, is_report, resolve_report_path, verify_catalog,
                        write_report)
 
 CHECK_NAME = "images_within_thresholds"
 
 
-VerifyLevel = choices("VerifyLevel", LEVELS)
-
-
-class VerifyRunConfig(dg.Config):
-    """Overrides of the dataset's `verify:` section for one run (empty = use datasets.yaml)."""
-
-    level: Optional[VerifyLevel] = Field(default=None, description="'exists' (fast) or 'decode' (full)")
-    max_missing_ratio: Optional[float] = Field(default=None, description="Fail above this ratio of bad images in the used subset")
-    max_missing_count: Optional[int] = Field(default=None, description="Fail above this many bad images")
-    num_workers: Optional[int] = Field(default=None, description="Parallel decode workers")
-    allow_missing_images: Optional[bool] = Field(default=None, description="Training replaces bad images with counted placeholders")
+VerifyRunConfig = run_config_class(
+    VerifyConfig, "VerifyRunConfig",
+    "Overrides of the dataset's `verify:` section for one run (empty = use datasets.yaml).")
 CORRUPT_GALLERY = "corrupt_images.png"   # under <output>/assets/: what of each corrupt file decodes
 
 
-def seed000_section(spec: DatasetSpec) -> dict | None:
-    """A user's seed-000 config used as is: `verify: {seed000_config: their.yaml}` (the file's
-    DATA.HYBRID section is read) or the `DATA:`/`HYBRID:` mapping pasted under `verify:`."""
-    section = spec.verify
-    if "seed000_config" in section:
-        path = Path(section["seed000_config"])
-        path = path if path.is_absolute() else spec.base_dir / path
-        try:
-            return yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"dataset {spec.name!r}: verify.seed000_config {path} does not "
-                              "exist") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    if any(str(k).upper() in ("DATA", "HYBRID", "VERIFY_IMAGES") for k in section):
-        return section
-    return None
-
-
-def verify_config_for(spec: DatasetSpec, run_config: VerifyRunConfig | None = None) -> VerifyConfig:
-    seed000 = seed000_section(spec)
-    if seed000 is not None:
-        base = VerifyConfig.from_seed000_yaml(seed000)
-        return dataclasses.replace(base, **overrides(run_config))
-    defaults = {f.name: f.default for f in dataclasses.fields(VerifyConfig)}
-    return VerifyConfig(**merged_options(defaults, spec.verify, run_config, f"{spec.name}.verify"))
+def verify_config_for(spec: DatasetSpec, run_config: dg.Config | None = None) -> VerifyConfig:
+    return with_run_config(spec.verify, run_config, spec.where("verify"))
 
 
 def report_path_for(spec: DatasetSpec, config: VerifyConfig, shard: str | None = None) -> Path:

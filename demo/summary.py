@@ -83,7 +83,7 @@ def summarize(outputs: Path | None = None) -> str:
             else:
                 lines.append(f"  packed:   {PACKED.get(handle.kind, handle.kind)}, "
                              f"{_count(handle)}  ({_where(handle)})")
-        margin = (d.train or {}).get("gate_margin")
+        margin = d.train.gate_margin if d.train is not None else None
         for model in models:
             lines.append(f"  model:    {model.task}: {model_figures(model.task, model.summary, margin)}")
             card = Path(model.out_dir) / "MODEL_CARD.md"

@@ -8,19 +8,23 @@ datasets:
     source: {...}                # kind-specific, see ml/sources/<kind>.py
     on_invalid_path: skip        # identifiers escaping the images root: skip (reported) | error
     shards: 1                    # > 1: verification and resize run per shard (ml/shards.py)
-    resize: {...}                # ResizeSpec fields + pool_depth, round_to_safe, workers
-    splits: {...}                # SplitSpec fields
-    verify: {...}                # VerifyConfig fields (seed 000's DATA.HYBRID.VERIFY_IMAGES)
-    quality: {...}               # QualityConfig fields: issue thresholds, near-duplicate distance
-    formats: {...}               # packed formats: recordio, tfrecords, h5_store, validation_memfile
-    train: {...}                 # a training task on the packed data (assets/training.py)
+    resize: {...}                # ml.resize.ResizeOptions
+    splits: {...}                # ml.splits.SplitSpec
+    verify: {...}                # ml.verify.VerifyConfig (or seed 000's DATA.HYBRID section)
+    quality: {...}               # ml.quality.issues.QualityConfig
+    formats: {...}               # ml.packing.FormatsOptions: recordio, tfrecords, h5_store, ...
+    train: {...}                 # ml.train.tasks.TrainSection (assets/training.py)
 ```
+
+Each section is checked by its options model (ml/options.py) when the file is read, so a bad
+value fails when the definitions load, naming the dataset, the section and the option.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,15 +32,25 @@ from typing import Any
 import yaml
 
 from ml.errors import ConfigError
+from ml.options import Options
+from ml.packing import FormatsOptions
+from ml.quality.issues import QualityConfig
+from ml.resize import ResizeOptions
 from ml.safe_paths import overlap
 from ml.shards import check_shard_count
+from ml.splits import SplitSpec
+from ml.train.tasks import TrainSection
+from ml.verify import VerifyConfig
 
 SOURCE_KINDS = ("image_folder", "before_after", "coco", "hybrid", "h5_store", "recordio")
 # The source option naming where a kind's images live (a folder, or the file holding them).
 IMAGES_OPTION = {"image_folder": "root", "before_after": "root", "coco": "images_dir",
                  "hybrid": "images_dir", "h5_store": "file", "recordio": "path"}
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-SECTIONS = ("resize", "splits", "verify", "quality", "formats", "train")
+# A section's options model; `verify` also takes a seed-000 config (VerifyConfig.of_section).
+SECTIONS: dict[str, type[Options]] = {
+    "resize": ResizeOptions, "splits": SplitSpec, "verify": VerifyConfig,
+    "quality": QualityConfig, "formats": FormatsOptions, "train": TrainSection}
 
 
 def repo_root() -> Path:
@@ -54,13 +68,17 @@ class DatasetSpec:
     base_dir: Path
     on_invalid_path: str = "skip"
     shards: int = 1
-    resize: dict[str, Any] = field(default_factory=dict)
-    splits: dict[str, Any] = field(default_factory=dict)
-    verify: dict[str, Any] = field(default_factory=dict)
-    quality: dict[str, Any] = field(default_factory=dict)
-    formats: dict[str, Any] = field(default_factory=dict)
-    train: dict[str, Any] = field(default_factory=dict)
+    resize: ResizeOptions = field(default_factory=ResizeOptions)
+    splits: SplitSpec = field(default_factory=SplitSpec)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    formats: FormatsOptions = field(default_factory=FormatsOptions)
+    train: TrainSection | None = None          # no section: the dataset is not trained on
     description: str = ""
+
+    def where(self, section: str) -> str:
+        """How an error names one of this dataset's sections: "dataset 'faces': resize"."""
+        return f"dataset {self.name!r}: {section}"
 
     def source_path(self, key: str, required: bool = True) -> Path | None:
         """A path option of the source, resolved against the datasets file's base folder."""
@@ -142,10 +160,38 @@ def parse_datasets(doc: Any, path: Path, base_dir: Path | None = None) -> Datase
             output_dir=out_path, base_dir=base, on_invalid_path=on_invalid,
             shards=check_shard_count(entry.get("shards", 1), f"{where}: dataset {name!r}"),
             description=str(entry.get("description", "")),
-            **{s: _mapping(entry.get(s), f"{name}.{s}") for s in SECTIONS},
+            **_sections(entry, name, base),
         ))
     _check_output_folders(where, storage, specs)
     return DatasetsFile(path=path, storage_root=storage, datasets=tuple(specs))
+
+
+def documented_options() -> dict[str, type[Options]]:
+    """Each section's model (and each packed format's) by the name its README table carries."""
+    formats = {f"formats.{name}": FormatsOptions.model_fields[name].annotation
+               for name in FormatsOptions.model_fields}
+    return {**{k: v for k, v in SECTIONS.items() if k != "formats"},
+            **{k: _optional_model(v) for k, v in formats.items()}}
+
+
+def _optional_model(annotation: Any) -> type[Options]:
+    return next(a for a in (annotation, *typing.get_args(annotation))
+                if isinstance(a, type) and issubclass(a, Options))
+
+
+def _sections(entry: dict[str, Any], name: str, base: Path) -> dict[str, Any]:
+    """The entry's sections, each checked by its options model (an absent train: stays None)."""
+    where = f"dataset {name!r}: "
+    out: dict[str, Any] = {}
+    for section, model in SECTIONS.items():
+        values = entry.get(section)
+        if section == "train" and values is None:
+            continue
+        if section == "verify":
+            out[section] = VerifyConfig.of_section(values or {}, base, where + section)
+        else:
+            out[section] = model.parse(values, where + section)
+    return out
 
 
 def _check_output_folders(where: str, storage: Path, specs: list[DatasetSpec]) -> None:

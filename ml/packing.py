@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Optional
 
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
+from pydantic import Field, model_validator
 
 from ml.checksums import files_sha256
 from ml.columns import text_column
@@ -25,12 +27,67 @@ from ml.file_bytes import read_file_bytes
 from ml.formats.example_proto import make_image_example_parts
 from ml.formats.h5_store import H5Item, write_h5_store
 from ml.formats.handles import H5StoreHandle, MemfileHandle, RecordIOHandle, TFRecordShardsHandle
-from ml.formats.insightface_bin import build_validation_memfile
+from ml.formats.insightface_bin import NORMALIZATION, build_validation_memfile
 from ml.formats.insightface_rec import write_insightface_legacy
 from ml.formats.tfrecord import write_shards
+from ml.options import Float, Int, Options
 from ml.pairs import make_verification_pairs
 from ml.progress import ProgressFactory, start_progress
 from ml.publish import publish_dir
+
+
+class RecordioOptions(Options):
+    """`formats.recordio`: the train split as MXNet RecordIO (insightface's legacy layout)."""
+
+    shuffle_seed: Int = Field(0, description="Seed of the order the records are written in")
+
+
+class TfrecordsOptions(Options):
+    """`formats.tfrecords`: every split as shuffled TFRecord shards with DALI-style indexes."""
+
+    target_shard_mb: Annotated[Float, Field(gt=0)] = Field(64.0, description="Size a shard file grows to before the next begins, in MiB")
+    seed: Int = Field(0, description="Seed of the record order")
+
+
+class H5StoreOptions(Options):
+    """`formats.h5_store`: object sequences as an HDF5 image store (solo-learn's layout)."""
+
+
+class ValidationMemfileOptions(Options):
+    """`formats.validation_memfile`: verification pairs of the val split (seed 002's memfile)."""
+
+    pairs: Annotated[Int, Field(ge=1)] = Field(600, description="Same- and different-identity pairs, balanced, in 10 folds")
+    seed: Int = Field(0, description="Seed of the pair draw")
+    dtype: Literal[tuple(NORMALIZATION)] = Field("float32", description="`float32` (normalised to [-1, 1], as insightface's evaluation) or `uint8` (raw RGB)")
+    image_size: Annotated[Int, Field(ge=1)] = Field(112, description="Side of the square images, in pixels")
+
+
+class FormatsOptions(Options):
+    """The dataset's `formats:` section: which packed formats to build (a key, even with no
+    options under it, declares one) and their options."""
+
+    recordio: Optional[RecordioOptions] = Field(None, description="The train split as MXNet RecordIO")
+    tfrecords: Optional[TfrecordsOptions] = Field(None, description="Every split as TFRecord shards")
+    h5_store: Optional[H5StoreOptions] = Field(None, description="Object sequences as an HDF5 image store")
+    validation_memfile: Optional[ValidationMemfileOptions] = Field(None, description="Verification pairs of the val split as a memfile")
+
+    SECTION: ClassVar[str] = "formats"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _declared_without_options(cls, values: Any) -> Any:
+        """`recordio:` with nothing under it declares the format with its defaults."""
+        if isinstance(values, dict):
+            return {k: {} if v is None else v for k, v in values.items()}
+        return values
+
+    @property
+    def declared(self) -> tuple[str, ...]:
+        """The formats the dataset packs, in the section's order of fields."""
+        return tuple(name for name in type(self).model_fields if getattr(self, name) is not None)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.declared
 
 
 class FileBytes(Sequence):

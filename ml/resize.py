@@ -30,21 +30,23 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Annotated, ClassVar, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
+from pydantic import Field
 
 from ml.atomic import run_leaving_no_temps, sync_filesystem, temp_sibling
 from ml.columns import text_column
 from ml.containers import close_all as close_containers, read_member
 from ml.errors import ConfigError, DatasetError, ImageError, PathEscapeError
 from ml.imageio import MISSING, UNSUPPORTED, load_rgb, read_header
+from ml.options import Bool, Int, Options
 from ml.process_pool import in_flight, pool_context
 from ml.file_stats import stat_files
 from ml.resize_manifest import MANIFEST_NAME, ResizeManifest  # noqa: F401 (named here too)
@@ -72,36 +74,27 @@ log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------- public types
 
-@dataclass(frozen=True)
-class ResizeSpec:
+Side = Annotated[Int, Field(ge=1, le=MAX_SIDE)]
+Channel = Annotated[Int, Field(ge=0, le=255)]
+
+
+class ResizeSpec(Options):
     """What every output looks like: size, geometry, pad/alpha colour and file format."""
 
-    width: int
-    height: int
-    mode: str = "letterbox"
-    fill: tuple[int, int, int] = (0, 0, 0)
-    format: str = "jpeg"
-    quality: int = 95
+    width: Side = Field(description="Output width in pixels")
+    height: Side = Field(description="Output height in pixels")
+    mode: Literal[MODES] = Field("letterbox", description="`stretch` to the size (seed 004), `letterbox` (keep the aspect ratio, pad with `fill`; seed 003) or `shorter_side_crop` (scale the shorter side to fit, centre-crop the rest)")
+    fill: tuple[Channel, Channel, Channel] = Field((0, 0, 0), description="Pad colour (R, G, B, each 0-255) and the background of transparent images")
+    format: Literal[tuple(FORMATS)] = Field("jpeg", description="Output file format: `jpeg` or `png`")
+    quality: Annotated[Int, Field(ge=1, le=100)] = Field(95, description="JPEG quality")
 
-    def __post_init__(self) -> None:
-        for side in ("width", "height"):
-            value = getattr(self, side)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIDE:
-                raise ConfigError(f"resize {side} {value!r} must be a whole number of pixels "
-                                  f"from 1 to {MAX_SIDE}")
-        if self.mode not in MODES:
-            raise ConfigError(f"resize mode {self.mode!r} is not one of {', '.join(MODES)}")
-        if self.format not in FORMATS:
-            raise ConfigError(f"resize format {self.format!r} is not one of {', '.join(FORMATS)}")
-        if isinstance(self.quality, bool) or not isinstance(self.quality, int) \
-                or not 1 <= self.quality <= 100:
-            raise ConfigError(f"resize quality {self.quality!r} must be a whole number from 1 to 100")
-        fill = tuple(self.fill)
-        if len(fill) != 3 or not all(isinstance(c, int) and not isinstance(c, bool)
-                                     and 0 <= c <= 255 for c in fill):
-            raise ConfigError(f"resize fill {self.fill!r} must be three whole numbers 0-255 "
-                              "(R, G, B)")
-        object.__setattr__(self, "fill", fill)
+    SECTION: ClassVar[str] = "resize"
+
+    def __init__(self, *size: int, **values) -> None:
+        """`ResizeSpec(224, 224, mode=...)`: width and height may come first, unnamed."""
+        super().__init__(**dict(zip(("width", "height"), size)), **values)
+
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]   # see Options
 
     @property
     def extension(self) -> str:
@@ -109,8 +102,28 @@ class ResizeSpec:
 
     def fingerprint(self) -> str:
         """Stable hash of every field and ALGORITHM_VERSION: equal fingerprints, equal pixels."""
-        payload = json.dumps({"algorithm": ALGORITHM_VERSION, **asdict(self)}, sort_keys=True)
+        fields = {name: getattr(self, name) for name in ResizeSpec.model_fields}
+        payload = json.dumps({"algorithm": ALGORITHM_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+class ResizeOptions(ResizeSpec):
+    """The dataset's `resize:` section: the outputs' look (ResizeSpec) and how the step runs."""
+
+    width: Side = Field(224, description="Output width in pixels")
+    height: Side = Field(224, description="Output height in pixels")
+    pool_depth: Annotated[Int, Field(ge=0, le=16)] = Field(0, description="How many times the model halves the image; the `safe_dimensions` check fails when a side does not divide by 2^pool_depth and names the nearest safe sizes")
+    round_to_safe: Bool = Field(False, description="Round width and height to the nearest safe size instead of failing the check")
+    workers: Annotated[Int, Field(ge=0)] = Field(0, description="Worker processes (0: every core)")
+    on_error: Literal[ON_ERROR] = Field("skip", description="An image that cannot be resized: `skip` it (reported, dropped) or `error` (stop the step)")
+
+    def output_spec(self) -> ResizeSpec:
+        """The outputs' ResizeSpec, the size rounded to a safe one when round_to_safe asks."""
+        width, height = self.width, self.height
+        if self.round_to_safe and self.pool_depth:
+            width, height = (round_to_safe(side, self.pool_depth) for side in (width, height))
+        return ResizeSpec(width=width, height=height, mode=self.mode, fill=self.fill,
+                          format=self.format, quality=self.quality)
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,16 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Annotated, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ml.augmenter import Augmenter
-from ml.datasets.recordio import RecordIODataset
+from pydantic import Field
+
 from ml.errors import ConfigError
 from ml.formats.handles import RecordIOHandle
-from ml.transforms import face_train_transform, seed_offset
+from ml.options import Float, Int, Options
 
 CAPTION_HEIGHT = 14       # pixels under each cell for its caption
 GAP = 4                   # pixels between the image and its mask, and around cells
@@ -29,6 +29,19 @@ BACKGROUND = (218, 218, 218)     # grey, so that an all-visible (white) mask sta
 CAPTION_COLOUR = (40, 40, 40)
 SEED_002_AUGMENTATION = {"crop_augmentation_prob": 0.1, "photometric_augmentation_prob": 0.3,
                          "low_res_augmentation_prob": 0.2}   # seed 002's standard training
+
+
+Probability = Annotated[Float, Field(ge=0.0, le=1.0)]
+
+
+class SampleGridOptions(Options):
+    """What the augmented-samples grid shows (the asset's run config)."""
+
+    count: Annotated[Int, Field(ge=1)] = Field(16, description="Samples to show")
+    columns: Annotated[Int, Field(ge=1)] = Field(4, description="Cells per row")
+    seed: Int = Field(0, description="Seed of the samples and of every random draw")
+    mask_prob: Probability = Field(0.5, description="Probability of the medical-mask occlusion")
+    flip_prob: Probability = Field(0.5, description="Probability of the horizontal flip")
 
 
 @dataclass(frozen=True)
@@ -77,24 +90,29 @@ def sample_indices(length: int, count: int, seed: int) -> list[int]:
     return sorted(int(i) for i in chosen)
 
 
-def augmented_sample_grid(source: RecordIOHandle | str | os.PathLike, *, count: int = 16,
-                          columns: int = 4, seed: int = 0, mask_prob: float = 0.5,
-                          flip_prob: float = 0.5,
-                          augmentation: dict[str, float] | None = None) -> SampleGrid:
-    """Render `count` training samples of a RecordIO face dataset with their masks.
+def augmented_sample_grid(source: RecordIOHandle | str | os.PathLike,
+                          augmentation: dict[str, float] | None = None,
+                          **options: object) -> SampleGrid:
+    """Render `count` training samples of a RecordIO face dataset with their masks; `options`
+    are SampleGridOptions' (count, columns, seed, mask_prob, flip_prob; a bad one is a
+    ConfigError).
 
     The samples go through what face training applies: Augmenter(**augmentation) (seed 002's
     standard probabilities by default) and face_train_transform(mask_prob, flip_prob), both
     seeded from `seed`.
     """
-    if count < 1 or columns < 1:
-        raise ConfigError(f"augmented sample grid: count={count}, columns={columns}; both must "
-                          "be at least 1")
-    options = dict(SEED_002_AUGMENTATION, **(augmentation or {}))
+    from ml.augmenter import Augmenter                  # torch: not when the options load
+    from ml.datasets.recordio import RecordIODataset
+    from ml.transforms import face_train_transform, seed_offset
+
+    grid = SampleGridOptions(**options)
+    count, columns, seed = grid.count, grid.columns, grid.seed
+    mask_prob, flip_prob = grid.mask_prob, grid.flip_prob
+    augmenting = dict(SEED_002_AUGMENTATION, **(augmentation or {}))
     dataset = RecordIODataset(
         source, face_train_transform(mask_prob=mask_prob, flip_prob=flip_prob, uint8_output=True,
                                      seed=seed_offset(seed, 10)),
-        augmenter=Augmenter(**options, seed=seed_offset(seed, 20)))
+        augmenter=Augmenter(**augmenting, seed=seed_offset(seed, 20)))
     indices = sample_indices(len(dataset), count, seed)
     cells, labels, occluded = [], [], []
     for index in indices:

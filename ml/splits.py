@@ -16,17 +16,19 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pydantic import Field, field_validator, model_validator
 
 from ml.atomic import atomic_path
 from ml.columns import Codes
 from ml.errors import ConfigError
 from ml.figures import new_figure, png_bytes
+from ml.options import Bool, Float, Int, Options, Text
 from ml.publish import publish_dir
 from ml.quality.leakage import LEAKAGE_POLICIES
 from ml.safe_paths import check_name, contained, link_or_copy_new, safe_component, safe_components
@@ -36,63 +38,47 @@ CLASS_COUNTS_STEM = "class_counts"           # its table lies beside the manifes
 CLASS_COUNTS_NAME = f"{CLASS_COUNTS_STEM}.parquet"
 
 
-@dataclass(frozen=True)
-class SplitSpec:
-    ratios: tuple[float, ...] = (0.80, 0.12, 0.08)     # seed 004's 80/12/8
-    names: tuple[str, ...] = ("train", "val", "test")
-    seed: int = 0
-    group_identities: bool = False                     # keep each identity inside one split
-    link_tree: bool = False                            # also build an ImageFolder tree of hard links
-    min_split_size: int = 1                            # a smaller split is warned about
-    group_duplicates: bool = True                      # a duplicate group is one unit
-    leakage: str = "fail"                              # duplicates across splits: LEAKAGE_POLICIES
+class SplitSpec(Options):
+    """The dataset's `splits:` section: how samples are assigned to splits."""
 
-    def __post_init__(self):
-        for name in self.names:
-            check_name(name, "splits.names")     # a split name becomes a file and folder name
-        if not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in self.ratios):
-            raise ConfigError(f"splits: ratios {list(self.ratios)} must be numbers, one per split "
-                              f"{list(self.names)}, e.g. [0.8, 0.1, 0.1]")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ConfigError(f"splits: seed {self.seed!r} must be an integer")
-        if len(self.ratios) != len(self.names) or not self.names:
-            raise ConfigError(f"splits: {len(self.ratios)} ratios for {len(self.names)} names "
-                              f"{list(self.names)}; give one ratio per split")
-        if any(r < 0 for r in self.ratios) or abs(sum(self.ratios) - 1.0) > 1e-6:
-            raise ConfigError(f"splits: ratios {list(self.ratios)} must be >= 0 and sum to 1")
-        if CLASS_COUNTS_STEM in self.names:
-            raise ConfigError(f"splits: the name {CLASS_COUNTS_STEM!r} is taken "
-                              f"by the per-class table {CLASS_COUNTS_NAME}; name the split "
-                              "otherwise")
-        if len(set(self.names)) != len(self.names):
-            raise ConfigError(f"splits: names {list(self.names)} must be distinct")
-        if self.leakage not in LEAKAGE_POLICIES:
-            raise ConfigError(f"splits: leakage {self.leakage!r} must be one of "
-                              f"{', '.join(LEAKAGE_POLICIES)} (what to do with duplicates "
-                              "across splits)")
-        if not isinstance(self.group_duplicates, bool):
-            raise ConfigError(f"splits: group_duplicates {self.group_duplicates!r} must be true "
-                              "or false")
-        if not isinstance(self.min_split_size, int) or isinstance(self.min_split_size, bool) \
-                or self.min_split_size < 0:
-            raise ConfigError(f"splits: min_split_size {self.min_split_size!r} must be a whole "
-                              "number >= 0")
+    ratios: tuple[Annotated[Float, Field(ge=0.0)], ...] = Field(
+        (0.80, 0.12, 0.08), description="One ratio per split, summing to 1 (seed 004's 80/12/8)")
+    names: tuple[Text, ...] = Field(
+        ("train", "val", "test"), description="The splits' names, plain file names (letters, digits, `_`, `-`, `.`): each names a manifest and a folder")
+    seed: Int = Field(0, description="Seed of the assignment hash")
+    group_identities: Bool = Field(False, description="Keep every identity inside one split (face verification needs held-out identities)")
+    link_tree: Bool = Field(False, description="Also build `splits/imagefolder/<split>/<label>/` of hard links (copies where links fail)")
+    min_split_size: Annotated[Int, Field(ge=0)] = Field(1, description="The non-blocking check `splits_cover_every_class` warns when a split has fewer samples, or a class has none in a split (the latter not asked with `group_identities`)")
+    group_duplicates: Bool = Field(True, description="Each group of duplicates (the same bytes, or perceptual hashes within `quality.near_duplicate_distance` bits) is assigned as one unit, so a copy never lands in another split than its original")
+    leakage: Literal[LEAKAGE_POLICIES] = Field("fail", description="What the blocking check `no_leakage_across_splits` does with duplicates that still cross splits (with `group_duplicates: false`): `fail` (packing stops, the pairs are named), `warn`, or `keep_in_train` (their val/test copies leave the splits; sources are never touched)")
 
+    SECTION: ClassVar[str] = "splits"
+
+    @field_validator("names")
     @classmethod
-    def from_options(cls, options: dict) -> "SplitSpec":
-        known = {"ratios", "names", "seed", "group_identities", "link_tree", "min_split_size",
-                 "group_duplicates", "leakage"}
-        unknown = set(options) - known
-        if unknown:
-            raise ConfigError(f"splits: unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
-        kw = dict(options)
-        for k in ("ratios", "names"):
-            if k in kw:
-                if not isinstance(kw[k], (list, tuple)):
-                    raise ConfigError(f"splits: {k} must be a list (e.g. {k}: "
-                                      f"{list(getattr(cls, k))}), got {kw[k]!r}")
-                kw[k] = tuple(kw[k])
-        return cls(**kw)
+    def _plain_distinct_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            try:
+                check_name(name, "name")   # a split name becomes a file and folder name
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        if not names:
+            raise ValueError("give at least one split name")
+        if CLASS_COUNTS_STEM in names:
+            raise ValueError(f"the name {CLASS_COUNTS_STEM!r} is taken by the per-class table "
+                             f"{CLASS_COUNTS_NAME}; name the split otherwise")
+        if len(set(names)) != len(names):
+            raise ValueError("names must be distinct")
+        return names
+
+    @model_validator(mode="after")
+    def _one_ratio_per_split(self) -> "SplitSpec":
+        if len(self.ratios) != len(self.names):
+            raise ValueError(f"{len(self.ratios)} ratios for {len(self.names)} names "
+                             f"{list(self.names)}; give one ratio per split")
+        if abs(sum(self.ratios) - 1.0) > 1e-6:
+            raise ValueError(f"ratios {list(self.ratios)} must sum to 1")
+        return self
 
 
 def unit_hash(seed: int, unit: str) -> float:

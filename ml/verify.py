@@ -23,15 +23,17 @@ import os
 import re
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Annotated, Any, Callable, ClassVar, Iterator, Literal
 
 import h5py
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import yaml
+from pydantic import Field
 
 from ml.atomic import atomic_write_text, remove_stale_temps
 from ml.checksums import (ChecksumEntry, ChecksumRegistry, Recorded, content_difference,
@@ -41,6 +43,7 @@ from ml.containers import is_recordio, member_keys, read_member
 from ml.errors import ConfigError, DatasetError, ImageError
 from ml.file_stats import NO_MTIME, stat_files
 from ml.imageio import CHANGED, DEFAULT_MAX_PIXELS, MISSING, UNSUPPORTED, decode
+from ml.options import Bool, Float, Int, Options, Text
 from ml.process_pool import in_flight, pool_context
 from ml.progress import Progress
 from ml.quality.signals import DRAFT_SIDE, SignalColumns, Signals, image_signals
@@ -57,35 +60,44 @@ LOGGED_EXAMPLES = 10
 Log = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class VerifyConfig:
-    """How to verify. Mirrors seed 000's DATA.HYBRID.VERIFY_IMAGES plus `level` and `max_pixels`."""
+class VerifyConfig(Options):
+    """The dataset's `verify:` section: seed 000's DATA.HYBRID.VERIFY_IMAGES plus `level`,
+    `max_pixels` and `signals`."""
 
-    enabled: bool = True
-    max_missing_ratio: float = 0.01
-    max_missing_count: int = 100
-    num_workers: int = 8
-    chunk_size: int = 1000
-    log_missing: bool = True
-    report_path: str = "{output_dir}/assets/missing_images_report.json"
-    allow_missing_images: bool = False
-    level: str = "decode"
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    signals: bool = True       # at level decode, also each image's quality signals (ml/quality)
+    enabled: Bool = Field(True, description="Verify at all (off: nothing is read and the check passes)")
+    max_missing_ratio: Annotated[Float, Field(ge=0.0, le=1.0)] = Field(0.01, description="The check `images_within_thresholds` fails (and blocks everything downstream) above this ratio of missing + corrupt images among the samples the dataset uses")
+    max_missing_count: Annotated[Int, Field(ge=0)] = Field(100, description="The same check fails above this many of them")
+    num_workers: Annotated[Int, Field(ge=1)] = Field(8, description="Parallel workers (decode: processes, at most one per core)")
+    chunk_size: Annotated[Int, Field(ge=1)] = Field(1000, description="Images per work unit, at most")
+    log_missing: Bool = Field(True, description="Log the first bad images by name")
+    report_path: Text = Field("{output_dir}/assets/missing_images_report.json", description="Seed 000's JSON report; `{output_dir}` is the dataset's output folder, which must hold it (it replaces only an earlier report)")
+    allow_missing_images: Bool = Field(False, description="Training replaces bad images with counted placeholders instead of stopping")
+    level: Literal[LEVELS] = Field("decode", description="`exists` (one listing per folder) or `decode` (every image decoded: truncated and garbled files are caught, and the quality signals measured)")
+    max_pixels: Annotated[Int, Field(ge=1)] = Field(DEFAULT_MAX_PIXELS, description="Larger images are refused as decompression bombs, from the header")
+    signals: Bool = Field(True, description="At level decode, also each image's quality signals (perceptual hash, blur, brightness; ml/quality)")
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            _check_type(f.name, getattr(self, f.name), f.type)
-        if self.level not in LEVELS:
-            raise ConfigError(f"verify level {self.level!r} is not one of {', '.join(LEVELS)}")
-        if not 0.0 <= self.max_missing_ratio <= 1.0:
-            raise ConfigError(f"max_missing_ratio {self.max_missing_ratio} must be within 0..1 "
-                              "(0.01 allows 1% of the used images to be bad)")
-        for name, low in (("max_missing_count", 0), ("num_workers", 1), ("chunk_size", 1),
-                          ("max_pixels", 1)):
-            if getattr(self, name) < low:
-                raise ConfigError(f"verify setting {name} = {getattr(self, name)} must be at "
-                                  f"least {low}")
+    SECTION: ClassVar[str] = "verify"
+
+    @classmethod
+    def of_section(cls, section: Any, base_dir: Path, where: str) -> "VerifyConfig":
+        """The `verify:` section: its options, or a user's seed-000 config used as is:
+        `seed000_config: their.yaml` (the file's DATA.HYBRID section is read; options beside it
+        apply on top) or the `DATA:` / `HYBRID:` mapping pasted under `verify:`."""
+        if isinstance(section, dict) and "seed000_config" in section:
+            path = Path(os.path.expanduser(str(section["seed000_config"])))
+            path = path if path.is_absolute() else base_dir / path
+            try:
+                doc = yaml.safe_load(path.read_text())
+            except FileNotFoundError:
+                raise ConfigError(f"{where}.seed000_config {path} does not exist") from None
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+            extra = {k: v for k, v in section.items() if k != "seed000_config"}
+            return cls.from_seed000_yaml(doc).updated(extra, where)
+        if isinstance(section, dict) and any(str(k).upper() in ("DATA", "HYBRID", "VERIFY_IMAGES")
+                                             for k in section):
+            return cls.from_seed000_yaml(section)
+        return cls.parse(section, where)
 
     @classmethod
     def from_seed000_yaml(cls, hybrid_section: dict) -> "VerifyConfig":
@@ -106,7 +118,7 @@ class VerifyConfig:
             values[name] = value
         if "ALLOW_MISSING_IMAGES" in section:
             values["allow_missing_images"] = section["ALLOW_MISSING_IMAGES"]
-        return cls(**values)
+        return cls.parse(values, "DATA.HYBRID.VERIFY_IMAGES", spelling=str.upper)
 
 
 _SEED000_FIELDS = {"enabled", "max_missing_ratio", "max_missing_count", "num_workers",
@@ -121,12 +133,6 @@ def _hybrid_section(section: dict) -> dict:
         if isinstance(section.get(outer), dict) and "VERIFY_IMAGES" not in section:
             return _hybrid_section(section[outer])
     return section
-
-
-def _check_type(name: str, value: Any, annotation: str) -> None:
-    expected = {"bool": bool, "int": int, "float": (int, float), "str": str}[annotation]
-    if (isinstance(value, bool) and annotation != "bool") or not isinstance(value, expected):
-        raise ConfigError(f"verify setting {name} = {value!r} must be a {annotation}")
 
 
 @dataclass

@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 import torch
 import torch.nn.functional as F
-import torchvision.transforms as T
 from torch.utils.data import DataLoader
+import torchvision.transforms as T
 
 from ml.datasets import TFRecordStream
 from ml.datasets.balanced_stream import ClassBalancedStream, count_labels
@@ -41,6 +41,8 @@ from ml.formats.handles import TFRecordShardsHandle
 from ml.models.backbones import (IMAGENET_MEAN, IMAGENET_STD, SMALL_CNN_WIDTHS,
                                  build_backbone, input_transform)
 from ml.models.classifier import ImageClassifier
+from ml.options import Int, Text
+from ml.train.config import BatchSize, Count, Epochs, Optimizer, Rate, TaskOptions, Workers
 from ml.train.ddp import DistEnv
 from ml.train.inputs import input_handle
 from ml.train.loop import (autocast, evaluating, optimizer_step, place, resume, save_epoch,
@@ -49,33 +51,28 @@ from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
 
 
-@dataclass
-class Config:
+class Config(TaskOptions):
     """Defaults are the CPU demo (sample iNat: 8 classes, 128 train records, 224 px letterboxed)."""
 
-    model: str = "small_cnn"           # small_cnn | vit | resnet18 | ... (ml.models.backbones)
-    widths: list[int] = field(default_factory=lambda: list(SMALL_CNN_WIDTHS))  # small_cnn
-    patch_size: int = 8                # vit
-    vit_dim: int = 128
-    vit_depth: int = 4
-    vit_heads: int = 4
-    image_size: int = 64
-    epochs: int = 15
-    batch_size: int = 32               # per process
-    optimizer: str = "adamw"
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_epochs: int = 1
-    label_smoothing: float = 0.0
-    dropout: float = 0.1
-    balance_power: float = 1.0         # class-balanced draw: 1 equal classes, 0 the plain stream
-    shuffle_buffer: int = 1024
-    eval_splits: list[str] = field(default_factory=lambda: ["val", "test"])
-    num_workers: int = 0
-    seed: int = 0
-    amp: bool = True                   # bf16 autocast on CUDA
-    channels_last: bool = True         # on CUDA
-    device: str = "auto"
+    model: Text = Field("small_cnn", description="small_cnn | vit | resnet18 | ... (ml.models.backbones)")
+    widths: list[Int] = Field(default_factory=lambda: list(SMALL_CNN_WIDTHS), description="small_cnn")
+    patch_size: Int = Field(8, description="vit")
+    vit_dim: Int = Field(128)
+    vit_depth: Int = Field(4)
+    vit_heads: Int = Field(4)
+    image_size: Int = Field(64)
+    epochs: Epochs = Field(15)
+    batch_size: BatchSize = Field(32)
+    optimizer: Optimizer = Field("adamw")
+    lr: Rate = Field(2e-3)
+    weight_decay: Rate = Field(0.05)
+    warmup_epochs: Count = Field(1)
+    label_smoothing: Rate = Field(0.0)
+    dropout: Rate = Field(0.1)
+    balance_power: Rate = Field(1.0, description="class-balanced draw: 1 equal classes, 0 the plain stream")
+    shuffle_buffer: Count = Field(1024)
+    eval_splits: list[Text] = Field(default_factory=lambda: ["val", "test"])
+    num_workers: Workers = Field(0)
 
 
 def train_transform(cfg: Config) -> T.Compose:

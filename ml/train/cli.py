@@ -17,7 +17,7 @@ from typing import Any
 
 from ml.atomic import atomic_write_text
 from ml.errors import ConfigError, DatasetError
-from ml.train.config import build_config, load_section, parse_overrides
+from ml.train.config import load_section, parse_overrides
 from ml.train.checkpoint import latest_epoch
 from ml.train.ddp import DistEnv
 from ml.train.fingerprint import (PREVIOUS_SUFFIX, prepare_checkpoints, run_fingerprint,
@@ -62,7 +62,7 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, Any, Any]:
     module = importlib.import_module(TASKS[args.task].module)
     where = f"{args.config or '(defaults)'}: {args.task}"
     values = {**load_section(args.config, args.task), **parse_overrides(args.set)}
-    return args, module, build_config(module.Config, values, where)
+    return args, module, module.Config.parse(values, where)
 
 
 def nothing_to_train(argv: list[str]) -> str | None:

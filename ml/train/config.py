@@ -1,21 +1,40 @@
-"""Task configs: a dataclass per task, filled from one YAML section plus `key=value` overrides.
+"""Task options: one options model per task (ml/options.py), filled from one YAML section plus
+`key=value` overrides (`Config.parse(values, where)`).
 
-Unknown keys and values of the wrong type are ConfigErrors that name the file, section and key.
+Unknown keys and values of the wrong type or out of bounds are ConfigErrors that name the file,
+section and key. What every task has (seed, device, precision, the optimizer) is declared here
+once; each task's model adds its own options and its own defaults.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import Field
 
 from ml.errors import ConfigError
+from ml.options import Bool, Float, Int, Options
+from ml.train.tasks import DEVICES
 
-T = TypeVar("T")
+OPTIMIZERS = ("adamw", "sgd")
+Epochs = Annotated[Int, Field(ge=1, description="Epochs to train")]
+BatchSize = Annotated[Int, Field(ge=1, description="Samples per step and process")]
+Count = Annotated[Int, Field(ge=0)]
+Rate = Annotated[Float, Field(ge=0.0)]
+Fraction = Annotated[Float, Field(ge=0.0, le=1.0)]
+Optimizer = Annotated[Literal[OPTIMIZERS], Field(description="adamw, or sgd (Nesterov momentum)")]
+Workers = Annotated[Int, Field(ge=0, description="DataLoader worker processes per trainer process")]
+
+
+class TaskOptions(Options):
+    """What every task's options have."""
+
+    seed: Int = Field(0, description="Seed of every random draw (data order, augmentation, init)")
+    device: Literal[DEVICES] = Field("auto", description="auto (cuda when present), cpu or cuda")
+    amp: Bool = Field(True, description="bf16 autocast on CUDA (CPU trains in float32)")
+    channels_last: Bool = Field(True, description="channels-last memory layout on CUDA")
 
 
 def load_section(path: str | Path | None, section: str) -> dict[str, Any]:
@@ -43,46 +62,3 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             raise ConfigError(f"override {pair!r}: expected key=value")
         out[key.strip()] = yaml.safe_load(value)
     return out
-
-
-def build_config(cls: type[T], values: dict[str, Any], where: str) -> T:
-    """Instantiate dataclass `cls` from `values`, coercing ints/floats and checking every key."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(values) - set(fields)
-    if unknown:
-        raise ConfigError(f"{where}: unknown option(s) {sorted(unknown)}; known: {sorted(fields)}")
-    hints = typing.get_type_hints(cls)
-    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(value, args[0], where) if len(args) == 1 else value
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if hint in (int, float):
-        if isinstance(value, str):          # YAML 1.1 reads `1e-3` as text
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if hint is int and float(value) != int(value):
-            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
-        return hint(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected text, got {value!r}")
-        return value
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return origin(value)
-    return value

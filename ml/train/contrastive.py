@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 import torch
-import torchvision.transforms as T
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+import torchvision.transforms as T
 
 from ml.datasets import H5StoreDataset, TemporalPairDataset
 from ml.datasets.h5_store import read_store_image
@@ -37,6 +37,8 @@ from ml.formats.handles import H5StoreHandle
 from ml.models.backbones import (IMAGENET_MEAN, IMAGENET_STD, SMALL_CNN_WIDTHS,
                                  build_backbone, input_transform)
 from ml.models.simclr import SimCLR, nt_xent_loss
+from ml.options import Bool, Float, Int, Text
+from ml.train.config import BatchSize, Count, Epochs, Fraction, Optimizer, Rate, TaskOptions, Workers
 from ml.train.ddp import DistEnv
 from ml.train.inputs import input_handle
 from ml.train.loop import (autocast, evaluating, optimizer_step, place, resume, save_epoch,
@@ -45,36 +47,31 @@ from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
 
 
-@dataclass
-class Config:
+class Config(TaskOptions):
     """Defaults are the CPU demo (sample store: 4 classes x 6 sequences x 10 frames, 64 px)."""
 
-    backbone: str = "small_cnn"        # small_cnn, vgg16, vgg16_bn, resnet18/34/50
-    widths: list[int] = field(default_factory=lambda: list(SMALL_CNN_WIDTHS))  # small_cnn only
-    image_size: int = 64
-    window: int = 5                    # partner frames satisfy |frame_a - frame_b| <= window
-    epochs: int = 6
-    batch_size: int = 32               # per process
-    optimizer: str = "adamw"
-    lr: float = 5e-4
-    weight_decay: float = 0.1
-    warmup_epochs: int = 1
-    temperature: float = 0.5
-    proj_hidden: int = 256
-    proj_dim: int = 64
-    mask_same_sequence: bool = True    # other frames of the anchor's sequence are not negatives
-    crop_scale_min: float = 0.5        # RandomResizedCrop scale range (crop_scale_min, 1)
-    color_jitter: float = 0.4          # brightness, contrast and saturation jitter strength
-    hue_jitter: float = 0.0            # 0..0.5 (0.5: any hue)
-    grayscale: float = 0.2             # probability of a grey view
-    holdout_fraction: float = 0.25     # of each class's sequences, held out as kNN queries
-    knn_k: int = 10
-    knn_temperature: float = 0.07
-    num_workers: int = 0
-    seed: int = 0
-    amp: bool = True                   # bf16 autocast on CUDA
-    channels_last: bool = True         # on CUDA
-    device: str = "auto"
+    backbone: Text = Field("small_cnn", description="small_cnn, vgg16, vgg16_bn, resnet18/34/50")
+    widths: list[Int] = Field(default_factory=lambda: list(SMALL_CNN_WIDTHS), description="small_cnn only")
+    image_size: Int = Field(64)
+    window: Int = Field(5, description="partner frames satisfy |frame_a - frame_b| <= window")
+    epochs: Epochs = Field(6)
+    batch_size: BatchSize = Field(32)
+    optimizer: Optimizer = Field("adamw")
+    lr: Rate = Field(5e-4)
+    weight_decay: Rate = Field(0.1)
+    warmup_epochs: Count = Field(1)
+    temperature: Rate = Field(0.5)
+    proj_hidden: Int = Field(256)
+    proj_dim: Int = Field(64)
+    mask_same_sequence: Bool = Field(True, description="other frames of the anchor's sequence are not negatives")
+    crop_scale_min: Fraction = Field(0.5, description="RandomResizedCrop scale range (crop_scale_min, 1)")
+    color_jitter: Rate = Field(0.4, description="brightness, contrast and saturation jitter strength")
+    hue_jitter: Float = Field(0.0, description="0..0.5 (0.5: any hue)")
+    grayscale: Fraction = Field(0.2, description="probability of a grey view")
+    holdout_fraction: Fraction = Field(0.25, description="of each class's sequences, held out as kNN queries")
+    knn_k: Int = Field(10)
+    knn_temperature: Rate = Field(0.07)
+    num_workers: Workers = Field(0)
 
 
 def split_sequences(index: H5StoreIndex, holdout_fraction: float,

@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,8 +51,10 @@ from ml.formats.handles import MemfileHandle, RecordIOHandle
 from ml.items import Item, MaskedItem, mask_of
 from ml.losses import batch_hard_triplet_loss, occlusion_loss
 from ml.models.face_model import FaceModel, build_face_model
-from ml.models.heads import MarginHead, build_margin_head
+from ml.models.heads import MARGIN_HEADS, MarginHead, build_margin_head
+from ml.options import Bool, Int, Text
 from ml.samplers import RandomIdentitySampler
+from ml.train.config import BatchSize, Count, Epochs, Fraction, Optimizer, Rate, TaskOptions, Workers
 from ml.train.ddp import DistEnv
 from ml.train.inputs import input_handle
 from ml.train.loop import (autocast, evaluating, optimizer_step, place, resume, save_epoch,
@@ -68,65 +70,55 @@ CURVE_PANELS = {
 }
 
 
-@dataclass
-class Config:
+class Config(TaskOptions):
     """Face training options; the defaults are the CPU demo (config/train.yaml `face:`)."""
 
     # model
-    backbone: str = "iresnet_small"       # ml.models.iresnet.IRESNET_PRESETS: iresnet50, ...
-    embedding_size: int = 128
-    dropout: float = 0.0
-    mask_features: bool = False           # weight the feature map by the predicted visibility
+    backbone: Text = Field("iresnet_small", description="ml.models.iresnet.IRESNET_PRESETS: iresnet50, ...")
+    embedding_size: Int = Field(128)
+    dropout: Rate = Field(0.0)
+    mask_features: Bool = Field(False, description="weight the feature map by the predicted visibility")
     # losses
-    head: str = "arcface"                 # arcface | adaface
-    scale: float = 16.0
-    margin: float = 0.3
-    adaface_h: float = 0.333
-    adaface_t_alpha: float = 0.01
-    triplet_weight: float = 1.0           # 0 turns the batch-hard triplet loss off
-    triplet_margin: float = 0.3
-    occlusion_weight: float = 0.2         # 0 removes the occlusion head
+    head: Literal[MARGIN_HEADS] = Field("arcface", description="the margin head: arcface or adaface")
+    scale: Rate = Field(16.0)
+    margin: Rate = Field(0.3)
+    adaface_h: Rate = Field(0.333)
+    adaface_t_alpha: Rate = Field(0.01)
+    triplet_weight: Rate = Field(1.0, description="0 turns the batch-hard triplet loss off")
+    triplet_margin: Rate = Field(0.3)
+    occlusion_weight: Rate = Field(0.2, description="0 removes the occlusion head")
     # data (batch_size is per process: P x K with K = num_instances)
-    batch_size: int = 32
-    num_instances: int = 4
-    mask_prob: float = 0.5
-    flip_prob: float = 0.5
-    crop_prob: float = 0.0                # seed 002's Augmenter: random crop,
-    photometric_prob: float = 0.0         # brightness / contrast / saturation jitter,
-    low_res_prob: float = 0.0             # low-resolution round trip (0 = off)
-    num_workers: int = 1
+    batch_size: BatchSize = Field(32)
+    num_instances: Annotated[Int, Field(ge=1)] = Field(4, description="images per identity in a batch (K)")
+    mask_prob: Fraction = Field(0.5)
+    flip_prob: Fraction = Field(0.5)
+    crop_prob: Fraction = Field(0.0, description="seed 002's Augmenter: random crop,")
+    photometric_prob: Fraction = Field(0.0, description="brightness / contrast / saturation jitter,")
+    low_res_prob: Fraction = Field(0.0, description="low-resolution round trip (0 = off)")
+    num_workers: Workers = Field(1)
     # optimisation
-    epochs: int = 12
-    max_steps_per_epoch: int = 0          # 0 = the sampler's full epoch
-    optimizer: str = "adamw"              # adamw | sgd
-    lr: float = 2e-3
-    weight_decay: float = 5e-4
-    momentum: float = 0.9
-    warmup_epochs: float = 2.0
-    min_lr_ratio: float = 0.01
+    epochs: Epochs = Field(12)
+    max_steps_per_epoch: Count = Field(0, description="0 = the sampler's full epoch")
+    optimizer: Optimizer = Field("adamw")
+    lr: Rate = Field(2e-3)
+    weight_decay: Rate = Field(5e-4)
+    momentum: Rate = Field(0.9)
+    warmup_epochs: Rate = Field(2.0)
+    min_lr_ratio: Rate = Field(0.01)
     # evaluation
-    eval_every: int = 4                   # epochs between evaluations; 0 = the last epoch only
-    eval_batch_pairs: int = 64
+    eval_every: Count = Field(4, description="epochs between evaluations; 0 = the last epoch only")
+    eval_batch_pairs: Int = Field(64)
     # runtime
-    seed: int = 0
-    device: str = "auto"                  # auto | cpu | cuda
-    amp: bool = True                      # bf16 autocast on CUDA (CPU trains in float32)
-    channels_last: bool = True            # on CUDA
-    threads: int = 0                      # torch CPU threads per process; 0 = torch's default
-    log_every: int = 10                   # steps between loss metrics
+    threads: Count = Field(0, description="torch CPU threads per process; 0 = torch's default")
+    log_every: Int = Field(10, description="steps between loss metrics")
 
+    @model_validator(mode="after")
+    def _whole_identities_per_batch(self) -> "Config":
+        if self.batch_size % self.num_instances:
+            raise ValueError(f"batch_size={self.batch_size} is not a multiple of num_instances="
+                             f"{self.num_instances} (a batch is P identities x K images)")
+        return self
 
-def check_config(cfg: Config) -> None:
-    if cfg.epochs < 1:
-        raise ConfigError(f"face: epochs={cfg.epochs}; train at least 1 epoch")
-    if cfg.batch_size % cfg.num_instances:
-        raise ConfigError(f"face: batch_size={cfg.batch_size} is not a multiple of "
-                          f"num_instances={cfg.num_instances} (a batch is P identities x K images)")
-    for name in ("triplet_weight", "occlusion_weight", "lr", "weight_decay", "warmup_epochs"):
-        if getattr(cfg, name) < 0:
-            raise ConfigError(f"face: {name}={getattr(cfg, name)}; it must be >= 0")
-    if cfg.num_workers < 0 or cfg.eval_every < 0 or cfg.max_steps_per_epoch < 0:
-        raise ConfigError("face: num_workers, eval_every and max_steps_per_epoch must be >= 0")
 
 
 class FaceTraining(nn.Module):
@@ -259,7 +251,6 @@ class Verifier:
 
 def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
           env: DistEnv) -> dict[str, Any]:
-    check_config(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     cuda = env.device.type == "cuda"
@@ -331,7 +322,7 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
         reporter.evaluation(step, epoch,
                             **{k: v for k, v in figures.items() if "threshold" not in k})
         checkpoint = save_epoch(out, epoch, step, modules, reporter, env,
-                                extra={"num_classes": num_classes, "config": asdict(cfg)})
+                                extra={"num_classes": num_classes, "config": cfg.model_dump()})
 
     if last_eval is None:                       # resumed after the last epoch: score what was saved
         last_eval = verifier.score_model(model)

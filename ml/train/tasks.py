@@ -8,7 +8,11 @@ Dagster model asset (which upstream asset feeds each input) and the quality gate
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal, Optional
 
+from pydantic import Field
+
+from ml.options import Bool, Float, Int, Options, Text
 
 DEVICES = ("auto", "cpu", "cuda")    # a trainer's `device` option (auto: cuda when present)
 
@@ -41,6 +45,19 @@ TASKS: dict[str, Task] = {
         "splits": TaskInput("splits", "the before/after split table: a Parquet file with "
                                       "group_id, role, file and split columns")}),
 }
+
+
+class TrainSection(Options):
+    """The dataset's `train:` section: which task trains on the packed data, and how it runs."""
+
+    task: Literal[tuple(TASKS)] = Field(description="`face` (recordio + validation_memfile), `contrastive` (h5_store), `classify` (tfrecords), `unet` (the splits); its inputs must be among the dataset's formats")
+    config: Text = Field("config/train.yaml", description="A YAML with a section of options per task, relative to the repository; `config/gpu.yaml` holds real GPU settings")
+    processes: Annotated[Int, Field(ge=1)] = Field(1, description="More than 1 launches `torchrun --nproc_per_node=N` (gloo on CPU, nccl on GPU)")
+    set: dict[str, Any] = Field(default_factory=dict, description="Overrides of the task's options, e.g. `{epochs: 4}`")
+    fresh: Bool = Field(False, description="Start from scratch even when checkpoints of the same inputs and config exist")
+    gate_margin: Optional[Float] = Field(None, description="How far the model's figure must beat its baseline to pass `model_beats_baseline` (null: the task's own margin, below)")
+
+    SECTION: ClassVar[str] = "train"
 
 
 def inputs_help() -> str:

@@ -17,12 +17,12 @@ resized image, split, width, height).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,7 +33,9 @@ from ml.errors import ConfigError, SourceError
 from ml.eval.pictures import image_grid_picture
 from ml.imageio import read_header
 from ml.models.unet import UNet, check_input_size
+from ml.options import Bool, Int, Text
 from ml.train.checkpoint import unwrap
+from ml.train.config import BatchSize, Count, Epochs, Optimizer, Rate, TaskOptions, Workers
 from ml.train.ddp import DistEnv
 from ml.train.inputs import input_path
 from ml.train.loop import (autocast, evaluating, optimizer_step, place, resume, save_epoch,
@@ -42,28 +44,23 @@ from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
 
 
-@dataclass
-class Config:
+class Config(TaskOptions):
     """Defaults are the CPU demo (sample pairs: letterboxed 256x192, ~37 train pairs)."""
 
-    base: int = 8                      # channels of the first level (doubling per level)
-    depth: int = 4                     # 2x poolings; image sides must divide by 2**depth
-    residual: bool = True              # predict a correction to the input (starts as identity)
-    crop_width: int = 128              # training window; 0 = whole images
-    crop_height: int = 96
-    crops_per_pair: int = 4            # training windows drawn from each pair per epoch
-    epochs: int = 12
-    batch_size: int = 8                # per process
-    optimizer: str = "adamw"
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    warmup_epochs: int = 1
-    eval_split: str = "test"
-    num_workers: int = 0
-    seed: int = 0
-    amp: bool = True                   # bf16 autocast on CUDA
-    channels_last: bool = True         # on CUDA
-    device: str = "auto"
+    base: Int = Field(8, description="channels of the first level (doubling per level)")
+    depth: Int = Field(4, description="2x poolings; image sides must divide by 2**depth")
+    residual: Bool = Field(True, description="predict a correction to the input (starts as identity)")
+    crop_width: Count = Field(128, description="training window; 0 = whole images")
+    crop_height: Count = Field(96)
+    crops_per_pair: Int = Field(4, description="training windows drawn from each pair per epoch")
+    epochs: Epochs = Field(12)
+    batch_size: BatchSize = Field(8)
+    optimizer: Optimizer = Field("adamw")
+    lr: Rate = Field(2e-3)
+    weight_decay: Rate = Field(0.0)
+    warmup_epochs: Count = Field(1)
+    eval_split: Text = Field("test")
+    num_workers: Workers = Field(0)
 
 
 def read_manifest(inputs: dict[str, str]) -> pd.DataFrame:

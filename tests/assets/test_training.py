@@ -107,7 +107,7 @@ def test_failed_training_fails_the_step_with_the_trainers_message(tmp_path, gold
 
 
 def test_train_section_is_checked_when_definitions_load(tmp_path, golden):
-    with pytest.raises(ConfigError, match="seq.train.task"):
+    with pytest.raises(ConfigError, match="dataset 'seq': train.task 'gan'"):
         definitions_for(tmp_path, [sequences_dataset(golden, task="gan")])
     bad = dict(sequences_dataset(golden), formats={})
     bad["train"] = {"task": "contrastive"}
@@ -217,4 +217,4 @@ def test_a_run_config_device_reaches_the_trainer_as_its_plain_value(tmp_path, go
     spec = parse_datasets({"storage_root": str(tmp_path), "datasets": [sequences_dataset(golden)]},
                           tmp_path / "datasets.yaml").datasets[0]
     opts = training_options(spec, TrainRunConfig(device="cpu", epochs=2))
-    assert opts["set"]["device"] == "cpu" and opts["set"]["epochs"] == 2
+    assert opts.set["device"] == "cpu" and opts.set["epochs"] == 2

@@ -79,5 +79,5 @@ def test_more_samples_than_images_shows_each_once_and_bad_counts_are_refused(rec
     grid = augmented_sample_grid(rec_dir, count=40, columns=8, seed=0)
     assert sorted(grid.indices) == list(range(24))
     assert grid.size == grid_size(24, 8, (SIDE, SIDE))
-    with pytest.raises(ConfigError, match="count=0"):
+    with pytest.raises(ConfigError, match="count 0: input should be greater than or equal to 1"):
         augmented_sample_grid(rec_dir, count=0)

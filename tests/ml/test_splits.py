@@ -72,8 +72,8 @@ def test_identities_grouped_only_when_asked():
                                   {"ratios": [-0.1, 1.0, 0.1]}, {"shuffle": True},
                                   {"names": ["train", "class_counts"], "ratios": [0.5, 0.5]}])
 def test_bad_split_options(opts):
-    with pytest.raises(ConfigError):
-        SplitSpec.from_options(opts)
+    with pytest.raises(ConfigError, match=r"^dataset 'ds': splits"):
+        SplitSpec.parse(opts, "dataset 'ds': splits")
 
 
 def test_manifests_and_link_tree(tmp_path):

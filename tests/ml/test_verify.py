@@ -385,11 +385,11 @@ def test_from_seed000_yaml_maps_every_key():
 
 @pytest.mark.parametrize("verify,match", [
     ({"MAX_MISING_RATIO": 0.1}, "MAX_MISING_RATIO is not a known setting"),
-    ({"MAX_MISSING_RATIO": "1%"}, "must be a float"),
-    ({"MAX_MISSING_RATIO": 1.5}, "within 0..1"),
-    ({"NUM_WORKERS": 0}, "at least 1"),
-    ({"LEVEL": "pixels"}, "not one of exists, decode"),
-    ({"ENABLED": "yes"}, "must be a bool"),
+    ({"MAX_MISSING_RATIO": "1%"}, "VERIFY_IMAGES.MAX_MISSING_RATIO '1%': input should be a valid number"),
+    ({"MAX_MISSING_RATIO": 1.5}, "MAX_MISSING_RATIO 1.5: input should be less than or equal to 1"),
+    ({"NUM_WORKERS": 0}, "NUM_WORKERS 0: input should be greater than or equal to 1"),
+    ({"LEVEL": "pixels"}, "LEVEL 'pixels': input should be 'exists' or 'decode'"),
+    ({"ENABLED": "yes"}, "ENABLED 'yes': input should be a valid boolean"),
 ])
 def test_bad_seed000_values_are_config_errors(verify, match):
     with pytest.raises(ConfigError, match=match):

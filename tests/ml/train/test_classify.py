@@ -20,7 +20,7 @@ from ml.imageio import load_rgb
 from ml.packing import pack_tfrecords
 from ml.resize import ResizeItem, ResizeSpec, resize_image
 from ml.train.classify import Config, train
-from ml.train.config import build_config, load_section
+from ml.train.config import load_section
 from ml.train.gate import GATES
 from ml.train.ddp import DistEnv
 from ml.train.report import Reporter
@@ -72,7 +72,7 @@ def run(handle: Path, out: Path, **options) -> dict:
     torch.set_num_threads(2)
     values = {"image_size": SIZE, "widths": [16, 32, 64, 128], "epochs": 12, "batch_size": 16,
               "lr": 3e-3, "eval_splits": ["test"], "device": "cpu", **options}
-    return train(build_config(Config, values, "test"), {"tfrecords": str(handle)}, out,
+    return train(Config.parse(values, "test"), {"tfrecords": str(handle)}, out,
                  Reporter(sinks=[]), DistEnv.from_environment("cpu"))
 
 
@@ -124,7 +124,7 @@ def test_eval_split_missing_from_the_records_is_a_config_error(tfrecords, tmp_pa
 @pytest.mark.parametrize("path", ["config/train.yaml", "config/gpu.yaml"])
 def test_config_sections_are_valid(path):
     repo = Path(__file__).resolve().parents[3]
-    cfg = build_config(Config, load_section(repo / path, "classify"), path)
+    cfg = Config.parse(load_section(repo / path, "classify"), path)
     assert cfg.epochs >= 1
 
 

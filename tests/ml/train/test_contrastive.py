@@ -19,7 +19,7 @@ from ml.eval.knn import knn_accuracy, knn_predict
 from ml.formats.h5_store import H5Item, index_h5_store, write_h5_store
 from ml.formats.handles import H5StoreHandle
 from ml.models.simclr import nt_xent_loss
-from ml.train.config import build_config, load_section
+from ml.train.config import load_section
 from ml.train.contrastive import Config, split_sequences, train
 from ml.train.ddp import DistEnv
 from ml.train.report import Reporter
@@ -97,7 +97,7 @@ def test_learned_features_beat_random_init_on_held_out_sequences(store, tmp_path
               "window": 5, "temperature": 0.5, "hue_jitter": 0.0, "lr": 2e-3,
               "weight_decay": 1e-4, "seed": 0, "device": "cpu"}
     reporter = Reporter(sinks=[])
-    summary = train(build_config(Config, values, "test"), {"h5_store": str(store)}, tmp_path,
+    summary = train(Config.parse(values, "test"), {"h5_store": str(store)}, tmp_path,
                     reporter, DistEnv.from_environment("cpu"))
     assert summary["knn_accuracy"] > summary["knn_accuracy_random_init"] + 0.05, summary
     assert summary["heldout_sequences"] == len(SHAPES) * round(0.25 * OBJECTS)
@@ -148,5 +148,5 @@ def test_knn_votes_by_similarity():
 @pytest.mark.parametrize("path", ["config/train.yaml", "config/gpu.yaml"])
 def test_config_sections_are_valid(path):
     repo = Path(__file__).resolve().parents[3]
-    cfg = build_config(Config, load_section(repo / path, "contrastive"), path)
+    cfg = Config.parse(load_section(repo / path, "contrastive"), path)
     assert cfg.epochs >= 1

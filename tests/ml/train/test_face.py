@@ -17,7 +17,7 @@ from ml.errors import ConfigError
 from ml.train import face
 from ml.train.checkpoint import load_checkpoint
 from ml.train.cli import main
-from ml.train.config import build_config, load_section
+from ml.train.config import load_section
 
 REPO = Path(__file__).resolve().parents[3]
 TRAIN_YAML = REPO / "config" / "train.yaml"
@@ -51,7 +51,7 @@ def train(inputs: FaceInputs, out: Path, *overrides: str) -> tuple[dict, list[di
 
 
 def test_demo_config_is_the_dataclass_default():
-    cfg = build_config(face.Config, load_section(TRAIN_YAML, "face"), "config/train.yaml: face")
+    cfg = face.Config.parse(load_section(TRAIN_YAML, "face"), "config/train.yaml: face")
     assert cfg == face.Config()
 
 
@@ -145,7 +145,7 @@ def test_bad_options_and_inputs_are_config_errors(tiny_faces, tmp_path):
 
 
 def test_gpu_config_builds_an_iresnet50_adaface_run():
-    cfg = build_config(face.Config, load_section(REPO / "config" / "gpu.yaml", "face"),
+    cfg = face.Config.parse(load_section(REPO / "config" / "gpu.yaml", "face"),
                        "config/gpu.yaml: face")
     assert (cfg.backbone, cfg.head, cfg.optimizer, cfg.amp) == ("iresnet50", "adaface", "sgd", True)
     assert cfg.batch_size % cfg.num_instances == 0

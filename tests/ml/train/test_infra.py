@@ -3,45 +3,44 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pytest
 import torch
 
 from ml.errors import ConfigError, FormatError, SourceError
 from ml.formats.handles import CheckpointHandle, MemfileHandle
+from ml.options import Bool, Float, Int, Options, Text
 from ml.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from ml.train.config import build_config, load_section, parse_overrides
+from ml.train.config import load_section, parse_overrides
 from ml.train.inputs import input_handle, input_path
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
 
 
-@dataclass
-class _Cfg:
-    epochs: int = 2
-    lr: float = 0.1
-    backbone: str = "small"
-    amp: bool = False
+class _Cfg(Options):
+    epochs: Int = 2
+    lr: Float = 0.1
+    backbone: Text = "small"
+    amp: Bool = False
 
 
 def test_config_from_yaml_section_and_overrides(tmp_path):
     path = tmp_path / "train.yaml"
     path.write_text("face:\n  epochs: 5\n  lr: 0.01\nunet:\n  epochs: 1\n")
     values = {**load_section(path, "face"), **parse_overrides(["lr=1e-3", "amp=true"])}
-    cfg = build_config(_Cfg, values, "train.yaml: face")
+    cfg = _Cfg.parse(values, "train.yaml: face")
     assert (cfg.epochs, cfg.lr, cfg.amp, cfg.backbone) == (5, 1e-3, True, "small")
 
 
 @pytest.mark.parametrize("values, words", [
     ({"epoch": 3}, ["unknown option", "epoch", "epochs"]),
-    ({"epochs": 2.5}, ["epochs", "whole number"]),
+    ({"epochs": 2.5}, ["epochs 2.5", "valid integer"]),
     ({"lr": "fast"}, ["lr", "number"]),
-    ({"amp": 1}, ["amp", "true/false"]),
+    ({"amp": 1}, ["amp 1", "valid boolean"]),
 ])
 def test_config_errors_name_the_key(values, words):
     with pytest.raises(ConfigError) as err:
-        build_config(_Cfg, values, "config/train.yaml: face")
+        _Cfg.parse(values, "config/train.yaml: face")
     for w in words:
         assert w in str(err.value)
 

@@ -15,7 +15,7 @@ from ml.errors import ConfigError
 from ml.models.unet import UNet
 from ml.resize import ResizeItem, ResizeSpec, resize_image
 from ml.train.cli import main
-from ml.train.config import build_config, load_section
+from ml.train.config import load_section
 from ml.train.ddp import DistEnv
 from ml.train.report import Reporter
 from ml.train.unet import Config, train
@@ -49,7 +49,7 @@ def run(splits: Path, out: Path, **options) -> tuple[dict, Reporter]:
     values = {"base": 8, "depth": 3, "crop_width": 32, "crop_height": 24, "crops_per_pair": 4,
               "batch_size": 8, "epochs": 6, "lr": 3e-3, "device": "cpu", **options}
     reporter = Reporter(sinks=[])
-    summary = train(build_config(Config, values, "test"), {"splits": str(splits)}, out,
+    summary = train(Config.parse(values, "test"), {"splits": str(splits)}, out,
                     reporter, DistEnv.from_environment("cpu"))
     return summary, reporter
 
@@ -108,5 +108,5 @@ def test_cli_runs_the_unet_task_from_yaml(pairs, tmp_path):
 @pytest.mark.parametrize("path", ["config/train.yaml", "config/gpu.yaml"])
 def test_config_sections_are_valid(path):
     repo = Path(__file__).resolve().parents[3]
-    cfg = build_config(Config, load_section(repo / path, "unet"), path)
+    cfg = Config.parse(load_section(repo / path, "unet"), path)
     assert cfg.epochs >= 1
