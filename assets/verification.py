@@ -17,7 +17,7 @@ from assets.options import run_config_class, with_run_config
 from assets.progress_observations import progress_for
 from assets.shards import current_shard, shard_partitions, shard_path
 from ml.corrupt_gallery import corrupt_gallery
-from ml.dataset_spec import IMAGES_OPTION, DatasetSpec
+from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, DatasetError
 from ml.safe_paths import check_output_file
 from ml.sample_table import VERIFY_READS, verified_columns
@@ -44,7 +44,7 @@ def report_path_for(spec: DatasetSpec, config: VerifyConfig, shard: str | None =
     path = shard_path(resolve_report_path(config.report_path, spec.output_dir), shard)
     try:
         return check_output_file(path, output_dir=spec.output_dir,
-                                 protected=[p for p in [spec.images_location] if p is not None],
+                                 protected=[spec.images_location],
                                  what=f"dataset {spec.name!r}: verify.report_path", ours=is_report)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (verify.report_path is {config.report_path!r})") from None
@@ -77,7 +77,7 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             report_path = report_path_for(spec, vconf, shard)
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
-        images_dir = spec.source_path(IMAGES_OPTION[spec.kind])
+        images_dir = spec.images_location
         rows = catalog.read(VERIFY_READS)      # not the catalog's other columns (memory)
         progress = progress_for(context, len(rows), f"{spec.name} verify")
         try:

@@ -26,7 +26,7 @@ from ml.dataset_spec import DatasetsFile
 from ml.sources.record import IMAGE_EXTENSIONS
 
 
-def watched_folders(datasets: DatasetsFile, unsharded_only: bool = False) -> dict[str, Path | None]:
+def watched_folders(datasets: DatasetsFile, unsharded_only: bool = False) -> dict[str, Path]:
     """Each dataset's images folder (or source file) that the sensors watch."""
     return {d.name: d.images_location
             for d in datasets.datasets if not (unsharded_only and d.shards > 1)}
@@ -54,7 +54,7 @@ def images_changed_sensor(datasets: DatasetsFile, job) -> dg.SensorDefinition:
                description="Re-verifies images when a dataset's images folder changes.")
     def images_changed(context: dg.SensorEvaluationContext):
         prints = {name: folder_fingerprint(p) for name, p in watched.items()
-                  if p is not None and p.exists()}
+                  if p.exists()}
         current = hashlib.sha1(repr(sorted(prints.items())).encode()).hexdigest()
         previous = context.cursor
         context.update_cursor(current)
@@ -104,7 +104,7 @@ def new_images_sensor(datasets: DatasetsFile, job, assets) -> dg.SensorDefinitio
     def new_images(context: dg.SensorEvaluationContext):
         previous = json.loads(context.cursor) if context.cursor else {}
         current = {name: stage_listing(p) for name, p in watched.items()
-                   if p is not None and p.exists()}
+                   if p.exists()}
         context.update_cursor(json.dumps(current, sort_keys=True))
         arrived = [name for name, listing in current.items()
                    if has_new_images(previous.get(name), listing)]

@@ -28,7 +28,7 @@ from ml.imageio import read_header
 from ml.progress import Progress, ProgressFactory
 from ml.sample_status import CATALOG, CORRUPT, INVALID, OK
 from ml.shards import shard_codes, shard_index
-from ml.sources import SOURCE_READERS, SourceRecord
+from ml.sources import SOURCE_KINDS, SourceRecord
 
 CATALOG_COLUMNS = [
     "sample_id", "source_key", "path", "member", "label", "label_index", "supercategory",
@@ -154,7 +154,7 @@ def _read_source(spec: DatasetSpec, progress: Progress | None,
             part = part.loc[shard_codes(ids, spec.shards) == index]
         parts.append(part)
 
-    for item in SOURCE_READERS[spec.kind](spec):
+    for item in SOURCE_KINDS[spec.kind].read(spec):
         if isinstance(item, pd.DataFrame):
             declared += len(item)
             keep(_complete(item))

@@ -4,8 +4,8 @@
 storage_root: outputs            # where artifacts go; relative paths resolve against the repo root
 datasets:
   - name: faces                  # asset key prefix and output folder name
-    kind: hybrid                 # one of SOURCE_KINDS
-    source: {...}                # kind-specific, see ml/sources/<kind>.py
+    kind: hybrid                 # one of ml.sources.SOURCE_KINDS
+    source: {...}                # the kind's options model (ml/sources/<kind>.py)
     on_invalid_path: skip        # identifiers escaping the images root: skip (reported) | error
     shards: 1                    # > 1: verification and resize run per shard (ml/shards.py)
     resize: {...}                # ml.resize.ResizeOptions
@@ -38,14 +38,11 @@ from ml.quality.issues import QualityConfig
 from ml.resize import ResizeOptions
 from ml.safe_paths import overlap
 from ml.shards import check_shard_count
+from ml.sources import SOURCE_KINDS
 from ml.splits import SplitSpec
 from ml.train.tasks import TrainSection
 from ml.verify import VerifyConfig
 
-SOURCE_KINDS = ("image_folder", "before_after", "coco", "hybrid", "h5_store", "recordio")
-# The source option naming where a kind's images live (a folder, or the file holding them).
-IMAGES_OPTION = {"image_folder": "root", "before_after": "root", "coco": "images_dir",
-                 "hybrid": "images_dir", "h5_store": "file", "recordio": "path"}
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # A section's options model; `verify` also takes a seed-000 config (VerifyConfig.of_section).
 SECTIONS: dict[str, type[Options]] = {
@@ -63,7 +60,7 @@ def repo_root() -> Path:
 class DatasetSpec:
     name: str
     kind: str
-    source: dict[str, Any]
+    source: Options                            # the kind's options model (ml/sources/<kind>.py)
     output_dir: Path
     base_dir: Path
     on_invalid_path: str = "skip"
@@ -80,21 +77,15 @@ class DatasetSpec:
         """How an error names one of this dataset's sections: "dataset 'faces': resize"."""
         return f"dataset {self.name!r}: {section}"
 
-    def source_path(self, key: str, required: bool = True) -> Path | None:
+    def source_path(self, key: str) -> Path:
         """A path option of the source, resolved against the datasets file's base folder."""
-        value = self.source.get(key)
-        if value is None:
-            if required:
-                raise ConfigError(f"dataset {self.name!r} (kind {self.kind}): source.{key} is "
-                                  f"required; add it under datasets[{self.name}].source")
-            return None
-        p = Path(os.path.expanduser(str(value)))
+        p = Path(os.path.expanduser(str(getattr(self.source, key))))   # the model requires it
         return p if p.is_absolute() else (self.base_dir / p)
 
     @property
-    def images_location(self) -> Path | None:
+    def images_location(self) -> Path:
         """The folder (or container file) holding the dataset's source images."""
-        return self.source_path(IMAGES_OPTION[self.kind], required=False)
+        return self.source_path(SOURCE_KINDS[self.kind].images_option)
 
 
 @dataclass(frozen=True)
@@ -156,7 +147,8 @@ def parse_datasets(doc: Any, path: Path, base_dir: Path | None = None) -> Datase
         out_path = (Path(out) if Path(str(out)).is_absolute() else base / str(out)) if out \
             else storage / name
         specs.append(DatasetSpec(
-            name=name, kind=kind, source=_mapping(entry.get("source"), f"{name}.source"),
+            name=name, kind=kind,
+            source=SOURCE_KINDS[kind].options.parse(entry.get("source"), f"dataset {name!r}: source"),
             output_dir=out_path, base_dir=base, on_invalid_path=on_invalid,
             shards=check_shard_count(entry.get("shards", 1), f"{where}: dataset {name!r}"),
             description=str(entry.get("description", "")),
@@ -167,10 +159,12 @@ def parse_datasets(doc: Any, path: Path, base_dir: Path | None = None) -> Datase
 
 
 def documented_options() -> dict[str, type[Options]]:
-    """Each section's model (and each packed format's) by the name its README table carries."""
+    """Each section's model (each source kind's and packed format's too) by the name its README
+    table carries."""
     formats = {f"formats.{name}": FormatsOptions.model_fields[name].annotation
                for name in FormatsOptions.model_fields}
-    return {**{k: v for k, v in SECTIONS.items() if k != "formats"},
+    return {**{f"source.{name}": kind.options for name, kind in SOURCE_KINDS.items()},
+            **{k: v for k, v in SECTIONS.items() if k != "formats"},
             **{k: _optional_model(v) for k, v in formats.items()}}
 
 
@@ -210,16 +204,10 @@ def _check_output_folders(where: str, storage: Path, specs: list[DatasetSpec]) -
                                   f"output folder {spec.output_dir} (or one holds the other); give "
                                   "each dataset its own output_dir")
         images = spec.images_location
-        if images is not None and overlap(spec.output_dir, images):
+        if overlap(spec.output_dir, images):
             raise ConfigError(f"{where}: dataset {spec.name!r}: output folder {spec.output_dir} and "
                               f"the images at {images} overlap; outputs never go among the source "
                               "images: choose an output_dir outside them")
-        exts = spec.source.get("extensions")
-        if exts is not None and (isinstance(exts, str) or not isinstance(exts, (list, tuple)) or not
-                                 all(isinstance(e, str) and len(e) > 1 and e.startswith(".")
-                                     for e in exts)):
-            raise ConfigError(f"{where}: dataset {spec.name!r}: source.extensions must be a list of "
-                              f"extensions like [.jpg, .png], got {exts!r}")
 
 
 def load_datasets(path: str | os.PathLike | None = None) -> DatasetsFile:

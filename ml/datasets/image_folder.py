@@ -21,28 +21,27 @@ from ml.augmenter import Augmenter
 from ml.datasets.pipeline import ImagePipeline, Transform
 from ml.errors import ConfigError, DatasetError, SourceError
 from ml.imageio import load_rgb
+from ml.sources.image_folder import folder_images, label_folders
 from ml.sources.record import IMAGE_EXTENSIONS
 
 
 def list_image_folder(root: Path, extensions: Sequence[str]) -> tuple[list[str], list[str], list[int]]:
-    """(classes, files, labels) of `root/<class>/<image>`: classes sorted, files sorted per class,
-    hidden entries and other extensions skipped."""
+    """(classes, files, labels) of `root/<class>/<image>` as the catalog's image-folder source
+    lists it (ml/sources/image_folder.py: classes sorted, files sorted per class, hidden entries
+    and other extensions skipped, a symlink leaving the root not read)."""
     if not root.is_dir():
         raise SourceError(f"{root} does not exist or is not a folder; an image folder dataset "
                           "needs root/<class>/<image>")
-    suffixes = tuple(e.lower() for e in extensions)
-    classes = sorted(e.name for e in os.scandir(root)
-                     if e.is_dir() and not e.name.startswith("."))
+    classes = label_folders(root)
     files: list[str] = []
     labels: list[int] = []
-    for label, name in enumerate(classes):
-        names = sorted(e.name for e in os.scandir(root / name)
-                       if not e.name.startswith(".") and e.name.lower().endswith(suffixes)
-                       and e.is_file())
-        files.extend(str(root / name / n) for n in names)
-        labels.extend([label] * len(names))
+    index = {name: i for i, name in enumerate(classes)}
+    for label, _, path, why in folder_images(root, classes, extensions):
+        if not why:
+            files.append(path)
+            labels.append(index[label])
     if not files:
-        raise SourceError(f"{root} holds no images with extensions {list(suffixes)} in class "
+        raise SourceError(f"{root} holds no images with extensions {list(extensions)} in class "
                           "subfolders; expected root/<class>/<image>")
     return classes, files, labels
 

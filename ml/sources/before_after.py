@@ -1,23 +1,35 @@
 """Before/after pairs (seed 004): a flat folder of `X_before.jpg` / `X_after.jpg`.
 
-source:
-  root: path/to/stage_data
-  before_suffix: _before          # optional
-  after_suffix: _after            # optional
-  on_unpaired: skip               # a before without its after (or vice versa): skip (reported) | error
 Each pair is one group: a pair never straddles two splits.
+
+Options: the `source:` section's model below.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator, Literal
 
-from ml.dataset_spec import DatasetSpec
-from ml.errors import ConfigError, SourceError
+from pydantic import Field
+
+from ml.errors import SourceError
+from ml.options import Options, Text
 from ml.safe_paths import InsideRoot
+from ml.sources.kind import Location, SourceKind
 from ml.sources.record import IMAGE_EXTENSIONS, SourceRecord, require_dir
+
+if TYPE_CHECKING:
+    from ml.dataset_spec import DatasetSpec
+
+
+class BeforeAfterSource(Options):
+    """`kind: before_after`: a flat folder of `X_before.jpg` / `X_after.jpg` pairs (seed 004)."""
+
+    root: Location = Field(description="The folder holding the pairs")
+    before_suffix: Text = Field("_before", description="What ends a before image's name (before the extension)")
+    after_suffix: Text = Field("_after", description="What ends an after image's name")
+    on_unpaired: Literal["skip", "error"] = Field("skip", description="A before without its after (or the reverse): skip it (reported) or stop")
 
 
 def pair_stems(names: list[str], before: str, after: str) -> tuple[dict[str, dict[str, str]], list[str]]:
@@ -37,11 +49,8 @@ def pair_stems(names: list[str], before: str, after: str) -> tuple[dict[str, dic
 def read_before_after(spec: DatasetSpec) -> Iterator[SourceRecord]:
     root = require_dir(spec.source_path("root"), "source.root", spec.name)
     inside = InsideRoot(root)          # folders' real paths resolved once
-    before = spec.source.get("before_suffix", "_before")
-    after = spec.source.get("after_suffix", "_after")
-    on_unpaired = spec.source.get("on_unpaired", "skip")
-    if on_unpaired not in ("skip", "error"):
-        raise ConfigError(f"dataset {spec.name!r}: source.on_unpaired must be skip or error")
+    before, after = spec.source.before_suffix, spec.source.after_suffix
+    on_unpaired = spec.source.on_unpaired
     names = sorted(e.name for e in os.scandir(root) if not e.name.startswith("."))
     pairs, unpaired = pair_stems(names, before, after)
     if unpaired and on_unpaired == "error":
@@ -65,5 +74,7 @@ def read_before_after(spec: DatasetSpec) -> Iterator[SourceRecord]:
 def unpaired_files(spec: DatasetSpec) -> list[str]:
     root = Path(spec.source_path("root"))
     names = sorted(e.name for e in os.scandir(root) if not e.name.startswith("."))
-    return pair_stems(names, spec.source.get("before_suffix", "_before"),
-                      spec.source.get("after_suffix", "_after"))[1]
+    return pair_stems(names, spec.source.before_suffix, spec.source.after_suffix)[1]
+
+
+KIND = SourceKind("before_after", BeforeAfterSource, read_before_after, images_option="root")

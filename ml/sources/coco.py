@@ -1,21 +1,33 @@
 """COCO / iNaturalist-style JSON source (seed 003).
 
-source:
-  annotations: path/to/train2017.json   # images[], annotations[], categories[]
-  images_dir: path/to/root              # file_name in the JSON is relative to this folder
 The label is the category name (its supercategory is kept in the catalog). Images without an
 annotation are declared but unused (reported in the used/whole counts).
+
+Options: the `source:` section's model below.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from ml.dataset_spec import DatasetSpec
+from pydantic import Field
+
 from ml.errors import SourceError
+from ml.options import Options
 from ml.safe_paths import InsideRoot
+from ml.sources.kind import Location, SourceKind
 from ml.sources.record import SourceRecord, require_dir, require_file
+
+if TYPE_CHECKING:
+    from ml.dataset_spec import DatasetSpec
+
+
+class CocoSource(Options):
+    """`kind: coco`: a COCO / iNaturalist-style JSON and its images (seed 003)."""
+
+    annotations: Location = Field(description="The JSON of images[], annotations[] and categories[], e.g. train2017.json")
+    images_dir: Location = Field(description="The folder the JSON's file_name entries are relative to")
 
 
 def _load(path) -> dict[str, Any]:
@@ -55,3 +67,6 @@ def read_coco(spec: DatasetSpec) -> Iterator[SourceRecord]:
         yield SourceRecord(source_key=file_name, path=path, label=name,
                            supercategory=supercategory, used=cat is not None,
                            index_in_source=index, invalid_reason=why)
+
+
+KIND = SourceKind("coco", CocoSource, read_coco, images_option="images_dir")

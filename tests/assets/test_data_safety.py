@@ -118,7 +118,8 @@ def test_a_report_we_wrote_is_replaced_by_the_next_run(tmp_path):
 @pytest.mark.parametrize("section, problem", [
     ({"splits": {"ratios": ["a", "b", "c"]}}, r"dataset 'ds': splits.ratios.0 'a': input should be a valid number"),
     ({"splits": {"ratios": 0.8}}, r"dataset 'ds': splits.ratios 0.8: input should be a list"),
-    ({"source_extensions": ".jpg"}, r"dataset 'ds': source.extensions must be a list .*'\.jpg'"),
+    ({"source_extensions": ".jpg"}, r"dataset 'ds': source.extensions '\.jpg': input should be a valid list"),
+    ({"source_extensions": ["jpg"]}, r"dataset 'ds': source.extensions.0 'jpg': 'jpg' is not an extension like \.jpg"),
 ])
 def test_option_types_fail_at_load_naming_dataset_and_option(tmp_path, section, problem):
     folder = make_folder_dataset(tmp_path / "src", classes=2, per_class=3)

@@ -168,7 +168,7 @@ def test_missing_root_and_empty_dataset(tmp_path):
     (tmp_path / "empty" / "cls").mkdir(parents=True)
     with pytest.raises(SourceError, match="declares no images"):
         build_catalog(spec_for(tmp_path, "image_folder", {"root": "empty"}))
-    with pytest.raises(ConfigError, match="source.annotations is required"):
+    with pytest.raises(ConfigError, match="dataset .d.: source.annotations: field required"):
         build_catalog(spec_for(tmp_path, "coco", {"images_dir": "empty"}))
 
 

@@ -20,6 +20,16 @@ def datasets(tmp_path: Path, **sections) -> dict:
                           "source": {"root": str(tmp_path / "src")}, **sections}]}
 
 
+def test_each_source_kind_declares_its_options_reader_and_images_option_once():
+    from ml.sources import SOURCE_KINDS
+    assert set(SOURCE_KINDS) == {"image_folder", "before_after", "coco", "hybrid", "h5_store",
+                                 "recordio"}
+    for name, kind in SOURCE_KINDS.items():
+        assert kind.name == name and callable(kind.read)
+        assert kind.options.model_fields[kind.images_option].is_required(), \
+            f"{name}: where the images live must be given"
+
+
 def parsed(tmp_path: Path, **sections):
     return parse_datasets(datasets(tmp_path, **sections), tmp_path / "datasets.yaml").datasets[0]
 
@@ -58,6 +68,11 @@ def test_a_table_lists_each_option_with_type_bounds_default_and_description():
                                     r"known: recordio, tfrecords, h5_store, validation_memfile$"),
     ({"train": {"processes": 2}}, r"^dataset 'faces': train.task: field required"),
     ({"resize": [224, 224]}, r"^dataset 'faces': resize must be a mapping of options, got list"),
+    ({"source": {"roots": "x"}}, r"^dataset 'faces': source.root: field required \(The folder "
+                                 r"holding .*; dataset 'faces': source.roots: unknown option; "
+                                 r"known: root, labels_are, extensions$"),
+    ({"source": {"root": "x", "labels_are": "person"}},
+     r"^dataset 'faces': source.labels_are 'person': input should be 'class' or 'identity'"),
 ])
 def test_a_bad_value_fails_when_the_file_is_read_naming_dataset_section_and_option(
         tmp_path, sections, message):

@@ -123,6 +123,27 @@ def test_image_folder_tree_and_manifest_give_the_same_items(tmp_path):
         assert len(seen) == len(set(seen)) == 12
 
 
+def test_image_folder_dataset_lists_what_the_catalog_declares_and_no_escaping_link(tmp_path):
+    """One listing rule for the catalog's image-folder source and the training dataset: the
+    same files, in the same order, and a symlink leaving the root is read by neither."""
+    from ml.dataset_spec import parse_datasets
+    from ml.sources import SOURCE_KINDS
+    make_folder(tmp_path / "root")
+    (tmp_path / "outside.png").write_bytes(png((250, 0, 0)))
+    (tmp_path / "root" / "cat" / "9.png").symlink_to(tmp_path / "outside.png")
+    (tmp_path / "root" / "dog" / "8.png").symlink_to(tmp_path / "root" / "emu" / "0.png")
+    (tmp_path / "root" / "hidden_link").symlink_to(tmp_path / "root" / "emu", target_is_directory=True)
+    spec = parse_datasets({"storage_root": str(tmp_path / "out"), "datasets": [
+        {"name": "d", "kind": "image_folder", "source": {"root": str(tmp_path / "root")}}]},
+        tmp_path / "datasets.yaml").datasets[0]
+    records = list(SOURCE_KINDS["image_folder"].read(spec))
+    declared = [r.path for r in records if not r.invalid_reason]
+    assert [r.source_key for r in records if r.invalid_reason] == ["cat/9.png"]
+    dataset = ImageFolderDataset(tmp_path / "root", TO_UINT8)
+    assert list(dataset.samples) == declared and len(declared) == 13   # the inside link is read
+    assert dataset.classes == ["cat", "dog", "emu"], "a symlinked folder is no class"
+
+
 def test_image_folder_swaps_channels_and_yields_masks(tmp_path):
     make_folder(tmp_path / "root")
     swapped = ImageFolderDataset(tmp_path / "root", TO_UINT8, swap_color_channel=True)
