@@ -432,7 +432,7 @@ def test_disk_error_surfaces_and_leaves_nothing_behind(tmp_path, monkeypatch):
     def full_disk(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("ml.formats.tfrecord.os.fsync", full_disk)
+    monkeypatch.setattr("ml.formats.tfrecord.writer.os.fsync", full_disk)
     with pytest.raises(DatasetError, match=r"train-00000[-of0-9]*\.tfrecord: finishing the file .*"
                                            r"no space left on device.*bytes free"):
         write_shards(_payloads(30), bytes, tmp_path, "train", 800, seed=None)
