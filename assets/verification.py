@@ -1,6 +1,6 @@
 """The `verification_report` asset and its blocking check `images_within_thresholds`.
 
-The asset checks every catalogued image against the current disk (ml/verify.py), writes seed
+The asset checks every catalogued image against the current disk (ml/verify/), writes seed
 000's JSON report (plus our fields) and stores per-sample results as Parquet for downstream
 assets, which exclude the bad samples. Re-verification (jobs/) re-runs only this asset.
 A sharded dataset verifies one shard per run (assets/shards.py), each with its own report and

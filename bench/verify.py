@@ -32,7 +32,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from demo.synthetic_photos import write_photo_jpegs  # noqa: E402
-from ml.verify import VerifyConfig, _decode_files, verify_catalog  # noqa: E402
+from ml.verify import VerifyConfig, verify_catalog  # noqa: E402
+from ml.verify.checks import _decode_files  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "imageds-bench-verify"
 FOLDERS, FILES_PER_FOLDER, ABSENT = 200, 1000, 100

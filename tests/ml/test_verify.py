@@ -16,7 +16,7 @@ import yaml
 from PIL import Image
 
 import ml.file_stats as file_stats
-import ml.verify as verify_mod
+import ml.verify.checks as verify_mod
 from ml.checksums import ChecksumRegistry
 from ml.errors import ConfigError
 from ml.imageio import BOMB, CHANGED, EMPTY, NOT_AN_IMAGE, TRUNCATED, decode
@@ -516,8 +516,8 @@ def test_hashes_become_arrow_text_over_the_digits_themselves():
     row was hashed; '' where a row was not; anything not 64 digits still comes out as it was."""
     import pyarrow as pa
 
-    from ml.verify import _Findings
-    found = _Findings(200_000)
+    from ml.verify.checks import Findings
+    found = Findings(200_000)
     digits = np.array([(f"{i:x}" * 64)[:64].encode() for i in range(1, 17)], dtype="S64")
     found.sha256[:] = digits[np.arange(200_000) % 16]
     whole = found.hashes(slice(None))
@@ -528,7 +528,7 @@ def test_hashes_become_arrow_text_over_the_digits_themselves():
     some = np.arange(0, 200_000, 3)
     expected = [v.decode() for v in found.sha256[some]]
     assert found.hashes(some).to_pylist() == expected
-    odd = _Findings(2)
+    odd = Findings(2)
     odd.sha256[1] = b"abc"
     assert found.hashes(np.zeros(0, np.int64)).to_pylist() == []
     assert odd.hashes(slice(None)).to_pylist() == ["", "abc"]

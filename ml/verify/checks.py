@@ -1,157 +1,43 @@
-"""Image verification: which declared samples are missing, corrupt or invalid, and may we go on?
-
-Seed 000 checked every image of the label file with one `os.path.exists` per file and gated on
-the whole label file. Here:
-- existence comes from ONE listing per folder (set membership of names, vectorized over the
-  catalog with Arrow) and one key listing per HDF5 container, never a stat per file;
-- the `decode` level really decodes each present image (JPEGs at 1/8 scale through the DCT draft,
-  which still entropy-decodes every byte), because `Image.verify()` passes truncated JPEGs;
-  decompression bombs are refused from the header before any pixel is decoded (ml.imageio);
-- a checksum registry (ml.checksums) records each good file's sha256 the first time it is seen,
-  so a later run catches files that changed or were garbled but still decode;
-- the thresholds gate on the samples the dataset USES; the whole label file is reported beside.
-Verification only reads: it never writes into the images folder.
-"""
+"""The checks of each catalog row: invalid identifiers, existence (one listing per folder, one
+key listing per HDF5 container), decoding on a pool of processes, and the checksum registry.
+The findings are columns (Findings), one entry per row."""
 
 from __future__ import annotations
 
 import itertools
-import json
-import logging
 import math
 import os
-import re
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, ClassVar, Iterator, Literal
+from typing import Any, Iterator
 
 import h5py
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
-from pydantic import Field
 
-from ml.atomic import atomic_write_text, remove_stale_temps
 from ml.checksums import (ChecksumEntry, ChecksumRegistry, Recorded, content_difference,
                           now_text, sha256_hex, stat_changed, stat_difference)
 from ml.columns import text_column
 from ml.containers import is_recordio, member_keys, read_member
 from ml.errors import ConfigError, DatasetError, ImageError
 from ml.file_stats import NO_MTIME, stat_files
-from ml.imageio import CHANGED, DEFAULT_MAX_PIXELS, MISSING, UNSUPPORTED, decode
-from ml.options import Bool, Float, Int, Options, Text
+from ml.imageio import CHANGED, MISSING, UNSUPPORTED, decode
 from ml.process_pool import in_flight, pool_context
 from ml.progress import Progress
 from ml.quality.signals import DRAFT_SIDE, SignalColumns, Signals, image_signals
 from ml.safe_paths import is_within
 from ml.sample_status import CORRUPT, INVALID, MISSING as MISSING_STATUS, OK, STATUSES
+from ml.verify.config import VerifyConfig
 
-LEVELS = ("exists", "decode")
 # per-row codes 0..3 are positions in STATUSES (ml/sample_status.py)
 INVALID_REASON = "invalid path"
 # Asking for a 1x1 draft makes the JPEG decoder pick its smallest DCT scale (1/8 of each side):
 # every entropy-coded byte is still decoded (so truncation is caught), the IDCT work shrinks 64x.
 SMALLEST_DRAFT = (1, 1)
-LOGGED_EXAMPLES = 10
-Log = Callable[[str], None]
-
-
-class VerifyConfig(Options):
-    """The dataset's `verify:` section: seed 000's DATA.HYBRID.VERIFY_IMAGES plus `level`,
-    `max_pixels` and `signals`."""
-
-    enabled: Bool = Field(True, description="Verify at all (off: nothing is read and the check passes)")
-    max_missing_ratio: Annotated[Float, Field(ge=0.0, le=1.0)] = Field(0.01, description="The check `images_within_thresholds` fails (and blocks everything downstream) above this ratio of missing + corrupt images among the samples the dataset uses")
-    max_missing_count: Annotated[Int, Field(ge=0)] = Field(100, description="The same check fails above this many of them")
-    num_workers: Annotated[Int, Field(ge=1)] = Field(8, description="Parallel workers (decode: processes, at most one per core)")
-    chunk_size: Annotated[Int, Field(ge=1)] = Field(1000, description="Images per work unit, at most")
-    log_missing: Bool = Field(True, description="Log the first bad images by name")
-    report_path: Text = Field("{output_dir}/assets/missing_images_report.json", description="Seed 000's JSON report; `{output_dir}` is the dataset's output folder, which must hold it (it replaces only an earlier report)")
-    allow_missing_images: Bool = Field(False, description="Training replaces bad images with counted placeholders instead of stopping")
-    level: Literal[LEVELS] = Field("decode", description="`exists` (one listing per folder) or `decode` (every image decoded: truncated and garbled files are caught, and the quality signals measured)")
-    max_pixels: Annotated[Int, Field(ge=1)] = Field(DEFAULT_MAX_PIXELS, description="Larger images are refused as decompression bombs, from the header")
-    signals: Bool = Field(True, description="At level decode, also each image's quality signals (perceptual hash, blur, brightness; ml/quality)")
-
-    SECTION: ClassVar[str] = "verify"
-
-    @classmethod
-    def of_section(cls, section: Any, base_dir: Path, where: str) -> "VerifyConfig":
-        """The `verify:` section: its options, or a user's seed-000 config used as is:
-        `seed000_config: their.yaml` (the file's DATA.HYBRID section is read; options beside it
-        apply on top) or the `DATA:` / `HYBRID:` mapping pasted under `verify:`."""
-        if isinstance(section, dict) and "seed000_config" in section:
-            path = Path(os.path.expanduser(str(section["seed000_config"])))
-            path = path if path.is_absolute() else base_dir / path
-            try:
-                doc = yaml.safe_load(path.read_text())
-            except FileNotFoundError:
-                raise ConfigError(f"{where}.seed000_config {path} does not exist") from None
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-            extra = {k: v for k, v in section.items() if k != "seed000_config"}
-            return cls.from_seed000_yaml(doc).updated(extra, where)
-        if isinstance(section, dict) and any(str(k).upper() in ("DATA", "HYBRID", "VERIFY_IMAGES")
-                                             for k in section):
-            return cls.from_seed000_yaml(section)
-        return cls.parse(section, where)
-
-    @classmethod
-    def from_seed000_yaml(cls, hybrid_section: dict) -> "VerifyConfig":
-        """Build from a seed-000 `DATA.HYBRID` mapping as the user wrote it (the whole `DATA`
-        mapping or a document holding it also work). Keys other than VERIFY_IMAGES and
-        ALLOW_MISSING_IMAGES (USE_HYBRID, IMAGES_DIR, ...) belong to the source and are ignored;
-        an unknown key inside VERIFY_IMAGES is a ConfigError, so a typo is not silently lost."""
-        section = _hybrid_section(hybrid_section)
-        verify = section.get("VERIFY_IMAGES") or {}
-        if not isinstance(verify, dict):
-            raise ConfigError(f"DATA.HYBRID.VERIFY_IMAGES must be a mapping, got {verify!r}")
-        values: dict[str, Any] = {}
-        for key, value in verify.items():
-            name = str(key).lower()
-            if name not in _SEED000_FIELDS:
-                raise ConfigError(f"DATA.HYBRID.VERIFY_IMAGES.{key} is not a known setting; "
-                                  f"known: {', '.join(sorted(k.upper() for k in _SEED000_FIELDS))}")
-            values[name] = value
-        if "ALLOW_MISSING_IMAGES" in section:
-            values["allow_missing_images"] = section["ALLOW_MISSING_IMAGES"]
-        return cls.parse(values, "DATA.HYBRID.VERIFY_IMAGES", spelling=str.upper)
-
-
-_SEED000_FIELDS = {"enabled", "max_missing_ratio", "max_missing_count", "num_workers",
-                   "chunk_size", "log_missing", "report_path", "level", "max_pixels"}
-
-
-def _hybrid_section(section: dict) -> dict:
-    if not isinstance(section, dict):
-        raise ConfigError(f"expected the DATA.HYBRID mapping of a seed-000 config, got {section!r}")
-    section = {str(k).upper(): v for k, v in section.items()}
-    for outer in ("DATA", "HYBRID"):
-        if isinstance(section.get(outer), dict) and "VERIFY_IMAGES" not in section:
-            return _hybrid_section(section[outer])
-    return section
-
-
-@dataclass
-class VerificationResult:
-    """What verification found: one row per catalog sample, the JSON report, and the verdict.
-
-    per_sample columns: sample_id, verify_status ('ok' | 'missing' | 'corrupt' | 'invalid'),
-    reason (one of ml.imageio.REASONS, or 'invalid path'), detail, sha256 ('' when not read).
-    """
-
-    per_sample: pd.DataFrame
-    report: dict
-    passed: bool
-    message: str
-
-    def bad_sample_ids(self) -> set[str]:
-        """Every sample (used or not) that is missing, corrupt or invalid."""
-        bad = self.per_sample["verify_status"] != OK
-        return set(self.per_sample.loc[bad, "sample_id"])
 
 
 @dataclass
@@ -205,7 +91,7 @@ class _Decoded:
 HEX_DIGITS = 64             # a sha256 in hex
 
 
-class _Findings:
+class Findings:
     """Everything found so far, by catalog row position (arrays: 200k rows stay cheap)."""
 
     def __init__(self, n: int):
@@ -269,7 +155,7 @@ class _Findings:
 
 
 @dataclass
-class _Rows:
+class Rows:
     """The catalog columns verification reads, as arrays."""
 
     paths: pa.Array
@@ -280,7 +166,7 @@ class _Rows:
     registry_keys: pa.StringArray  # the checksum registry's key of each row
 
     @classmethod
-    def of(cls, catalog: pd.DataFrame) -> "_Rows":
+    def of(cls, catalog: pd.DataFrame) -> "Rows":
         paths = text_column(catalog["path"])
         member_text = text_column(catalog["member"])
         members = member_text.to_numpy(zero_copy_only=False)
@@ -307,8 +193,8 @@ def _root_prefix(images_dir: str) -> str:
     return os.path.join(os.path.abspath(images_dir), "")
 
 
-def _invalid_rows(catalog: pd.DataFrame, rows: _Rows, images_dir: str,
-                  found: _Findings) -> np.ndarray:
+def invalid_rows(catalog: pd.DataFrame, rows: Rows, images_dir: str,
+                  found: Findings) -> np.ndarray:
     """Mark rows never to open: status 'invalid_path', no path, or (plain files) a path that
     does not start with `images_dir` ('..' inside a folder is caught per folder when listing).
     Returns the invalid mask."""
@@ -392,7 +278,7 @@ def _folders_and_names(paths: pa.Array, positions: np.ndarray
     return np.concatenate(codes), list(index), pa.concat_arrays(names)
 
 
-def _check_files_exist(positions: np.ndarray, rows: _Rows, found: _Findings, root: str,
+def _check_files_exist(positions: np.ndarray, rows: Rows, found: Findings, root: str,
                        progress: Progress | None) -> None:
     """One listing per folder; rows grouped by folder with Arrow, names tested against the
     listing as a set."""
@@ -436,14 +322,14 @@ def _container_listing(container: str) -> tuple[dict[str, int], str, str]:
     return keys, "", ""
 
 
-def _by_container(positions: np.ndarray, rows: _Rows) -> dict[str, list[tuple[int, str]]]:
+def _by_container(positions: np.ndarray, rows: Rows) -> dict[str, list[tuple[int, str]]]:
     groups: dict[str, list[tuple[int, str]]] = {}
     for pos in positions:
         groups.setdefault(rows.path(pos), []).append((int(pos), rows.members[pos].strip("/")))
     return groups
 
 
-def _check_members_exist(positions: np.ndarray, rows: _Rows, found: _Findings,
+def _check_members_exist(positions: np.ndarray, rows: Rows, found: Findings,
                          progress: Progress | None) -> None:
     """One key listing per HDF5 container; members' sizes kept for the exists-level registry."""
     for container, items in _by_container(positions, rows).items():
@@ -569,7 +455,7 @@ def _decode_pool(config: VerifyConfig, count: int) -> Executor:
     return ThreadPoolExecutor(max_workers=config.num_workers)
 
 
-def _decode_all(positions: np.ndarray, rows: _Rows, found: _Findings, config: VerifyConfig,
+def _decode_all(positions: np.ndarray, rows: Rows, found: Findings, config: VerifyConfig,
                 progress: Progress | None) -> None:
     """Decode every present row on a pool (`_decode_pool`), `chunk_size` images per task at
     most, fewer when that keeps every worker busy; each task's findings come back columnar."""
@@ -600,7 +486,7 @@ def _decode_all(positions: np.ndarray, rows: _Rows, found: _Findings, config: Ve
 # ----------------------------------------------------------------------------- registry
 
 def _compare_with_registry(registry: ChecksumRegistry, recorded: Recorded, positions: np.ndarray,
-                           rows: _Rows, found: _Findings, level: str, accept_changes: bool) -> None:
+                           rows: Rows, found: Findings, level: str, accept_changes: bool) -> None:
     """Mark rows whose bytes (decode) or size/mtime (exists) changed since first seen; at decode
     level record first sightings of good files, and re-baseline when `accept_changes`. Columnar:
     Python runs per row only for the rows that changed or are seen for the first time."""
@@ -645,12 +531,12 @@ def _mtime(value: int) -> int | None:
     return None if value == NO_MTIME else int(value)
 
 
-def _entry(recorded: Recorded, rows: _Rows, pos: int) -> ChecksumEntry:
+def _entry(recorded: Recorded, rows: Rows, pos: int) -> ChecksumEntry:
     return ChecksumEntry(rows.registry_keys[int(pos)].as_py(), int(recorded.size[pos]),
                          _mtime(recorded.mtime_ns[pos]), recorded.sha256[int(pos)].as_py(), "")
 
 
-def _stat_files(positions: np.ndarray, rows: _Rows, found: _Findings) -> None:
+def _stat_files(positions: np.ndarray, rows: Rows, found: Findings) -> None:
     """Exists level: size and mtime of the plain files at `positions` (those the registry
     knows); a file gone since the listing is missing."""
     if len(positions) == 0:
@@ -675,169 +561,7 @@ def _open_registry(checksum_db: Path | ChecksumRegistry | None,
     return ChecksumRegistry(checksum_db), True
 
 
-# ----------------------------------------------------------------------------- report
-
-def _counts(codes: np.ndarray) -> dict:
-    ok, missing, corrupt, invalid = (int(c) for c in np.bincount(codes, minlength=4))
-    total = len(codes)
-    bad = missing + corrupt + invalid
-    return {"total": total, "missing_count": missing, "corrupt_count": corrupt,
-            "invalid_count": invalid, "bad_ratio": bad / total if total else 0.0}
-
-
-def within_thresholds(bad: int, total: int, config: VerifyConfig) -> tuple[bool, str]:
-    """Seed 000's gate: bad images may exceed neither the ratio nor the count (the limit passes)."""
-    ratio = bad / total if total else 0.0
-    over = []
-    if ratio > config.max_missing_ratio + 1e-12:
-        over.append(f"ratio {ratio:.4%} > {config.max_missing_ratio:.4%}")
-    if bad > config.max_missing_count:
-        over.append(f"count {bad} > {config.max_missing_count}")
-    return not over, "; ".join(over)
-
-
-def _used_positions(rows: _Rows, found: _Findings, status: str) -> np.ndarray:
-    """Used rows with that status, in label-file order."""
-    sel = np.flatnonzero(rows.used & (found.code == STATUSES.index(status)))
-    return sel[np.argsort(rows.index_in_source[sel], kind="stable")]
-
-
-# Keys every report of ours has (seed 000's plus our own): how an earlier report is recognised
-# before it is replaced (a file without them is someone else's and is never overwritten).
-REPORT_MARK_KEYS = frozenset({"total_images_checked", "missing_identifiers", "check_level",
-                              "used_subset"})
-
-
-def _build_report(rows: _Rows, found: _Findings, images_dir: str, config: VerifyConfig,
-                  level: str) -> tuple[dict, bool, str]:
-    used = _counts(found.code[rows.used])
-    bad = used["missing_count"] + used["corrupt_count"] + used["invalid_count"]
-    passed, over = within_thresholds(bad, used["total"], config)
-    missing, corrupt, invalid = (_used_positions(rows, found, s)
-                                 for s in (MISSING_STATUS, CORRUPT, INVALID))
-    report = {
-        "total_images_checked": used["total"],
-        "missing_count": used["missing_count"],
-        "missing_ratio": used["missing_count"] / used["total"] if used["total"] else 0.0,
-        "images_dir": str(images_dir),
-        "verification_timestamp": now_text(),
-        "missing_identifiers": rows.source_keys.iloc[missing].tolist(),
-        "missing_indices": rows.index_in_source[missing].tolist(),
-        "corrupt_count": used["corrupt_count"],
-        "corrupt": [{"identifier": rows.source_keys.iat[p],
-                     "index": int(rows.index_in_source[p]),
-                     "reason": found.reason[p], "detail": found.detail[p]} for p in corrupt],
-        "invalid_identifiers": rows.source_keys.iloc[invalid].tolist(),
-        "invalid_count": used["invalid_count"],
-        "thresholds": {"max_missing_ratio": config.max_missing_ratio,
-                       "max_missing_count": config.max_missing_count},
-        "check_level": level,
-        "passed": passed,
-        "whole_label_file": _counts(found.code),
-        "used_subset": used,
-    }
-    return report, passed, _message(report, level, bad, passed, over)
-
-
-def _message(report: dict, level: str, bad: int, passed: bool, over: str) -> str:
-    used, whole, limits = report["used_subset"], report["whole_label_file"], report["thresholds"]
-    verdict = "passed" if passed else f"FAILED ({over})"
-    return (f"image verification ({level}) of {used['total']} used images "
-            f"({whole['total']} in the label file): {used['missing_count']} missing, "
-            f"{used['corrupt_count']} corrupt, {used['invalid_count']} invalid = {bad} bad "
-            f"({used['bad_ratio']:.4%}); thresholds: at most {limits['max_missing_ratio']:.4%} "
-            f"and at most {limits['max_missing_count']} images: {verdict}")
-
-
-def _log_problems(rows: _Rows, found: _Findings, log: Log) -> None:
-    """A few identifiers and a count per kind of problem, never thousands of lines."""
-    n_used = int(rows.used.sum())
-    for status in (MISSING_STATUS, CORRUPT, INVALID):
-        sel = _used_positions(rows, found, status)
-        if len(sel) == 0:
-            continue
-        shown = ", ".join(rows.source_keys.iat[p] if status == MISSING_STATUS
-                          else f"{rows.source_keys.iat[p]} ({found.reason[p]}: {found.detail[p]})"
-                          for p in sel[:LOGGED_EXAMPLES])
-        more = f" and {len(sel) - LOGGED_EXAMPLES} more" if len(sel) > LOGGED_EXAMPLES else ""
-        log(f"{len(sel)} of {n_used} used images are {status}: {shown}{more}")
-
-
-def write_report(report: dict, path: Path) -> None:
-    """Write the JSON report atomically (temp sibling, then rename); an existing file there is
-    replaced only when it is an earlier report."""
-    if os.path.lexists(path) and not is_report(path):
-        raise ConfigError(f"{path} exists and is not a verification report; it is never "
-                          "replaced: move it away or set verify.report_path to another file")
-    remove_stale_temps(path)
-    atomic_write_text(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-
-
-def is_report(path: str | os.PathLike) -> bool:
-    """True when `path` is a regular file holding a report this project wrote."""
-    p = Path(path)
-    if p.is_symlink() or not p.is_file() or p.stat().st_size > 64 * 2 ** 20:
-        return False
-    try:
-        doc = json.loads(p.read_bytes())
-    except (ValueError, OSError):
-        return False
-    return isinstance(doc, dict) and REPORT_MARK_KEYS <= doc.keys()
-
-
-_PLACEHOLDER = re.compile(r"\{[A-Za-z_]\w*\}")
-
-
-def resolve_report_path(template: str, output_dir: Path) -> Path:
-    """Seed 000's REPORT_PATH: `{output_dir}` is replaced; a relative result lies in output_dir."""
-    text = template.replace("{output_dir}", str(output_dir))
-    unknown = _PLACEHOLDER.findall(text)
-    if unknown:
-        raise ConfigError(f"report_path {template!r} uses {', '.join(unknown)}; only "
-                          "{output_dir} is replaced")
-    path = Path(text)
-    return path if path.is_absolute() else Path(output_dir) / path
-
-
-# ----------------------------------------------------------------------------- entry point
-
-def verify_catalog(catalog: pd.DataFrame, *, images_dir: str, config: VerifyConfig,
-                   checksum_db: Path | ChecksumRegistry | None,
-                   progress: Progress | None = None, log: Log | None = None,
-                   accept_changes: bool = False) -> VerificationResult:
-    """Check every catalog row (missing / corrupt / invalid) and gate on the used subset.
-
-    Rows with status 'invalid_path', an empty path, or (plain files) a path outside
-    `images_dir` are reported invalid and never opened. `checksum_db` (a path or an open
-    ChecksumRegistry) enables change detection; `accept_changes` re-baselines changed files.
-    With `config.enabled` false nothing is read (check_level 'disabled').
-    """
-    log = log or logging.getLogger(__name__).info
-    rows = _Rows.of(catalog)
-    found = _Findings(len(catalog))
-    invalid = _invalid_rows(catalog, rows, images_dir, found)
-    level = config.level if config.enabled else "disabled"
-    if config.enabled and config.level == "decode" and config.signals:
-        found.signals = SignalColumns(len(catalog))
-    if config.enabled:
-        _run_checks(np.flatnonzero(~invalid), rows, found, config, images_dir, checksum_db,
-                    progress, accept_changes)
-    report, passed, message = _build_report(rows, found, images_dir, config, level)
-    if config.log_missing:
-        _log_problems(rows, found, log)
-    per_sample = pd.DataFrame({
-        "sample_id": catalog["sample_id"].astype(str).reset_index(drop=True),
-        "verify_status": pd.Series(np.array(STATUSES, dtype=object)[found.code], dtype=object),
-        "reason": pd.Series(found.reason, dtype=object),
-        "detail": pd.Series(found.detail, dtype=object),
-        "sha256": found.sha256_column().to_pandas(),
-        **(found.signals.columns() if found.signals is not None else {}),
-    })
-    return VerificationResult(per_sample=per_sample, report=report, passed=passed,
-                              message=message)
-
-
-def _run_checks(checked: np.ndarray, rows: _Rows, found: _Findings, config: VerifyConfig,
+def run_checks(checked: np.ndarray, rows: Rows, found: Findings, config: VerifyConfig,
                 images_dir: str, checksum_db: Path | ChecksumRegistry | None,
                 progress: Progress | None, accept_changes: bool) -> None:
     registry, owned = _open_registry(checksum_db, images_dir)
