@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.factory import build_dataset_assets
-from jobs.dataset_jobs import prepare_job, reverify_job, reverify_schedule, shard_jobs
+from jobs.dataset_jobs import prepare_job, reverify_job, reverify_schedule, partition_jobs
 from jobs.sensors import images_changed_sensor, new_images_sensor, run_failure_summary_sensor
 from jobs.training import train_job
 from ml.arrow_memory import return_freed_memory
@@ -31,7 +31,7 @@ def build_definitions(datasets: DatasetsFile, *, executor_def: dg.ExecutorDefini
     return dg.Definitions(
         assets=assets,
         jobs=[prepare, *on_dask, reverify, train_job(train_executor_def),
-              *shard_jobs(datasets, executor_def)],
+              *partition_jobs(datasets, executor_def)],
         schedules=[reverify_schedule(reverify)],
         sensors=[images_changed_sensor(datasets, reverify),
                  new_images_sensor(datasets, prepare, assets), run_failure_summary_sensor],

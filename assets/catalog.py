@@ -5,7 +5,7 @@ import pandas as pd
 
 from assets.metadata import class_count_summary
 from assets.progress_observations import progress_factory_for
-from assets.shards import current_shard, shard_partitions
+from assets.partitions import current_partition, dataset_partitions
 from ml.catalog import build_catalog, class_counts, summarize_sizes
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
@@ -15,15 +15,15 @@ def build_catalog_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
     @dg.asset(
         name="catalog", key_prefix=[spec.name], group_name=spec.name,
         io_manager_key="frame_io_manager", kinds={"pandas", "parquet"},
-        partitions_def=shard_partitions(spec),
+        partitions_def=dataset_partitions(spec),
         description=f"Every sample declared by {spec.name}'s {spec.kind} source: ids, paths, "
                     "labels, groups, sizes and status (no pixels decoded)."
-                    + (f" Built per shard ({spec.shards} shards): each run keeps and opens only "
-                       "its own samples." if spec.shards > 1 else ""),
+                    + (f" Built per partition ({spec.partitions} partitions): each run keeps and "
+                       "opens only its own samples." if spec.partitions > 1 else ""),
     )
     def catalog(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
         try:
-            result = build_catalog(spec, shard=current_shard(context),
+            result = build_catalog(spec, partition=current_partition(context),
                                    progress_factory=progress_factory_for(
                                        context, f"{spec.name} catalog"))
         except DatasetError as exc:

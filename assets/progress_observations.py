@@ -10,15 +10,15 @@ observations, so a long verification or resize shows how far it is without openi
 
 import dagster as dg
 
-from assets.shards import current_shard
+from assets.partitions import current_partition
 from ml.progress import Progress, ProgressFactory, progress_text
 
 
 def progress_observer(context: dg.AssetExecutionContext, what: str):
     """An `on_update(done, total, rate)` callback that logs an AssetObservation of the asset
-    being materialized (for a sharded asset, of the shard being materialized)."""
+    being materialized (for a partitioned asset, of the partition being materialized)."""
     key = context.asset_key
-    partition = current_shard(context)
+    partition = current_partition(context)
 
     def observe(done: int, total: int, rate: float) -> None:
         context.log_event(dg.AssetObservation(
@@ -33,11 +33,11 @@ def progress_observer(context: dg.AssetExecutionContext, what: str):
 def progress_for(context: dg.AssetExecutionContext, total: int, what: str,
                  interval: float = 5.0) -> Progress:
     """A Progress that logs to the run and publishes asset observations (throttled to
-    one every `interval` seconds, plus one when it finishes). A partitioned (sharded) asset's
-    messages name the shard."""
-    shard = current_shard(context)
-    if shard is not None:
-        what = f"{what} shard {shard}"
+    one every `interval` seconds, plus one when it finishes). A partitioned (partitioned) asset's
+    messages name the partition."""
+    partition = current_partition(context)
+    if partition is not None:
+        what = f"{what} partition {partition}"
     return Progress(total, what, interval=interval, emit=context.log.info,
                     on_update=progress_observer(context, what))
 

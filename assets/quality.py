@@ -16,9 +16,9 @@ INLINE_GALLERIES = 3         # galleries inlined in the metadata (the rest by pa
 
 
 def build_quality_asset(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
-    """The asset of an unsharded dataset (a sharded one's verification is partitioned: its
-    quality is read per shard from the verification tables; not built here)."""
-    if spec.shards > 1:
+    """The asset of an unpartitioned dataset (a partitioned one's verification is partitioned: its
+    quality is read per partition from the verification tables; not built here)."""
+    if spec.partitions > 1:
         return []
     folder = spec.output_dir / QUALITY_FOLDER
 

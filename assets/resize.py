@@ -6,7 +6,7 @@ import pyarrow.compute as pc
 
 from assets.options import run_config_class, with_run_config
 from assets.progress_observations import progress_for
-from assets.shards import current_shard, shard_folder, shard_partitions
+from assets.partitions import current_partition, partition_folder, dataset_partitions
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
 from ml.columns import text_column
@@ -46,7 +46,7 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         name="resized", key_prefix=[spec.name], group_name=spec.name,
         ins={"verified": dg.AssetIn(key=dg.AssetKey([spec.name, "verification_report"]))},
         io_manager_key="frame_io_manager", kinds={"pillow", "jpeg"},
-        partitions_def=shard_partitions(spec),
+        partitions_def=dataset_partitions(spec),
         check_specs=[dg.AssetCheckSpec(
             CHECK_NAME, asset=key, blocking=True,
             description="Output width and height divide by 2**pool_depth, so a network that halves "
@@ -55,13 +55,14 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
                     "correct RGB, incrementally, on every core: the verified samples the dataset "
                     "uses. Its table is the verified one with the resized file, its size and what "
                     "was done, failures dropped (dropped_by 'resized'). Sources are never touched."
-                    + (f" Runs per shard ({spec.shards} shards)." if spec.shards > 1 else ""),
+                    + (f" Runs per partition ({spec.partitions} partitions)."
+                       if spec.partitions > 1 else ""),
     )
     def resized(context: dg.AssetExecutionContext, config: ResizeRunConfig,
                 verified: StoredTable):
         opts = resize_options(spec, config)
-        shard = current_shard(context)
-        out_dir = shard_folder(spec.output_dir / "resized", shard)
+        partition = current_partition(context)
+        out_dir = partition_folder(spec.output_dir / "resized", partition)
         rows = verified.read(RESIZE_READS)     # not the table's other columns (memory)
         todo = for_resize(rows)
         dropped = int(rows["used"].sum()) - int(todo.sum())

@@ -3,8 +3,8 @@
 The asset checks every catalogued image against the current disk (ml/verify/), writes seed
 000's JSON report (plus our fields) and stores per-sample results as Parquet for downstream
 assets, which exclude the bad samples. Re-verification (jobs/) re-runs only this asset.
-A sharded dataset verifies one shard per run (assets/shards.py), each with its own report and
-its own check (thresholds apply to the shard).
+A partitioned dataset verifies one partition per run (assets/partitions.py), each with its own
+report and its own check (thresholds apply to the partition).
 """
 
 from pathlib import Path
@@ -15,7 +15,7 @@ import pandas as pd
 from assets.metadata import bad_samples_table, image_markdown
 from assets.options import run_config_class, with_run_config
 from assets.progress_observations import progress_for
-from assets.shards import current_shard, shard_partitions, shard_path
+from assets.partitions import current_partition, dataset_partitions, partition_path
 from ml.corrupt_gallery import corrupt_gallery
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ConfigError, DatasetError
@@ -38,10 +38,10 @@ def verify_config_for(spec: DatasetSpec, run_config: dg.Config | None = None) ->
     return with_run_config(spec.verify, run_config, spec.where("verify"))
 
 
-def report_path_for(spec: DatasetSpec, config: VerifyConfig, shard: str | None = None) -> Path:
+def report_path_for(spec: DatasetSpec, config: VerifyConfig, partition: str | None = None) -> Path:
     """Where the JSON report goes: inside the dataset's output folder, never among its images
     and never over a file that is not an earlier report (ml/safe_paths.check_output_file)."""
-    path = shard_path(resolve_report_path(config.report_path, spec.output_dir), shard)
+    path = partition_path(resolve_report_path(config.report_path, spec.output_dir), partition)
     try:
         return check_output_file(path, output_dir=spec.output_dir,
                                  protected=[spec.images_location],
@@ -58,7 +58,7 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         name="verification_report", key_prefix=[spec.name], group_name=spec.name,
         ins={"catalog": dg.AssetIn(key=dg.AssetKey([spec.name, "catalog"]))},
         io_manager_key="frame_io_manager", kinds={"pandas", "json"},
-        partitions_def=shard_partitions(spec),
+        partitions_def=dataset_partitions(spec),
         check_specs=[dg.AssetCheckSpec(
             CHECK_NAME, asset=key, blocking=True,
             description="Missing + corrupt images within max_missing_ratio and max_missing_count "
@@ -72,9 +72,9 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             vconf = verify_config_for(spec, config)
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
-        shard = current_shard(context)
+        partition = current_partition(context)
         try:
-            report_path = report_path_for(spec, vconf, shard)
+            report_path = report_path_for(spec, vconf, partition)
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
         images_dir = spec.images_location
@@ -92,7 +92,7 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         whole = r["whole_label_file"]
         findings = pd.DataFrame(verified_columns(rows, result.per_sample))
         table = rows.assign(**findings)
-        gallery_path = shard_path(spec.output_dir / "assets" / CORRUPT_GALLERY, shard)
+        gallery_path = partition_path(spec.output_dir / "assets" / CORRUPT_GALLERY, partition)
         gallery = corrupt_gallery(table, gallery_path,
                                   f"{spec.name}: corrupt images, what still decodes")
         if gallery is None:

@@ -1,8 +1,8 @@
 """The jobs: `prepare` (everything up to the packed formats), `reverify_images` (re-checks the
 images against the current disk without rematerializing upstream assets) and its schedule, and
-for a dataset declared with `shards: N` its `<dataset>_shards` job (catalog, verification and
-resize, one run per shard, so a backfill fans out) and `<dataset>_combine` job (splits and packed
-formats over every shard's output).
+for a dataset declared with `partitions: N` its `<dataset>_partitions` job (catalog,
+verification and resize, one run per partition, so a backfill fans out) and `<dataset>_combine`
+job (splits and packed formats over every partition's output).
 
 `prepare` runs on the multiprocess executor: independent steps (the datasets, the packed
 formats) run in parallel, at most `max_concurrent` at a time. The default cap is every core, or
@@ -18,7 +18,7 @@ import os
 
 import dagster as dg
 
-from assets.shards import sharded_asset_keys
+from assets.partitions import partitioned_asset_keys
 from jobs.training import TRAINING_STAGE
 from ml.dataset_spec import DatasetsFile, DatasetSpec
 from ml.errors import ConfigError
@@ -52,20 +52,20 @@ def capped_execution_config(executor_def: dg.ExecutorDefinition | None = None) -
     return {"execution": {"config": {"max_concurrent": cap} if cap else {}}}
 
 
-def _shard_stage(spec: DatasetSpec) -> dg.AssetSelection:
-    return dg.AssetSelection.assets(*sharded_asset_keys(spec))
+def _partitioned_stage(spec: DatasetSpec) -> dg.AssetSelection:
+    return dg.AssetSelection.assets(*partitioned_asset_keys(spec))
 
 
-def sharded(datasets: DatasetsFile) -> list[DatasetSpec]:
-    return [d for d in datasets.datasets if d.shards > 1]
+def partitioned(datasets: DatasetsFile) -> list[DatasetSpec]:
+    return [d for d in datasets.datasets if d.partitions > 1]
 
 
 def prepare_selection(datasets: DatasetsFile) -> dg.AssetSelection:
-    """Every asset but training, less each sharded dataset's shard stage and what follows it
-    (those run through `<dataset>_shards` and `<dataset>_combine`)."""
+    """Every asset but training, less each partitioned dataset's partition stage and what follows it
+    (those run through `<dataset>_partitions` and `<dataset>_combine`)."""
     selection = dg.AssetSelection.all() - TRAINING_STAGE
-    for spec in sharded(datasets):
-        selection = selection - _shard_stage(spec).downstream()
+    for spec in partitioned(datasets):
+        selection = selection - _partitioned_stage(spec).downstream()
     return selection
 
 
@@ -75,42 +75,42 @@ def prepare_job(datasets: DatasetsFile, executor_def: dg.ExecutorDefinition | No
         "prepare", selection=prepare_selection(datasets), executor_def=executor_def,
         config=capped_execution_config(executor_def),
         description="Catalog, verify, resize, split and pack every declared dataset "
-                    "(everything but training: see the train job; a sharded dataset's shards "
-                    "run through its <dataset>_shards and <dataset>_combine jobs).",
+                    "(everything but training: see the train job; a partitioned dataset's "
+                    "partitions run through its <dataset>_partitions and <dataset>_combine jobs).",
     )
 
 
-def shard_jobs(datasets: DatasetsFile, executor_def: dg.ExecutorDefinition | None = None
+def partition_jobs(datasets: DatasetsFile, executor_def: dg.ExecutorDefinition | None = None
                ) -> list[dg.UnresolvedAssetJobDefinition]:
-    """For each sharded dataset: `<name>_shards` (partitioned: catalog, verify and resize one
-    shard per run) and `<name>_combine` (splits and packed formats over every shard)."""
+    """For each partitioned dataset: `<name>_partitions` (catalog, verify and resize, one
+    partition per run) and `<name>_combine` (splits and packed formats over every partition)."""
     jobs = []
-    for spec in sharded(datasets):
-        stage = _shard_stage(spec)
+    for spec in partitioned(datasets):
+        stage = _partitioned_stage(spec)
         jobs.append(dg.define_asset_job(
-            f"{spec.name}_shards", selection=stage, executor_def=executor_def,
-            description=f"Catalog, verify and resize one shard of {spec.name} ({spec.shards} "
-                        "shards); backfill it over every shard to fan the work out, one run "
-                        "per shard."))
+            f"{spec.name}_partitions", selection=stage, executor_def=executor_def,
+            description=f"Catalog, verify and resize one partition of {spec.name} "
+                        f"({spec.partitions} partitions); backfill it over every partition to fan "
+                        "the work out, one run per partition."))
         jobs.append(dg.define_asset_job(
             f"{spec.name}_combine",
             selection=stage.downstream(include_self=False) - TRAINING_STAGE,
             executor_def=executor_def, config=capped_execution_config(executor_def),
-            description=f"Split and pack {spec.name} over every shard's resized images "
-                        f"(run after {spec.name}_shards has covered every shard)."))
+            description=f"Split and pack {spec.name} over every partition's resized images "
+                        f"(run after {spec.name}_partitions has covered every partition)."))
     return jobs
 
 
 def reverify_job(datasets: DatasetsFile, executor_def: dg.ExecutorDefinition | None = None
                  ) -> dg.UnresolvedAssetJobDefinition:
-    keys = [dg.AssetKey([d.name, asset]) for d in datasets.datasets if d.shards == 1
+    keys = [dg.AssetKey([d.name, asset]) for d in datasets.datasets if d.partitions == 1
             for asset in ("verification_report", "quality_report")]
     return dg.define_asset_job(
         "reverify_images", selection=dg.AssetSelection.assets(*keys), executor_def=executor_def,
-        description="Re-run existence/decode checks of every unsharded dataset against the "
+        description="Re-run existence/decode checks of every unpartitioned dataset against the "
                     "current disk, and its quality report; catalogs are loaded, not "
-                    "rematerialized (a sharded dataset "
-                    "re-verifies through a backfill of its <dataset>_shards job).",
+                    "rematerialized (a partitioned dataset "
+                    "re-verifies through a backfill of its <dataset>_partitions job).",
     )
 
 

@@ -1,8 +1,8 @@
 """The Kubernetes variant of the code location (dagster-k8s): definitions_k8s.py builds it.
 
-- Every preparation job (prepare, reverify_images, <dataset>_shards, <dataset>_combine) runs on
+- Every preparation job (prepare, reverify_images, <dataset>_partitions, <dataset>_combine) runs on
   `k8s_job_executor`: each step is a Kubernetes Job of its own, at most IMAGEDS_MAX_CONCURRENT
-  at a time per run (unset: no cap), so the datasets and shards fan out over the cluster.
+  at a time per run (unset: no cap), so the datasets and partitions fan out over the cluster.
 - Training: the `train` job runs its steps in the run's pod (in-process executor) and each
   `<dataset>/model` step launches its trainer as a separate pod through PipesK8sClient
   (`PipesK8sTrainerLauncher`). The trainer pod gets the resource limits of the step's

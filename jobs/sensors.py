@@ -26,10 +26,10 @@ from ml.dataset_spec import DatasetsFile
 from ml.sources.record import IMAGE_EXTENSIONS
 
 
-def watched_folders(datasets: DatasetsFile, unsharded_only: bool = False) -> dict[str, Path]:
+def watched_folders(datasets: DatasetsFile, unpartitioned_only: bool = False) -> dict[str, Path]:
     """Each dataset's images folder (or source file) that the sensors watch."""
     return {d.name: d.images_location
-            for d in datasets.datasets if not (unsharded_only and d.shards > 1)}
+            for d in datasets.datasets if not (unpartitioned_only and d.partitions > 1)}
 
 
 def folder_fingerprint(path: Path) -> str:
@@ -46,8 +46,8 @@ def folder_fingerprint(path: Path) -> str:
 
 
 def images_changed_sensor(datasets: DatasetsFile, job) -> dg.SensorDefinition:
-    # sharded datasets re-verify through their <name>_shards backfill, not the reverify job
-    watched = watched_folders(datasets, unsharded_only=True)
+    # partitioned datasets re-verify through their <name>_partitions backfill, not the reverify job
+    watched = watched_folders(datasets, unpartitioned_only=True)
 
     @dg.sensor(name="images_changed_sensor", job=job, minimum_interval_seconds=60,
                default_status=dg.DefaultSensorStatus.RUNNING,
@@ -91,9 +91,9 @@ def has_new_images(previous: list | None, current: tuple[int, str]) -> bool:
 def new_images_sensor(datasets: DatasetsFile, job, assets) -> dg.SensorDefinition:
     """Starts `job` (prepare) over the assets of each dataset whose stage folder got new images."""
     prepare = prepare_selection(datasets)
-    # a sharded dataset's catalog is partitioned: new images reach it through a backfill of
-    # <name>_shards, not through prepare (which holds none of its assets)
-    watched = watched_folders(datasets, unsharded_only=True)
+    # a partitioned dataset's catalog is partitioned: new images reach it through a backfill of
+    # <name>_partitions, not through prepare (which holds none of its assets)
+    watched = watched_folders(datasets, unpartitioned_only=True)
     keys = {name: sorted((prepare & dg.AssetSelection.groups(name)).resolve(assets))
             for name in watched}
 

@@ -27,7 +27,7 @@ from ml.headers import HeaderColumns, read_headers, status_of
 from ml.imageio import read_header
 from ml.progress import Progress, ProgressFactory
 from ml.sample_status import CATALOG, CORRUPT, INVALID, OK
-from ml.shards import shard_codes, shard_index
+from ml.partitions import partition_codes, partition_index
 from ml.sources import SOURCE_KINDS, SourceRecord
 
 CATALOG_COLUMNS = [
@@ -66,7 +66,7 @@ class CatalogResult:
 
 def _label_indices(labels: pd.Series, names: set[str] | None = None) -> np.ndarray:
     """Numeric label names keep their number; other names are indexed in sorted order, among
-    `names` (every label of the dataset, for a shard that holds only some) or `labels`' own."""
+    `names` (every label of the dataset, for a partition that holds only some) or `labels`' own."""
     names = sorted(set(labels[labels != ""].unique()) if names is None else names - {""})
     if len(names) and all(n.lstrip("-").isdigit() for n in names):
         codes, distinct = pd.factorize(labels, use_na_sentinel=False)   # each name parsed once
@@ -134,12 +134,12 @@ class _SourceRead:
 
 
 def _read_source(spec: DatasetSpec, progress: Progress | None,
-                 shard: str | None = None) -> _SourceRead:
+                 partition: str | None = None) -> _SourceRead:
     """Stream the source's declarations (SourceRecords, or batches of columns from a reader
-    that has them as arrays) into columns, CHUNK records at a time, keeping only `shard`'s rows
-    (by sample id, ml/shards.py) when one is given: a shard holds its own rows and the set of
-    label names, never the whole dataset."""
-    index = None if shard is None else shard_index(shard, spec.shards)
+    that has them as arrays) into columns, CHUNK records at a time, keeping only `partition`'s
+    rows (by sample id, ml/partitions.py) when one is given: a partition holds its own rows and
+    the set of label names, never the whole dataset."""
+    index = None if partition is None else partition_index(partition, spec.partitions)
     parts: list[pd.DataFrame] = []
     pending: list[SourceRecord] = []
     labels: set[str] = set()
@@ -151,7 +151,7 @@ def _read_source(spec: DatasetSpec, progress: Progress | None,
         part = part.assign(sample_id=ids)
         labels.update(part["label"].unique().tolist())
         if index is not None:
-            part = part.loc[shard_codes(ids, spec.shards) == index]
+            part = part.loc[partition_codes(ids, spec.partitions) == index]
         parts.append(part)
 
     for item in SOURCE_KINDS[spec.kind].read(spec):
@@ -220,16 +220,16 @@ def _headers(source: pd.DataFrame, workers: int | None,
 
 def build_catalog(spec: DatasetSpec, *, workers: int | None = None,
                   progress_factory: ProgressFactory | None = None,
-                  shard: str | None = None) -> CatalogResult:
+                  partition: str | None = None) -> CatalogResult:
     """Read the dataset's source and every image header; never decodes pixels or writes.
 
-    With `shard` (a key of ml/shards.py's shard_keys(spec.shards)) only that shard's samples
-    are kept and opened; label indices still count every label of the dataset, so shards
+    With `partition` (a key of ml/partitions.py's partition_keys(spec.partitions)) only that
+    partition's samples are kept and opened; label indices still count every label of the dataset, so partitions
     agree on them. Progress: `progress_factory(total, what)` starts one Progress for reading
     the source (its total unknown, 0) and one for the headers.
     """
     reading = progress_factory(0, "reading source") if progress_factory else None
-    source = _read_source(spec, reading, shard)
+    source = _read_source(spec, reading, partition)
     if reading is not None:
         reading.total = reading.done
         reading.finish()

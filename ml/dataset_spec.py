@@ -7,7 +7,7 @@ datasets:
     kind: hybrid                 # one of ml.sources.SOURCE_KINDS
     source: {...}                # the kind's options model (ml/sources/<kind>.py)
     on_invalid_path: skip        # identifiers escaping the images root: skip (reported) | error
-    shards: 1                    # > 1: verification and resize run per shard (ml/shards.py)
+    partitions: 1                # > 1: catalog, verification and resize run per partition
     resize: {...}                # ml.resize.ResizeOptions
     splits: {...}                # ml.splits.SplitSpec
     verify: {...}                # ml.verify.VerifyConfig (or seed 000's DATA.HYBRID section)
@@ -37,7 +37,7 @@ from ml.packing import FormatsOptions
 from ml.quality.issues import QualityConfig
 from ml.resize import ResizeOptions
 from ml.safe_paths import overlap
-from ml.shards import check_shard_count
+from ml.partitions import check_partition_count
 from ml.sources import SOURCE_KINDS
 from ml.splits import SplitSpec
 from ml.train.tasks import TrainSection
@@ -64,7 +64,7 @@ class DatasetSpec:
     output_dir: Path
     base_dir: Path
     on_invalid_path: str = "skip"
-    shards: int = 1
+    partitions: int = 1
     resize: ResizeOptions = field(default_factory=ResizeOptions)
     splits: SplitSpec = field(default_factory=SplitSpec)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
@@ -136,9 +136,12 @@ def parse_datasets(doc: Any, path: Path, base_dir: Path | None = None) -> Datase
             raise ConfigError(f"{where}: dataset {name!r} has unknown source kind {kind!r}; "
                               f"use one of: {', '.join(SOURCE_KINDS)}")
         unknown = set(entry) - {"name", "kind", "source", "output_dir", "on_invalid_path",
-                                "shards", "description", *SECTIONS}
+                                "partitions", "shards", "description", *SECTIONS}
         if unknown:
             raise ConfigError(f"{where}: dataset {name!r} has unknown keys {sorted(unknown)}")
+        if "partitions" in entry and "shards" in entry:
+            raise ConfigError(f"{where}: dataset {name!r} sets both partitions and shards (the "
+                              "older name of partitions); keep partitions")
         on_invalid = entry.get("on_invalid_path", "skip")
         if on_invalid not in ("skip", "error"):
             raise ConfigError(f"{where}: dataset {name!r}: on_invalid_path must be 'skip' or "
@@ -148,9 +151,11 @@ def parse_datasets(doc: Any, path: Path, base_dir: Path | None = None) -> Datase
             else storage / name
         specs.append(DatasetSpec(
             name=name, kind=kind,
-            source=SOURCE_KINDS[kind].options.parse(entry.get("source"), f"dataset {name!r}: source"),
+            source=SOURCE_KINDS[kind].options.parse(entry.get("source"),
+                                                    f"dataset {name!r}: source"),
             output_dir=out_path, base_dir=base, on_invalid_path=on_invalid,
-            shards=check_shard_count(entry.get("shards", 1), f"{where}: dataset {name!r}"),
+            partitions=check_partition_count(entry.get("partitions", entry.get("shards", 1)),
+                                             f"{where}: dataset {name!r}"),
             description=str(entry.get("description", "")),
             **_sections(entry, name, base),
         ))

@@ -41,7 +41,7 @@ ROW_GROUP_ROWS = 131_072     # rows per Parquet row group written (pyarrow's own
 
 @dataclass(frozen=True)
 class StoredTable:
-    """A table stored as Parquet: one file, or one per shard read in order as one table."""
+    """A table stored as Parquet: one file, or one per partition read in order as one table."""
 
     paths: tuple[Path, ...]
 
@@ -209,7 +209,7 @@ class _Edited:
 
 
 def _as(column: pa.Array, kind: pa.DataType) -> pa.Array:
-    """A base column in the output's type (a shard written with another type is cast)."""
+    """A base column in the output's type (a partition written with another type is cast)."""
     return column if column.type == kind else column.cast(kind)
 
 

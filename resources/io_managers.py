@@ -4,10 +4,10 @@ DataFrame outputs (the sample table at each stage, split manifests) are stored a
 `<storage_root>/<asset key path>.parquet`, written atomically, with the path, row count, size
 and column schema (names and types, shown by the UI) recorded as metadata; downstream assets
 get a pandas DataFrame back.
-A partitioned (sharded, assets/shards.py) asset stores one file per shard under
-`<asset key path>/<shard>.parquet`; a downstream input receives the shards it depends on
-concatenated: its own shard for a sharded asset, every shard for an unpartitioned one (splits),
-which is how the shards' outputs are combined. An input declared with
+A partitioned asset (a dataset with `partitions: N`, assets/partitions.py) stores one file per
+partition under `<asset key path>/<partition>.parquet`; a downstream input receives the
+partitions it depends on concatenated: its own partition for a partitioned asset, every
+partition for an unpartitioned one (splits), which is how the partitions' outputs are combined. An input declared with
 `AssetIn(metadata={"columns": [...]})` reads only those columns (a step that needs the sample
 id and path of a million-row catalog does not hold its other twenty columns). An input annotated
 `StoredTable` is handed over unread (the step reads the columns it computes on), and a step may
@@ -102,15 +102,15 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
                     f"{key.to_user_string()} has not been materialized yet ({path} does not "
                     "exist); materialize it first (e.g. run the prepare job)")
             return [path]
-        shards = sorted(context.asset_partition_keys)
-        paths = [self._path(key, s) for s in shards]
-        missing = [s for s, p in zip(shards, paths) if not p.exists()]
+        partitions = sorted(context.asset_partition_keys)
+        paths = [self._path(key, s) for s in partitions]
+        missing = [s for s, p in zip(partitions, paths) if not p.exists()]
         if missing:
             raise dg.Failure(
-                f"{key.to_user_string()}: shard(s) {', '.join(missing)} of {len(shards)} have not "
-                f"been materialized ({self._path(key, missing[0])} does not exist); materialize "
-                "the missing shards first (backfill the dataset's shards in the UI, or run its "
-                "<dataset>_shards job for each shard)")
+                f"{key.to_user_string()}: partition(s) {', '.join(missing)} of {len(partitions)} "
+                f"have not been materialized ({self._path(key, missing[0])} does not exist); "
+                "materialize the missing partitions first (backfill the dataset's partitions in "
+                "the UI, or run its <dataset>_partitions job for each partition)")
         return paths
 
 
@@ -124,7 +124,7 @@ class HandleIOManager(dg.ConfigurableIOManager):
     What a downstream asset receives depends on its input's type annotation: the handle itself
     (RecordIOHandle, TFRecordShardsHandle, H5StoreHandle, MemfileHandle), or for a memfile
     `np.ndarray`/`np.memmap` (the images, memory-mapped read-only), or for TFRecords
-    `list` (every shard path). Large data never passes through the IO manager.
+    `list` (every TFRecord shard's path). Large data never passes through the IO manager.
     """
 
     base_dir: str = Field(default="outputs",

@@ -18,7 +18,7 @@ from ml.catalog import build_catalog, sample_id_for
 from ml.dataset_spec import load_datasets, parse_datasets
 from ml.errors import ConfigError, PathEscapeError, SourceError
 from ml.formats.insightface_rec import open_face_rec
-from ml.shards import shard_codes, shard_keys
+from ml.partitions import partition_codes, partition_keys
 
 
 def spec_for(tmp_path, kind, source, **extra):
@@ -262,26 +262,26 @@ def test_progress_is_reported_while_the_source_is_read(tmp_path):
     assert any(m.startswith("headers: 9001/9001") for m in messages)
 
 
-def test_a_shard_keeps_and_opens_only_its_samples_and_agrees_on_label_indices(tmp_path,
+def test_a_partition_keeps_and_opens_only_its_samples_and_agrees_on_label_indices(tmp_path,
                                                                               monkeypatch):
-    """shards: 4 — each shard's catalog holds only the ids that hash to it, reads only their
-    headers, and numbers labels against every label of the dataset; together the shards are
-    the unsharded catalog, row for row."""
+    """partitions: 4 — each partition's catalog holds only the ids that hash to it, reads only their
+    headers, and numbers labels against every label of the dataset; together the partitions are
+    the unpartitioned catalog, row for row."""
     for c, cls in enumerate(("ant", "bee", "cat", "dog", "eel")):
-        for i in range(2 + 3 * c):                  # 'ant' has 2 images: absent from most shards
+        for i in range(2 + 3 * c):                  # 'ant' has 2 images: absent from most partitions
             jpeg(tmp_path / "root" / cls / f"{i}.jpg", size=(30 + i, 20))
     whole = build_catalog(spec_for(tmp_path, "image_folder", {"root": "root"})).frame
-    spec = spec_for(tmp_path, "image_folder", {"root": "root"}, shards=4)
+    spec = spec_for(tmp_path, "image_folder", {"root": "root"}, partitions=4)
     opened: list[str] = []
     real = catalog_mod.read_headers
     monkeypatch.setattr(catalog_mod, "read_headers",
                         lambda paths, **kw: (opened.extend(text_column(paths).to_pylist()),
                                              real(paths, **kw))[1])
     parts = []
-    for index, key in enumerate(shard_keys(4)):
+    for index, key in enumerate(partition_keys(4)):
         opened.clear()
-        part = build_catalog(spec, shard=key).frame
-        assert (shard_codes(part["sample_id"], 4) == index).all()
+        part = build_catalog(spec, partition=key).frame
+        assert (partition_codes(part["sample_id"], 4) == index).all()
         assert sorted(opened) == sorted(part["path"])          # no other file was opened
         parts.append(part)
     assert min(len(p) for p in parts) < len(whole) / 2
@@ -290,4 +290,4 @@ def test_a_shard_keeps_and_opens_only_its_samples_and_agrees_on_label_indices(tm
     pd.testing.assert_frame_equal(together.drop(columns="index_in_source"),
                                   expected.drop(columns="index_in_source"), check_dtype=False)
     with pytest.raises(ConfigError, match="does not exist"):
-        build_catalog(spec, shard="07")
+        build_catalog(spec, partition="07")

@@ -28,7 +28,7 @@ def _parent(n: int, offset: int = 0) -> pd.DataFrame:
 
 
 def test_an_edit_writes_what_the_whole_edited_frame_would(tmp_path):
-    parts = [_parent(ROWS // 2), _parent(ROWS // 2, offset=ROWS // 2)]   # two shards, in order
+    parts = [_parent(ROWS // 2), _parent(ROWS // 2, offset=ROWS // 2)]   # two partitions, in order
     for k, part in enumerate(parts):
         part.to_parquet(tmp_path / f"{k}.parquet", index=False)
     whole = pd.concat(parts, ignore_index=True)

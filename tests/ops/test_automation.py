@@ -16,8 +16,8 @@ def test_new_images_in_the_stage_folder_start_prepare_for_that_dataset_only(tmp_
     defs = definitions_for(tmp_path, [
         {"name": "incoming", "kind": "image_folder", "source": {"root": str(stage)}},
         {"name": "settled", "kind": "image_folder", "source": {"root": str(other)}},
-        # sharded: prepare holds none of its assets (its catalog runs per shard, by backfill)
-        {"name": "parts", "kind": "image_folder", "source": {"root": str(big)}, "shards": 2}])
+        # partitioned: prepare holds none of its assets (its catalog runs per partition, by backfill)
+        {"name": "parts", "kind": "image_folder", "source": {"root": str(big)}, "partitions": 2}])
     sensor = defs.resolve_sensor_def("new_images_sensor")
     assert sensor.job_name == "prepare"
 

@@ -31,7 +31,7 @@ def datasets(tmp_path):
     path.write_text(yaml.safe_dump({"storage_root": str(tmp_path / "outputs"), "datasets": [
         {"name": "pairs", "kind": "before_after", "source": {"root": str(pairs)},
          "train": {"task": "unet", "processes": 2}},
-        {"name": "big", "kind": "before_after", "source": {"root": str(pairs)}, "shards": 4}]}))
+        {"name": "big", "kind": "before_after", "source": {"root": str(pairs)}, "partitions": 4}]}))
     return load_datasets(path)
 
 
@@ -41,7 +41,7 @@ def test_k8s_location_runs_steps_as_jobs_and_gives_trainer_pods_their_gpus(datas
     monkeypatch.setenv("IMAGEDS_K8S_DATA_PVC", "imageds-data")
     monkeypatch.setenv("IMAGEDS_MAX_CONCURRENT", "6")
     defs = build_definitions(datasets, **k8s_location_options(datasets))
-    for name in ("prepare", "reverify_images", "big_shards", "big_combine"):
+    for name in ("prepare", "reverify_images", "big_partitions", "big_combine"):
         job = defs.resolve_job_def(name)
         assert job.executor_def.name == "k8s_steps", name
     assert defs.resolve_job_def("prepare").run_config == {
