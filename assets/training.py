@@ -41,6 +41,7 @@ from ml.errors import ConfigError
 from ml.formats.handles import CheckpointHandle, StoredHandle
 from ml.stored_table import StoredTable
 from ml.train.card import model_card as model_card_markdown
+from ml.train.config import TaskOptions
 from ml.train.gate import GATES
 from ml.train.tasks import DEVICES, TASKS, TrainSection
 from ml.train.tensorboard import TENSORBOARD_DIR
@@ -67,8 +68,9 @@ TrainRunConfig = run_config_class(
     TrainSection, "TrainRunConfig",
     "Overrides of the dataset's `train:` section for one run (empty = use datasets.yaml).",
     leave_out=("task", "set", "gate_margin"),
-    extra={"epochs": (int, "Epochs to train (overrides the YAML)"),
-           "device": (choices("TrainDevice", DEVICES), "auto (cuda when present), cpu or cuda")})
+    extra={"epochs": (int, "Epochs to train (overrides the task's YAML section)"),
+           "device": (choices("TrainDevice", DEVICES),
+                      TaskOptions.model_fields["device"].description)})
 
 
 def training_options(spec: DatasetSpec, run_config: dg.Config | None = None) -> TrainSection:

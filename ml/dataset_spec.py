@@ -168,9 +168,11 @@ def documented_options() -> dict[str, type[Options]]:
     table carries."""
     formats = {f"formats.{name}": FormatsOptions.model_fields[name].annotation
                for name in FormatsOptions.model_fields}
+    from ml.train.tasks import TASKS       # a task's model lives in its trainer (torch)
     return {**{f"source.{name}": kind.options for name, kind in SOURCE_KINDS.items()},
             **{k: v for k, v in SECTIONS.items() if k != "formats"},
-            **{k: _optional_model(v) for k, v in formats.items()}}
+            **{k: _optional_model(v) for k, v in formats.items()},
+            **{f"train.{name}": task.options() for name, task in TASKS.items()}}
 
 
 def _optional_model(annotation: Any) -> type[Options]:

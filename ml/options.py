@@ -206,6 +206,7 @@ def markdown_table(model: type[BaseModel]) -> str:
     rows = ["| option | type | default | what it does |", "| --- | --- | --- | --- |"]
     for name, field in model.model_fields.items():
         text = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        text = text[:1].upper() + text[1:]
         rows.append(f"| `{name}` | {type_text(field)} | {default_text(field)} | {text} |")
     return "\n".join(rows)
 

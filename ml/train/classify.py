@@ -44,11 +44,11 @@ from ml.models.classifier import ImageClassifier
 from ml.options import Int, Text
 from ml.train.config import BatchSize, Count, Epochs, Optimizer, Rate, TaskOptions, Workers
 from ml.train.ddp import DistEnv
-from ml.train.inputs import input_handle
 from ml.train.loop import (autocast, evaluating, optimizer_step, place, resume, save_epoch,
                            seed_everything, to_device, write_curves)
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
+from ml.train.tasks import TASKS
 
 
 class Config(TaskOptions):
@@ -57,21 +57,21 @@ class Config(TaskOptions):
     model: Text = Field("small_cnn", description="small_cnn | vit | resnet18 | ... (ml.models.backbones)")
     widths: list[Int] = Field(default_factory=lambda: list(SMALL_CNN_WIDTHS), description="small_cnn")
     patch_size: Int = Field(8, description="vit")
-    vit_dim: Int = Field(128)
-    vit_depth: Int = Field(4)
-    vit_heads: Int = Field(4)
-    image_size: Int = Field(64)
+    vit_dim: Int = Field(128, description="vit: token width")
+    vit_depth: Int = Field(4, description="vit: transformer blocks")
+    vit_heads: Int = Field(4, description="vit: attention heads")
+    image_size: Int = Field(64, description="Side of the square training crops, in pixels")
     epochs: Epochs = Field(15)
     batch_size: BatchSize = Field(32)
     optimizer: Optimizer = Field("adamw")
-    lr: Rate = Field(2e-3)
-    weight_decay: Rate = Field(0.05)
-    warmup_epochs: Count = Field(1)
-    label_smoothing: Rate = Field(0.0)
-    dropout: Rate = Field(0.1)
+    lr: Rate = Field(2e-3, description="Peak learning rate, reached after the warmup; then a cosine decay")
+    weight_decay: Rate = Field(0.05, description="Weight decay of the optimizer")
+    warmup_epochs: Count = Field(1, description="Epochs of linear learning-rate warmup")
+    label_smoothing: Rate = Field(0.0, description="Label smoothing of the cross-entropy")
+    dropout: Rate = Field(0.1, description="Dropout before the classifier")
     balance_power: Rate = Field(1.0, description="class-balanced draw: 1 equal classes, 0 the plain stream")
-    shuffle_buffer: Count = Field(1024)
-    eval_splits: list[Text] = Field(default_factory=lambda: ["val", "test"])
+    shuffle_buffer: Count = Field(1024, description="Records shuffled in memory while the TFRecord shards stream")
+    eval_splits: list[Text] = Field(default_factory=lambda: ["val", "test"], description="Splits evaluated every epoch (mean class accuracy)")
     num_workers: Workers = Field(0)
 
 
@@ -142,7 +142,7 @@ def named(values: dict[int, float], names: dict[int, str]) -> dict[str, float]:
 def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
           env: DistEnv) -> dict[str, Any]:
     started = time.perf_counter()
-    handle = input_handle(inputs, "tfrecords", TFRecordShardsHandle)
+    handle = TASKS["classify"].load(inputs, "tfrecords")
     missing = [s for s in cfg.eval_splits if not handle.shard_paths(s)]
     if not cfg.eval_splits or missing:
         raise ConfigError(f"classify: eval_splits {cfg.eval_splits} must name splits the "

@@ -62,7 +62,9 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, Any, Any]:
     module = importlib.import_module(TASKS[args.task].module)
     where = f"{args.config or '(defaults)'}: {args.task}"
     values = {**load_section(args.config, args.task), **parse_overrides(args.set)}
-    return args, module, module.Config.parse(values, where)
+    config = module.Config.parse(values, where)
+    TASKS[args.task].check_inputs(parse_inputs(args.input), args.task)
+    return args, module, config
 
 
 def nothing_to_train(argv: list[str]) -> str | None:

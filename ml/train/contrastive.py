@@ -33,18 +33,17 @@ from ml.errors import ConfigError, DatasetError
 from ml.eval.knn import knn_accuracy
 from ml.eval.pictures import image_grid_picture
 from ml.formats.h5_store import H5StoreIndex
-from ml.formats.handles import H5StoreHandle
 from ml.models.backbones import (IMAGENET_MEAN, IMAGENET_STD, SMALL_CNN_WIDTHS,
                                  build_backbone, input_transform)
 from ml.models.simclr import SimCLR, nt_xent_loss
 from ml.options import Bool, Float, Int, Text
 from ml.train.config import BatchSize, Count, Epochs, Fraction, Optimizer, Rate, TaskOptions, Workers
 from ml.train.ddp import DistEnv
-from ml.train.inputs import input_handle
 from ml.train.loop import (autocast, evaluating, optimizer_step, place, resume, save_epoch,
                            seed_everything, to_device, write_curves)
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
+from ml.train.tasks import TASKS
 
 
 class Config(TaskOptions):
@@ -52,25 +51,25 @@ class Config(TaskOptions):
 
     backbone: Text = Field("small_cnn", description="small_cnn, vgg16, vgg16_bn, resnet18/34/50")
     widths: list[Int] = Field(default_factory=lambda: list(SMALL_CNN_WIDTHS), description="small_cnn only")
-    image_size: Int = Field(64)
+    image_size: Int = Field(64, description="Side of the square views, in pixels")
     window: Int = Field(5, description="partner frames satisfy |frame_a - frame_b| <= window")
     epochs: Epochs = Field(6)
     batch_size: BatchSize = Field(32)
     optimizer: Optimizer = Field("adamw")
-    lr: Rate = Field(5e-4)
-    weight_decay: Rate = Field(0.1)
-    warmup_epochs: Count = Field(1)
-    temperature: Rate = Field(0.5)
-    proj_hidden: Int = Field(256)
-    proj_dim: Int = Field(64)
+    lr: Rate = Field(5e-4, description="Peak learning rate, reached after the warmup; then a cosine decay")
+    weight_decay: Rate = Field(0.1, description="Weight decay of the optimizer")
+    warmup_epochs: Count = Field(1, description="Epochs of linear learning-rate warmup")
+    temperature: Rate = Field(0.5, description="NT-Xent temperature")
+    proj_hidden: Int = Field(256, description="Width of the projection head's hidden layer")
+    proj_dim: Int = Field(64, description="Output width of the projection head")
     mask_same_sequence: Bool = Field(True, description="other frames of the anchor's sequence are not negatives")
     crop_scale_min: Fraction = Field(0.5, description="RandomResizedCrop scale range (crop_scale_min, 1)")
     color_jitter: Rate = Field(0.4, description="brightness, contrast and saturation jitter strength")
     hue_jitter: Float = Field(0.0, description="0..0.5 (0.5: any hue)")
     grayscale: Fraction = Field(0.2, description="probability of a grey view")
     holdout_fraction: Fraction = Field(0.25, description="of each class's sequences, held out as kNN queries")
-    knn_k: Int = Field(10)
-    knn_temperature: Rate = Field(0.07)
+    knn_k: Int = Field(10, description="Neighbours of the kNN evaluation")
+    knn_temperature: Rate = Field(0.07, description="Temperature of the kNN evaluation's weighted vote")
     num_workers: Workers = Field(0)
 
 
@@ -191,7 +190,7 @@ def heldout_knn(model: torch.nn.Module, frames: H5StoreDataset, bank_rows: np.nd
 def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
           env: DistEnv) -> dict[str, Any]:
     started = time.perf_counter()
-    handle = input_handle(inputs, "h5_store", H5StoreHandle)
+    handle = TASKS["contrastive"].load(inputs, "h5_store")
     pairs = TemporalPairDataset(handle, window=cfg.window, transform=train_transform(cfg))
     frames = H5StoreDataset(pairs.reader, transform=input_transform(cfg.image_size))
     index = frames.index

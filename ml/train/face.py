@@ -47,7 +47,7 @@ from ml.errors import ConfigError
 from ml.eval.face_verification import (evaluate_sets, memfile_pair_distances,
                                        pixel_embedding, summary_figures, validation_sets)
 from ml.eval.pictures import verification_picture
-from ml.formats.handles import MemfileHandle, RecordIOHandle
+from ml.formats.handles import MemfileHandle
 from ml.items import Item, MaskedItem, mask_of
 from ml.losses import batch_hard_triplet_loss, occlusion_loss
 from ml.models.face_model import FaceModel, build_face_model
@@ -56,11 +56,11 @@ from ml.options import Bool, Int, Text
 from ml.samplers import RandomIdentitySampler
 from ml.train.config import BatchSize, Count, Epochs, Fraction, Optimizer, Rate, TaskOptions, Workers
 from ml.train.ddp import DistEnv
-from ml.train.inputs import input_handle
 from ml.train.loop import (autocast, evaluating, optimizer_step, place, resume, save_epoch,
                            seed_everything, to_device, write_curves)
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
+from ml.train.tasks import TASKS
 from ml.transforms import face_train_transform
 
 
@@ -75,23 +75,23 @@ class Config(TaskOptions):
 
     # model
     backbone: Text = Field("iresnet_small", description="ml.models.iresnet.IRESNET_PRESETS: iresnet50, ...")
-    embedding_size: Int = Field(128)
-    dropout: Rate = Field(0.0)
+    embedding_size: Int = Field(128, description="Length of the face embedding")
+    dropout: Rate = Field(0.0, description="Dropout before the embedding layer")
     mask_features: Bool = Field(False, description="weight the feature map by the predicted visibility")
     # losses
     head: Literal[MARGIN_HEADS] = Field("arcface", description="the margin head: arcface or adaface")
-    scale: Rate = Field(16.0)
-    margin: Rate = Field(0.3)
-    adaface_h: Rate = Field(0.333)
-    adaface_t_alpha: Rate = Field(0.01)
+    scale: Rate = Field(16.0, description="Margin head's logit scale s")
+    margin: Rate = Field(0.3, description="Margin head's angular margin m")
+    adaface_h: Rate = Field(0.333, description="AdaFace: how strongly image quality moves the margin (h)")
+    adaface_t_alpha: Rate = Field(0.01, description="AdaFace: momentum of the feature-norm statistics")
     triplet_weight: Rate = Field(1.0, description="0 turns the batch-hard triplet loss off")
-    triplet_margin: Rate = Field(0.3)
+    triplet_margin: Rate = Field(0.3, description="Margin of the batch-hard triplet loss")
     occlusion_weight: Rate = Field(0.2, description="0 removes the occlusion head")
     # data (batch_size is per process: P x K with K = num_instances)
     batch_size: BatchSize = Field(32)
     num_instances: Annotated[Int, Field(ge=1)] = Field(4, description="images per identity in a batch (K)")
-    mask_prob: Fraction = Field(0.5)
-    flip_prob: Fraction = Field(0.5)
+    mask_prob: Fraction = Field(0.5, description="Probability of the synthetic medical-mask occlusion")
+    flip_prob: Fraction = Field(0.5, description="Probability of the horizontal flip")
     crop_prob: Fraction = Field(0.0, description="seed 002's Augmenter: random crop,")
     photometric_prob: Fraction = Field(0.0, description="brightness / contrast / saturation jitter,")
     low_res_prob: Fraction = Field(0.0, description="low-resolution round trip (0 = off)")
@@ -100,14 +100,14 @@ class Config(TaskOptions):
     epochs: Epochs = Field(12)
     max_steps_per_epoch: Count = Field(0, description="0 = the sampler's full epoch")
     optimizer: Optimizer = Field("adamw")
-    lr: Rate = Field(2e-3)
-    weight_decay: Rate = Field(5e-4)
-    momentum: Rate = Field(0.9)
-    warmup_epochs: Rate = Field(2.0)
-    min_lr_ratio: Rate = Field(0.01)
+    lr: Rate = Field(2e-3, description="Peak learning rate, reached after the warmup; then a cosine decay")
+    weight_decay: Rate = Field(5e-4, description="Weight decay of the optimizer")
+    momentum: Rate = Field(0.9, description="SGD momentum (Nesterov)")
+    warmup_epochs: Rate = Field(2.0, description="Epochs of linear learning-rate warmup")
+    min_lr_ratio: Rate = Field(0.01, description="The cosine decay ends at this fraction of lr")
     # evaluation
     eval_every: Count = Field(4, description="epochs between evaluations; 0 = the last epoch only")
-    eval_batch_pairs: Int = Field(64)
+    eval_batch_pairs: Int = Field(64, description="Verification pairs per evaluation batch")
     # runtime
     threads: Count = Field(0, description="torch CPU threads per process; 0 = torch's default")
     log_every: Int = Field(10, description="steps between loss metrics")
@@ -257,8 +257,8 @@ def train(cfg: Config, inputs: dict[str, str], out: Path, reporter: Reporter,
     torch.backends.cudnn.benchmark = cuda           # fixed 112x112 shapes: pick the fastest kernels
     seed_epoch(cfg.seed, 0, 0)                       # every rank builds the same initial model
 
-    rec = input_handle(inputs, "recordio", RecordIOHandle)
-    verifier = Verifier(input_handle(inputs, "validation", MemfileHandle), env,
+    rec = TASKS["face"].load(inputs, "recordio")
+    verifier = Verifier(TASKS["face"].load(inputs, "validation"), env,
                         cfg.eval_batch_pairs, cfg.amp, cfg.channels_last)
     augmenter = Augmenter(cfg.crop_prob, cfg.photometric_prob, cfg.low_res_prob) \
         if max(cfg.crop_prob, cfg.photometric_prob, cfg.low_res_prob) > 0 else None

@@ -37,11 +37,11 @@ from ml.options import Bool, Int, Text
 from ml.train.checkpoint import unwrap
 from ml.train.config import BatchSize, Count, Epochs, Optimizer, Rate, TaskOptions, Workers
 from ml.train.ddp import DistEnv
-from ml.train.inputs import input_path
 from ml.train.loop import (autocast, evaluating, optimizer_step, place, resume, save_epoch,
                            seed_everything, to_device, write_curves)
 from ml.train.report import Reporter
 from ml.train.schedule import build_optimizer, warmup_cosine
+from ml.train.tasks import TASKS
 
 
 class Config(TaskOptions):
@@ -51,20 +51,20 @@ class Config(TaskOptions):
     depth: Int = Field(4, description="2x poolings; image sides must divide by 2**depth")
     residual: Bool = Field(True, description="predict a correction to the input (starts as identity)")
     crop_width: Count = Field(128, description="training window; 0 = whole images")
-    crop_height: Count = Field(96)
+    crop_height: Count = Field(96, description="Training window height (see crop_width)")
     crops_per_pair: Int = Field(4, description="training windows drawn from each pair per epoch")
     epochs: Epochs = Field(12)
     batch_size: BatchSize = Field(8)
     optimizer: Optimizer = Field("adamw")
-    lr: Rate = Field(2e-3)
-    weight_decay: Rate = Field(0.0)
-    warmup_epochs: Count = Field(1)
-    eval_split: Text = Field("test")
+    lr: Rate = Field(2e-3, description="Peak learning rate, reached after the warmup; then a cosine decay")
+    weight_decay: Rate = Field(0.0, description="Weight decay of the optimizer")
+    warmup_epochs: Count = Field(1, description="Epochs of linear learning-rate warmup")
+    eval_split: Text = Field("test", description="Split evaluated on whole images (L1, PSNR)")
     num_workers: Workers = Field(0)
 
 
 def read_manifest(inputs: dict[str, str]) -> pd.DataFrame:
-    path = input_path(inputs, "splits")
+    path = TASKS["unet"].load(inputs, "splits")
     try:
         return pd.read_parquet(path)
     except (OSError, ValueError) as exc:

@@ -139,6 +139,11 @@ def test_bad_options_and_inputs_are_config_errors(tiny_faces, tmp_path):
     with pytest.raises(ConfigError, match="missing input 'validation'"):
         main(["face", "--out", str(tmp_path / "c"), "--input",
               f"recordio={tiny_faces.recordio_json}"])
+    with pytest.raises(ConfigError, match="unknown input 'recordo'; the task takes --input "
+                                          "recordio=PATH, --input validation=PATH"):
+        main(["face", "--out", str(tmp_path / "e"), "--input", f"validation={tiny_faces.recordio_json}",
+              "--input", f"recordio={tiny_faces.recordio_json}",
+              "--input", f"recordo={tiny_faces.recordio_json}"])
     with pytest.raises(ConfigError, match="holds a RecordIOHandle"):
         main(["face", "--out", str(tmp_path / "d"), "--input", f"recordio={tiny_faces.recordio_json}",
               "--input", f"validation={tiny_faces.recordio_json}"])
