@@ -2,7 +2,10 @@
 cleanvision's issues (dark, light, blurry, low_information, odd_aspect_ratio, odd_size,
 grayscale) and duplicates (ml/quality). Counts per issue as numbers the UI plots over runs, a
 Parquet table of the flagged images with their scores, per-class counts, duplicate pairs, and a
-gallery per issue. The reverify job re-runs it with the verification."""
+gallery per issue. The reverify job re-runs it with the verification. For a partitioned dataset
+it is not partitioned: it reads every partition's verification rows (the IO manager
+concatenates them, as for splits), so odd sizes and duplicates are judged over the whole
+dataset; the `<dataset>_combine` job builds it."""
 
 
 import dagster as dg
@@ -16,10 +19,7 @@ INLINE_GALLERIES = 3         # galleries inlined in the metadata (the rest by pa
 
 
 def build_quality_asset(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
-    """The asset of an unpartitioned dataset (a partitioned one's verification is partitioned: its
-    quality is read per partition from the verification tables; not built here)."""
-    if spec.partitions > 1:
-        return []
+    """The dataset's quality report (of every partition together when it is partitioned)."""
     folder = spec.output_dir / QUALITY_FOLDER
 
     @dg.asset(

@@ -81,9 +81,10 @@ def prepare_job(datasets: DatasetsFile, executor_def: dg.ExecutorDefinition | No
 
 
 def partition_jobs(datasets: DatasetsFile, executor_def: dg.ExecutorDefinition | None = None
-               ) -> list[dg.UnresolvedAssetJobDefinition]:
+                   ) -> list[dg.UnresolvedAssetJobDefinition]:
     """For each partitioned dataset: `<name>_partitions` (catalog, verify and resize, one
-    partition per run) and `<name>_combine` (splits and packed formats over every partition)."""
+    partition per run) and `<name>_combine` (the quality report, splits and packed formats
+    over every partition)."""
     jobs = []
     for spec in partitioned(datasets):
         stage = _partitioned_stage(spec)
@@ -96,8 +97,9 @@ def partition_jobs(datasets: DatasetsFile, executor_def: dg.ExecutorDefinition |
             f"{spec.name}_combine",
             selection=stage.downstream(include_self=False) - TRAINING_STAGE,
             executor_def=executor_def, config=capped_execution_config(executor_def),
-            description=f"Split and pack {spec.name} over every partition's resized images "
-                        f"(run after {spec.name}_partitions has covered every partition)."))
+            description=f"Quality report, splits and packed formats of {spec.name} over every "
+                        f"partition (run after {spec.name}_partitions has covered every "
+                        "partition)."))
     return jobs
 
 

@@ -38,7 +38,7 @@ def test_partitioned_dataset_runs_partition_by_partition_and_combines_into_the_u
     out = tmp_path / "outputs"
     assert job_keys(defs, "parts_partitions") == {"parts/catalog", "parts/verification_report",
                                               "parts/resized"}
-    assert job_keys(defs, "parts_combine") == {"parts/splits"}
+    assert job_keys(defs, "parts_combine") == {"parts/splits", "parts/quality_report"}
     prepare = job_keys(defs, "prepare")
     assert "whole/catalog" in prepare and "whole/resized" in prepare
     assert not prepare & {"parts/catalog", "parts/verification_report", "parts/resized",
@@ -79,4 +79,19 @@ def test_partitioned_dataset_runs_partition_by_partition_and_combines_into_the_u
     for w, p in zip(whole["file"], parts["file"]):
         assert Path(w).read_bytes() == Path(p).read_bytes()
         assert "/resized/shard-" in p   # the folder name earlier versions wrote
+
+    # One quality report over every partition: what the unpartitioned dataset reports.
+    for name in ("per_class", "flagged"):
+        a, b = (pd.read_parquet(out / d / "quality" / f"{name}.parquet") for d in ("whole", "parts"))
+        key = [c for c in ("label", "source_key") if c in a.columns]
+        assert len(a) and len(a) == len(b)
+        pd.testing.assert_frame_equal(
+            a.drop(columns=[c for c in a.columns if c in ("row", "file")])
+             .sort_values(key).reset_index(drop=True),
+            b.drop(columns=[c for c in b.columns if c in ("row", "file")])
+             .sort_values(key).reset_index(drop=True))
+    pairs = [{tuple(sorted(p)) for p in zip(*(pd.read_parquet(
+        out / d / "quality" / "duplicate_pairs.parquet")[c] for c in ("source_key_a", "source_key_b")))}
+        for d in ("whole", "parts")]
+    assert pairs[0] == pairs[1]
 
