@@ -12,7 +12,6 @@ from assets.options import run_config_class, with_run_config
 from ml.atomic import atomic_path
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
-from ml.figures import import_in_background
 from ml.quality.leakage import (MAX_MERGED_UNITS, cross_split_pairs,
                                 duplicate_pairs, find_duplicates, keep_in_train,
                                 label_conflicts, merged_units, without_clusters)
@@ -102,7 +101,6 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             sspec = split_spec_for(spec, config)
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
-        import_in_background()                # matplotlib loads while the table is read
         table = resized.read(SPLITS_READS)    # not the table's other columns (memory)
         kept = with_files(table)
         frame = table if kept.all() else table.loc[kept].reset_index(drop=True)

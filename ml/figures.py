@@ -7,10 +7,7 @@ nothing.
 
 from __future__ import annotations
 
-import importlib
 import io
-import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,29 +17,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def _import_matplotlib() -> None:
-    for module in ("matplotlib.figure", "matplotlib.backends.backend_agg"):
-        importlib.import_module(module)
-
-
-_importing: list[threading.Thread] = []      # the background import, once started
-
-
-def import_in_background() -> None:
-    """Start importing matplotlib (~0.35 s of module loading) on a daemon thread, for a step
-    that draws after reading a large table: the import runs while Arrow decodes the table
-    (which releases the GIL). The first figure waits for it to end before importing (so
-    matplotlib is never imported by two threads at once); an import error surfaces there."""
-    if not _importing and "matplotlib.figure" not in sys.modules:
-        _importing.append(threading.Thread(target=_import_matplotlib, daemon=True,
-                                           name="import-matplotlib"))
-        _importing[0].start()
-
-
 def new_figure(figsize: tuple[float, float], dpi: int) -> "Figure":
     """An empty figure with an Agg canvas (no display, no pyplot state)."""
-    for thread in _importing:
-        thread.join()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

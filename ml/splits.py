@@ -25,9 +25,9 @@ import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
 from ml.atomic import atomic_path
+from ml.bar_chart import grouped_bar_png
 from ml.columns import Codes
 from ml.errors import ConfigError
-from ml.figures import new_figure, png_bytes
 from ml.options import Bool, Float, Int, Options, Text
 from ml.publish import publish_dir
 from ml.quality.leakage import LEAKAGE_POLICIES
@@ -232,33 +232,19 @@ def build_link_tree(frame: pd.DataFrame, tree_dir: Path, file_column: str = "fil
     return counts
 
 
-CHART_MAX_INCHES = 10      # 1,000 px at 100 dpi: the chart fits the UI's page at any class count
-
-
 def class_balance_png(counts: dict[str, dict[str, int]], max_labels: int = 40) -> bytes:
-    """A grouped bar chart of samples per class and split (top classes when there are many)."""
+    """A grouped bar chart of samples per class and split (top classes when there are many),
+    drawn with Pillow (ml/bar_chart.py: no matplotlib in the splits step)."""
     totals: dict[str, int] = {}
     for per in counts.values():
         for label, n in per.items():
             totals[label] = totals.get(label, 0) + n
     labels = sorted(totals, key=lambda l: (-totals[l], l))[:max_labels]
-    splits = list(counts)
-    fig = new_figure(figsize=(min(CHART_MAX_INCHES, max(6, 0.25 * len(labels) + 2)), 3.6),
-                     dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
-    width = 0.8 / max(1, len(splits))
-    x = np.arange(len(labels))
-    for i, split in enumerate(splits):
-        ax.bar(x + i * width, [counts[split].get(l, 0) for l in labels], width, label=split)
-    ax.set_xticks(x + 0.4 - width / 2)
-    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("samples")
     title = "class balance per split"
     if len(totals) > max_labels:
         title += f" (top {max_labels} of {len(totals)} classes)"
-    ax.set_title(title)
-    ax.legend(loc="upper right", fontsize=8)
-    return png_bytes(fig)
+    return grouped_bar_png(labels, {split: [per.get(l, 0) for l in labels]
+                                    for split, per in counts.items()}, title, "samples")
 
 
 PREVIEW_SCAN = 4096        # rows of each split the preview picks its classes from
