@@ -37,7 +37,7 @@ def build_augmented_samples_assets(spec: DatasetSpec) -> list[dg.AssetsDefinitio
                           recordio: RecordIOHandle) -> dg.MaterializeResult:
         try:
             opts = with_run_config(SampleGridOptions(), config, spec.where("augmented_samples"))
-            grid = augmented_sample_grid(recordio, **opts.as_dict())
+            grid = augmented_sample_grid(recordio, **opts.model_dump())
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
         masked = sum(share > 0 for share in grid.occluded)

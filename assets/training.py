@@ -63,14 +63,14 @@ def training_op_tags(processes: int) -> dict[str, Any]:
     return {**GPU_TAGS, K8S_CONFIG_TAG: k8s_gpu_config(processes)}
 
 
-TASK_OPTIONS_IN_RUN_CONFIG = ("epochs", "device")   # the task options a run may set (into `set`)
+# The task options a run may set (they go into the section's `set`): type and description.
+TASK_OPTIONS_IN_RUN_CONFIG = {
+    "epochs": (int, "Epochs to train (overrides the task's YAML section)"),
+    "device": (choices("TrainDevice", DEVICES), TaskOptions.model_fields["device"].description)}
 TrainRunConfig = run_config_class(
     TrainSection, "TrainRunConfig",
     "Overrides of the dataset's `train:` section for one run (empty = use datasets.yaml).",
-    leave_out=("task", "set", "gate_margin"),
-    extra={"epochs": (int, "Epochs to train (overrides the task's YAML section)"),
-           "device": (choices("TrainDevice", DEVICES),
-                      TaskOptions.model_fields["device"].description)})
+    leave_out=("task", "set", "gate_margin"), extra=TASK_OPTIONS_IN_RUN_CONFIG)
 
 
 def training_options(spec: DatasetSpec, run_config: dg.Config | None = None) -> TrainSection:

@@ -50,6 +50,11 @@ SECTIONS: dict[str, type[Options]] = {
     "quality": QualityConfig, "formats": FormatsOptions, "train": TrainSection}
 
 
+def section_where(dataset: str, section: str) -> str:
+    """How an error names a dataset's section: "dataset 'faces': resize"."""
+    return f"dataset {dataset!r}: {section}"
+
+
 def repo_root() -> Path:
     """The checkout root: IMAGEDS_ROOT if set (the Makefile sets it), else this file's parent's parent."""
     env = os.environ.get("IMAGEDS_ROOT")
@@ -74,8 +79,7 @@ class DatasetSpec:
     description: str = ""
 
     def where(self, section: str) -> str:
-        """How an error names one of this dataset's sections: "dataset 'faces': resize"."""
-        return f"dataset {self.name!r}: {section}"
+        return section_where(self.name, section)
 
     def source_path(self, key: str) -> Path:
         """A path option of the source, resolved against the datasets file's base folder."""
@@ -152,7 +156,7 @@ def parse_datasets(doc: Any, path: Path, base_dir: Path | None = None) -> Datase
         specs.append(DatasetSpec(
             name=name, kind=kind,
             source=SOURCE_KINDS[kind].options.parse(entry.get("source"),
-                                                    f"dataset {name!r}: source"),
+                                                    section_where(name, "source")),
             output_dir=out_path, base_dir=base, on_invalid_path=on_invalid,
             partitions=check_partition_count(entry.get("partitions", entry.get("shards", 1)),
                                              f"{where}: dataset {name!r}"),
@@ -182,16 +186,16 @@ def _optional_model(annotation: Any) -> type[Options]:
 
 def _sections(entry: dict[str, Any], name: str, base: Path) -> dict[str, Any]:
     """The entry's sections, each checked by its options model (an absent train: stays None)."""
-    where = f"dataset {name!r}: "
     out: dict[str, Any] = {}
     for section, model in SECTIONS.items():
         values = entry.get(section)
         if section == "train" and values is None:
             continue
+        where = section_where(name, section)
         if section == "verify":
-            out[section] = VerifyConfig.of_section(values or {}, base, where + section)
+            out[section] = VerifyConfig.of_section(values or {}, base, where)
         else:
-            out[section] = model.parse(values, where + section)
+            out[section] = model.parse(values, where)
     return out
 
 

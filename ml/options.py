@@ -84,9 +84,6 @@ class Options(BaseModel):
             return self
         return self.parse({**self.model_dump(), **changes}, where)
 
-    def as_dict(self) -> dict[str, Any]:
-        return self.model_dump()
-
 
 def explain(exc: ValidationError, model: type[BaseModel], where: str,
             spelling: Callable[[str], str] = str) -> str:

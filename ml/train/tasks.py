@@ -21,6 +21,7 @@ from ml.errors import ConfigError
 from ml.formats.handles import (H5StoreHandle, Handle, MemfileHandle, RecordIOHandle,
                                 TFRecordShardsHandle)
 from ml.options import Bool, Float, Int, Options, Text
+from ml.train.inputs import input_handle, input_path
 
 DEVICES = ("auto", "cpu", "cuda")    # a trainer's `device` option (auto: cuda when present)
 
@@ -52,7 +53,6 @@ class Task:
     def load(self, inputs: dict[str, str], name: str) -> Handle | Path:
         """Input `name` as its declaration says: the handle of the declared type (from its
         *.handle.json), or the path of a plain file."""
-        from ml.train.inputs import input_handle, input_path
         declared = self.inputs[name]
         return (input_handle(inputs, name, declared.handle) if declared.handle is not None
                 else input_path(inputs, name))
