@@ -84,10 +84,10 @@ def write_tables(report: QualityReport, folder: Path) -> dict[str, Path]:
     """flagged.parquet, per_class.parquet and duplicate_pairs.parquet under `folder`."""
     written = {}
     rows = report.table
-    pairs = report.pairs.assign(
-        source_key_a=rows["source_key"].astype(str).to_numpy()[report.pairs["row_a"].to_numpy(int)],
-        source_key_b=rows["source_key"].astype(str).to_numpy()[report.pairs["row_b"].to_numpy(int)],
-    ) if len(report.pairs) else report.pairs
+    keys = rows["source_key"].astype(str).to_numpy() if len(rows) else np.array([], dtype=str)
+    pairs = report.pairs.assign(                     # the same columns when there are no pairs
+        source_key_a=keys[report.pairs["row_a"].to_numpy(int)],
+        source_key_b=keys[report.pairs["row_b"].to_numpy(int)])
     for name, frame in (("flagged", report.flagged), ("per_class", report.per_class),
                         ("duplicate_pairs", pairs)):
         path = contained(folder, f"{name}.parquet", what="quality table")

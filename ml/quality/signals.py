@@ -1,12 +1,14 @@
 """Per-image quality signals, computed on the image verification already decodes.
 
 Verification at level `decode` decodes every image (JPEGs through the DCT draft, whose longer
-side stays at least DRAFT_SIDE when signals are asked), and `image_signals` reads from that
-decoded image, never from a second pass over the file:
+side stays at least DRAFT_SIDE when signals are asked). Each decoded image goes to a
+`SignalBatch` as its small working copy, and the measures run in numpy once per decode task
+over all its images (one image's worth of numpy calls costs more than their arithmetic):
+never a second pass over the file.
 
 | column | what | cleanvision's property |
 | --- | --- | --- |
-| phash | 64-bit perceptual hash: DCT of the 32x32 grey image, the 8x8 lowest frequencies against their median (imagehash.phash's bits) | near_duplicates (phash, hash_size 8) |
+| phash | 64-bit perceptual hash: DCT of the 32x32 grey image (bilinear with Pillow's antialias weights, in float, so no Pillow release changes a hash), the 8x8 lowest frequencies against their median (imagehash.phash's bits) | near_duplicates (phash, hash_size 8) |
 | brightness_p99, brightness_p5 | percentiles of the perceived brightness sqrt(0.241 R^2 + 0.691 G^2 + 0.068 B^2) / 255 | dark, light |
 | blurriness, grayscale_std | standard deviation of the edge image (FIND_EDGES, without the 1-pixel border Pillow leaves unfiltered, which cleanvision counts) of the grey image, and of its histogram | blurry |
 | entropy | Shannon entropy of the image's histogram (bits) | low_information |
@@ -20,10 +22,11 @@ reported as such, never an exception.
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from ml.imageio import to_rgb
 
@@ -36,6 +39,9 @@ HASH_BITS_SIDE = 8         # 8 x 8 lowest frequencies: 64 bits
 MIN_HASH_SIDE = 8          # smaller images get no perceptual hash
 HISTOGRAM_PIXELS = 64 * 48  # the spread of a histogram grows with its pixels: counted as if the
                            # image had cleanvision's 64 x 48 (its blurry thresholds assume it)
+MEASURE_BATCH = 8          # working copies measured in one numpy call: enough to spread the
+                           # calls' overhead, few enough that the temporaries stay below malloc's
+                           # mmap threshold (32 per call took 40 page faults per image)
 GREY_TOLERANCE = 6         # channel spread (0..255) still counted as grey: JPEG chroma noise
 
 SIGNAL_COLUMNS = ("phash", "brightness_p99", "brightness_p5", "blurriness", "grayscale_std",
@@ -49,7 +55,10 @@ def _dct_matrix(n: int) -> np.ndarray:
 
 
 _DCT = _dct_matrix(HASH_SIDE)[:HASH_BITS_SIDE]          # only the rows of the low frequencies
-_BIT_WEIGHTS = (np.uint64(1) << np.arange(63, -1, -1, dtype=np.uint64))
+_BRIGHTNESS_WEIGHTS = np.array([0.241, 0.691, 0.068], dtype=np.float32)
+# Pillow's RGB -> L: (R 19595 + G 38470 + B 7471 + 2^15) >> 16. In float32 every partial sum
+# is an integer below 2^24, so the product is exact and so is the grey value.
+_GREY_WEIGHTS = np.array([19595, 38470, 7471], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -66,45 +75,61 @@ class Signals:
         return astuple(self)
 
 
-def perceptual_hash(grey: Image.Image) -> int | None:
-    """imagehash.phash(image, hash_size=8)'s bits as a 64-bit integer (bit 63 first), from a
-    bilinear 32 x 32 copy of the (already reduced) grey image; None for an image smaller than
-    MIN_HASH_SIDE on a side."""
-    if min(grey.size) < MIN_HASH_SIDE:
-        return None
-    pixels = np.asarray(grey.resize((HASH_SIDE, HASH_SIDE), Image.Resampling.BILINEAR),
-                        dtype=np.float64)
-    low = (_DCT @ pixels @ _DCT.T).ravel()                # 8 x 8
-    ordered = np.sort(low)
-    bits = low > (ordered[31] + ordered[32]) / 2          # above the median
-    return int(np.sum(_BIT_WEIGHTS[bits], dtype=np.uint64))
+@lru_cache(maxsize=64)
+def _bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """Bilinear resampling of one axis as an (out_size, in_size) matrix, with Pillow's
+    antialiasing weights (its triangle widened by the reduction factor, normalised per output
+    pixel: Resample.c's precompute_coeffs). Applied in float with no rounding in between, so a
+    hash does not depend on the pass order or the fixed-point rounding of a Pillow release."""
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    matrix = np.zeros((out_size, in_size))
+    for xx in range(out_size):
+        center = (xx + 0.5) * scale
+        xmin = max(int(center - filterscale + 0.5), 0)
+        xmax = min(int(center + filterscale + 0.5), in_size)
+        w = np.maximum(1.0 - np.abs((np.arange(xmin, xmax) - center + 0.5) / filterscale), 0.0)
+        matrix[xx, xmin:xmax] = w / w.sum() if w.sum() else w
+    return matrix
 
 
-_FIND_EDGES = ImageFilter.FIND_EDGES()      # built once: Pillow makes the kernel per instance
-_BRIGHTNESS_WEIGHTS = np.array([0.241, 0.691, 0.068], dtype=np.float32)
+def _perceptual_hashes(grey: np.ndarray) -> np.ndarray:
+    """imagehash.phash(image, hash_size=8)'s bits as 64-bit integers (bit 63 first), of grey
+    images (B, h, w) uint8, from their bilinear HASH_SIDE x HASH_SIDE copies."""
+    h, w = grey.shape[1:]
+    small = _bilinear_matrix(h, HASH_SIDE) @ grey.astype(np.float64) @ _bilinear_matrix(w, HASH_SIDE).T
+    low = (_DCT @ small @ _DCT.T).reshape(len(grey), HASH_BITS_SIDE * HASH_BITS_SIDE)
+    ordered = np.sort(low, axis=1)
+    bits = low > ((ordered[:, 31] + ordered[:, 32]) / 2)[:, None]     # above the median
+    return np.packbits(bits, axis=1).view(">u8").ravel().astype(np.uint64)
 
 
-def _std(values: np.ndarray) -> float:
-    """Population standard deviation by two dot products (np.std costs more than the work on
-    the few thousand values a signal reads)."""
-    v = values.astype(np.float64).ravel()
-    n = v.size
-    if n == 0:
-        return 0.0
-    mean = v.sum() / n
-    return float(np.sqrt(max(np.dot(v, v) / n - mean * mean, 0.0)))
+def _std_rows(values: np.ndarray) -> np.ndarray:
+    """Population standard deviation of each row (float64), by sums of values and squares."""
+    v = values.reshape(len(values), -1).astype(np.float64)
+    m = v.shape[1]
+    if m == 0:
+        return np.zeros(len(values))
+    mean = v.sum(axis=1) / m
+    return np.sqrt(np.maximum(np.einsum("ij,ij->i", v, v) / m - mean * mean, 0.0))
 
 
-def edge_spread(grey: Image.Image) -> float:
-    """Standard deviation of Pillow's FIND_EDGES over the interior pixels: the filter leaves
-    its 1-pixel border unfiltered (the image's own values), which cleanvision counts and
-    which, on a 64 px image, outweighs the edges of a smooth picture."""
-    if min(grey.size) < 3:
-        return 0.0
-    return _std(np.asarray(grey.filter(_FIND_EDGES))[1:-1, 1:-1])
+def _edge_spread(grey: np.ndarray) -> np.ndarray:
+    """Standard deviation of Pillow's FIND_EDGES (8 x centre - its 8 neighbours, clipped to
+    0..255) over the interior pixels of grey images (B, h, w): the filter leaves its 1-pixel
+    border unfiltered (the image's own values), which cleanvision counts and which, on a 64 px
+    image, outweighs the edges of a smooth picture."""
+    if min(grey.shape[1:]) < 3:
+        return np.zeros(len(grey))
+    wide = grey.astype(np.int16)
+    rows = wide[:, :-2] + wide[:, 1:-1] + wide[:, 2:]
+    box = rows[:, :, :-2] + rows[:, :, 1:-1] + rows[:, :, 2:]
+    edges = 9 * wide[:, 1:-1, 1:-1] - box
+    np.clip(edges, 0, 255, out=edges)
+    return _std_rows(edges)
 
 
-def _working_copy(rgb: Image.Image) -> Image.Image:
+def working_copy(rgb: Image.Image) -> Image.Image:
     """The image reduced by whole-pixel box averaging to WORK_SIDE..2 x WORK_SIDE pixels on
     its longer side (box averaging keeps the edges a blur measure reads; an interpolating
     resize softens them); a banner keeps MIN_HASH_SIDE pixels for its hash."""
@@ -113,31 +138,91 @@ def _working_copy(rgb: Image.Image) -> Image.Image:
     return rgb.reduce(factor) if factor > 1 else rgb
 
 
+def _grey_levels(channels: np.ndarray) -> np.ndarray:
+    """Pillow's RGB -> L of float32 pixels (..., 3), as uint8: the weighted sum is exact in
+    float32, and truncation is Pillow's >> 16."""
+    grey = channels @ _GREY_WEIGHTS
+    grey += 32768.0
+    grey *= 1.0 / 65536
+    return grey.astype(np.uint8)
+
+
+def _measure(pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """The signals of B working copies of one size (B, h, w, 3) uint8, as columns."""
+    count, h, w = pixels.shape[:3]
+    n = h * w
+    channels = pixels.reshape(count, n, 3).astype(np.float32)
+    grey = _grey_levels(channels).reshape(count, h, w)
+    channels *= channels
+    ordered = np.sort(channels @ _BRIGHTNESS_WEIGHTS, axis=1)   # brightness^2 * 255^2
+    p5, p99 = ordered[:, int(0.05 * (n - 1))], ordered[:, int(0.99 * (n - 1))]
+    red, green, blue = np.ascontiguousarray(pixels.reshape(count, n, 3).transpose(2, 0, 1))
+    spread = np.maximum(np.maximum(red, green) - np.minimum(red, green),
+                        np.maximum(green, blue) - np.minimum(green, blue))
+    coloured = np.count_nonzero(spread > GREY_TOLERANCE, axis=1)
+    histogram = np.bincount((grey.reshape(count, n) + 256 * np.arange(count)[:, None]).ravel(),
+                            minlength=256 * count).reshape(count, 256)
+    hashed = np.full(count, min(h, w) >= MIN_HASH_SIDE)
+    return {
+        "phash": _perceptual_hashes(grey) if hashed.all() else np.zeros(count, np.uint64),
+        "hashed": hashed,
+        "brightness_p99": np.sqrt(p99) / 255.0, "brightness_p5": np.sqrt(p5) / 255.0,
+        "blurriness": _edge_spread(grey),
+        "grayscale_std": _std_rows(histogram) * HISTOGRAM_PIXELS / n,
+        "grayscale": coloured <= 0.01 * n,
+    }
+
+
+class SignalBatch:
+    """The signals of many images, measured together: each image is reduced to its working
+    copy as it is decoded (`add`, the per-image Pillow work), and the numpy work runs on
+    MEASURE_BATCH equal-sized copies at a time, as soon as they are there (while they are
+    still in cache): one numpy call per image and signal costs more than the arithmetic on an
+    80 x 60 copy."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[int, int], tuple[list[int], list[bytes], list[float]]] = {}
+        self._measured: list[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]] = []
+
+    def add(self, row: int, image: Image.Image) -> None:
+        """Take the working copy of a decoded image (any mode) for block row `row`."""
+        work = working_copy(to_rgb(image))
+        rows, copies, entropy = self._pending.setdefault(work.size, ([], [], []))
+        rows.append(row)
+        copies.append(work.tobytes())
+        entropy.append(work.entropy())
+        if len(rows) == MEASURE_BATCH:
+            self._measure_pending(work.size)
+
+    def _measure_pending(self, size: tuple[int, int]) -> None:
+        rows, copies, entropy = self._pending.pop(size)
+        pixels = np.frombuffer(b"".join(copies), np.uint8).reshape(len(rows), size[1], size[0], 3)
+        self._measured.append((np.asarray(rows, dtype=np.int64), _measure(pixels),
+                               np.asarray(entropy)))
+
+    def measure(self, n: int) -> "SignalColumns":
+        """The signals of a block of n rows; rows never added read as NULL."""
+        for shape in list(self._pending):
+            self._measure_pending(shape)
+        block = SignalColumns(n)
+        for rows, measured, entropy in self._measured:
+            block.fill(rows, measured, entropy)
+        return block
+
+
 def image_signals(image: Image.Image) -> Signals:
     """The signals of one decoded image (any mode), read from its working copy."""
-    rgb = to_rgb(image)
-    work = _working_copy(rgb)
-    pixels = np.asarray(work)
-    channels = pixels.reshape(-1, 3).astype(np.float32)
-    squared = (channels * channels) @ _BRIGHTNESS_WEIGHTS      # brightness^2 * 255^2
-    n = squared.size
-    low, high = int(0.05 * (n - 1)), int(0.99 * (n - 1))
-    # two single-order partitions: a third of the time of one asked for both orders
-    p5 = np.sqrt(np.partition(squared, low)[low]) / 255.0
-    p99 = np.sqrt(np.partition(squared, high)[high]) / 255.0
-    wide = pixels.astype(np.int16)
-    spread = np.maximum(np.abs(wide[..., 0] - wide[..., 1]), np.abs(wide[..., 1] - wide[..., 2]))
-    grey = work.convert("L")
-    grey_pixels = np.asarray(grey)
-    return Signals(
-        phash=perceptual_hash(grey),
-        brightness_p99=float(p99), brightness_p5=float(p5),
-        blurriness=edge_spread(grey),
-        grayscale_std=_std(np.bincount(grey_pixels.ravel(), minlength=256))
-        * HISTOGRAM_PIXELS / grey_pixels.size,
-        entropy=float(work.entropy()),
-        grayscale=bool(np.count_nonzero(spread > GREY_TOLERANCE) <= 0.01 * n),
-    )
+    batch = SignalBatch()
+    batch.add(0, image)
+    return batch.measure(1).row(0)
+
+
+def perceptual_hash(grey: Image.Image) -> int | None:
+    """The perceptual hash of one grey image; None for an image smaller than MIN_HASH_SIDE on a
+    side."""
+    if min(grey.size) < MIN_HASH_SIDE:
+        return None
+    return int(_perceptual_hashes(np.asarray(grey.convert("L"))[None])[0])
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -156,14 +241,20 @@ class SignalColumns:
         self.values = {name: np.full(n, np.nan, dtype=np.float32) for name in SIGNAL_COLUMNS[1:-1]}
         self.grayscale = np.zeros(n, dtype=bool)
 
-    def put(self, pos: int, signals: Signals) -> None:
-        self.measured[pos] = True
-        if signals.phash is not None:
-            self.phash[pos] = np.uint64(signals.phash)
-            self.hashed[pos] = True
+    def fill(self, rows: np.ndarray, measured: dict[str, np.ndarray], entropy: np.ndarray) -> None:
+        """Rows `rows`, measured together (`_measure`'s columns and each image's entropy)."""
+        self.measured[rows] = True
+        self.hashed[rows] = measured["hashed"]
+        self.phash[rows] = np.where(measured["hashed"], measured["phash"], np.uint64(0))
         for name, column in self.values.items():
-            column[pos] = getattr(signals, name)
-        self.grayscale[pos] = signals.grayscale
+            column[rows] = entropy if name == "entropy" else measured[name]
+        self.grayscale[rows] = measured["grayscale"]
+
+    def row(self, pos: int) -> Signals:
+        """One measured row's signals (floats as stored: float32)."""
+        return Signals(phash=int(self.phash[pos]) if self.hashed[pos] else None,
+                       **{name: float(column[pos]) for name, column in self.values.items()},
+                       grayscale=bool(self.grayscale[pos]))
 
     def place(self, pos: np.ndarray, block: "SignalColumns") -> None:
         """The signals of a block of rows (a decode task's, in its order) at rows `pos`."""

@@ -28,7 +28,7 @@ from ml.file_stats import NO_MTIME, stat_files
 from ml.imageio import CHANGED, MISSING, UNSUPPORTED, decode
 from ml.process_pool import in_flight, pool_context
 from ml.progress import Progress
-from ml.quality.signals import DRAFT_SIDE, SignalColumns, Signals, image_signals
+from ml.quality.signals import DRAFT_SIDE, SignalBatch, SignalColumns
 from ml.safe_paths import is_within
 from ml.sample_status import CORRUPT, INVALID, MISSING as MISSING_STATUS, OK, STATUSES
 from ml.verify.config import VerifyConfig
@@ -50,7 +50,6 @@ class _Outcome:
     sha256: str = ""
     size: int | None = None
     mtime_ns: int | None = None
-    signals: Signals | None = None
 
 
 @dataclass
@@ -67,17 +66,14 @@ class _Decoded:
     signals: SignalColumns | None
 
     @classmethod
-    def of(cls, outcomes: list[tuple[int, _Outcome]], signals: bool) -> "_Decoded":
+    def of(cls, outcomes: list[tuple[int, _Outcome]], batch: SignalBatch | None) -> "_Decoded":
         n = len(outcomes)
-        block = SignalColumns(n) if signals else None
         code = np.zeros(n, np.int8)
         problems = []
         for i, (_, outcome) in enumerate(outcomes):
             if outcome.status != OK:
                 code[i] = STATUSES.index(outcome.status)
                 problems.append((i, outcome.reason, outcome.detail))
-            if block is not None and outcome.signals is not None:
-                block.put(i, outcome.signals)
         return cls(
             pos=np.fromiter((p for p, _ in outcomes), np.int64, n), code=code,
             sha256=np.array([o.sha256 for _, o in outcomes], dtype="S64"),
@@ -85,7 +81,7 @@ class _Decoded:
                              np.int64, n),
             mtime_ns=np.fromiter((NO_MTIME if o.mtime_ns is None else o.mtime_ns
                                   for _, o in outcomes), np.int64, n),
-            problems=problems, signals=block)
+            problems=problems, signals=None if batch is None else batch.measure(n))
 
 
 HEX_DIGITS = 64             # a sha256 in hex
@@ -348,18 +344,19 @@ def _check_members_exist(positions: np.ndarray, rows: Rows, found: Findings,
 # ----------------------------------------------------------------------------- decoding
 
 def _decode_bytes(data: bytes, name: str, max_pixels: int, outcome: _Outcome,
-                  signals: bool = False) -> _Outcome:
-    """Hash and really decode one image's bytes, with its quality signals when asked (read
-    from the same decoded image); classify a failure (never raises)."""
+                  batch: SignalBatch | None, row: int) -> _Outcome:
+    """Hash and really decode one image's bytes; with a signal batch, its working copy goes
+    to the batch as row `row` (read from the same decoded image); classify a failure (never
+    raises)."""
     outcome.sha256 = sha256_hex(data)
     outcome.size = len(data)
     try:
         image = decode(data, name=name, max_pixels=max_pixels,
-                       draft_size=None if signals else SMALLEST_DRAFT,
-                       draft_longest_side=DRAFT_SIDE if signals else None)
+                       draft_size=None if batch is not None else SMALLEST_DRAFT,
+                       draft_longest_side=DRAFT_SIDE if batch is not None else None)
         with image:
-            if signals:
-                outcome.signals = image_signals(image)
+            if batch is not None:
+                batch.add(row, image)
     except ImageError as exc:
         outcome.status, outcome.reason, outcome.detail = CORRUPT, exc.reason, exc.detail
     except Exception as exc:  # a hostile file must be classified, not crash the whole check
@@ -369,7 +366,7 @@ def _decode_bytes(data: bytes, name: str, max_pixels: int, outcome: _Outcome,
 
 
 def _file_outcomes(items: list[tuple[int, str]], max_pixels: int,
-                   signals: bool = False) -> list[tuple[int, _Outcome]]:
+                   batch: SignalBatch | None) -> list[tuple[int, _Outcome]]:
     """Read, hash and decode each (position, path); the bytes are read once for both."""
     results = []
     for pos, path in items:
@@ -384,12 +381,12 @@ def _file_outcomes(items: list[tuple[int, str]], max_pixels: int,
             results.append((pos, _Outcome(CORRUPT, UNSUPPORTED, f"cannot read: {exc.strerror}")))
             continue
         results.append((pos, _decode_bytes(data, path, max_pixels, _Outcome(mtime_ns=mtime_ns),
-                                           signals)))
+                                           batch, len(results))))
     return results
 
 
 def _member_outcomes(container: str, items: list[tuple[int, str]],
-                     max_pixels: int, signals: bool = False) -> list[tuple[int, _Outcome]]:
+                     max_pixels: int, batch: SignalBatch | None) -> list[tuple[int, _Outcome]]:
     """Read and decode (position, key) members of one container (HDF5 or RecordIO), opened once."""
     results = []
     if is_recordio(container):
@@ -400,7 +397,7 @@ def _member_outcomes(container: str, items: list[tuple[int, str]],
                 results.append((pos, _Outcome(CORRUPT, exc.reason, exc.detail)))
                 continue
             results.append((pos, _decode_bytes(data, f"{container}:{member}", max_pixels,
-                                               _Outcome(), signals)))
+                                               _Outcome(), batch, len(results))))
         return results
     try:
         h5 = h5py.File(container, "r")
@@ -416,20 +413,22 @@ def _member_outcomes(container: str, items: list[tuple[int, str]],
                 continue
             data = value if isinstance(value, bytes) else np.asarray(value).tobytes()
             results.append((pos, _decode_bytes(data, f"{container}:{member}", max_pixels,
-                                               _Outcome(), signals)))
+                                               _Outcome(), batch, len(results))))
     return results
 
 
 def _decode_files(items: list[tuple[int, str]], max_pixels: int,
                   signals: bool = False) -> _Decoded:
     """A decode task (thread or process): plain files."""
-    return _Decoded.of(_file_outcomes(items, max_pixels, signals), signals)
+    batch = SignalBatch() if signals else None
+    return _Decoded.of(_file_outcomes(items, max_pixels, batch), batch)
 
 
 def _decode_members(container: str, items: list[tuple[int, str]], max_pixels: int,
                     signals: bool = False) -> _Decoded:
     """A decode task (thread or process): members of one container."""
-    return _Decoded.of(_member_outcomes(container, items, max_pixels, signals), signals)
+    batch = SignalBatch() if signals else None
+    return _Decoded.of(_member_outcomes(container, items, max_pixels, batch), batch)
 
 
 RECORD_BATCH = 65_536      # first sightings written to the registry per transaction

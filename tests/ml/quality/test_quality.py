@@ -11,7 +11,8 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
 from ml.quality.duplicates import components, duplicate_groups, exact_groups, near_pairs
-from ml.quality.signals import image_signals, perceptual_hash
+from ml.quality import signals as sig
+from ml.quality.signals import SignalBatch, image_signals, perceptual_hash
 
 
 def photo(seed: int, size=(400, 300)) -> Image.Image:
@@ -61,6 +62,34 @@ def test_any_mode_gets_signals(mode):
         image = image.convert(mode)
     signals = image_signals(image)
     assert signals.phash is not None and 0 <= signals.brightness_p5 <= signals.brightness_p99 <= 1
+
+
+def test_batched_numpy_steps_equal_pillow_and_numpy_references():
+    """The batched measures compute in numpy what one image's Pillow calls computed: its grey
+    image (convert L) and the interior of FIND_EDGES."""
+    rng = np.random.default_rng(11)
+    images = [photo(s, (80, 60)) for s in range(6)] + [
+        Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8))]
+    pixels = np.stack([np.asarray(i) for i in images])
+    grey = sig._grey_levels(pixels.astype(np.float32))
+    for image, ours in zip(images, grey):
+        reference = image.convert("L")
+        assert np.array_equal(ours, np.asarray(reference))
+        edges = np.asarray(reference.filter(ImageFilter.FIND_EDGES), np.float64)[1:-1, 1:-1]
+        assert sig._edge_spread(ours[None])[0] == pytest.approx(edges.std(), rel=1e-9)
+
+
+def test_signals_measured_in_a_batch_equal_one_at_a_time():
+    images = [photo(s, size) for s, size in enumerate([(400, 300), (640, 480), (400, 300),
+                                                       (90, 700), (5, 40), (300, 300)])]
+    batch = SignalBatch()
+    for row, image in zip((5, 0, 2, 3, 1, 4), images):
+        batch.add(row, image)
+    columns = batch.measure(7)
+    for row, image in zip((5, 0, 2, 3, 1, 4), images):
+        assert columns.row(row) == image_signals(image)
+    assert not columns.measured[6] and columns.columns()["phash"].isna().tolist() == [
+        False, True, False, False, False, False, True]
 
 
 def test_an_image_too_small_for_the_hash_has_none():
