@@ -15,9 +15,7 @@ included) and each peak RSS is that step's process (plus its largest worker). St
 catalog, verification_report at level exists (the checksum registry empty), at level decode
 (which fills the registry), at exists again (registry filled), resized (first run), resized
 again (nothing to do), splits, recordio and tfrecords packing. Packing is reported beyond
-reading the bytes: a plain read of the same files is timed in the same run and subtracted; its
-linearity is taken beyond writing as many bytes too (`write_bytes`: this VM's disk writes ten
-times slower per byte at 1.5 GB than at 150 MB, which is the disk's, not the packer's).
+reading the bytes: a plain read of the same files is timed in the same run and subtracted.
 Seed 000's ThreadPoolExecutor + os.path.exists check runs over the same 366,858 paths beside
 our verification step. The largest materialization's metadata is measured on seed000 (85k
 identities).
@@ -198,40 +196,12 @@ def seed000_exists(paths: list[str]) -> tuple[float, int]:
     return time.perf_counter() - start, len(missing)
 
 
-def read_all_bytes(paths: list[str]) -> tuple[float, int]:
-    """Seconds to read every file, and the bytes read."""
+def read_all_bytes(paths: list[str]) -> float:
     from ml.file_bytes import read_file_bytes
-    start, total = time.perf_counter(), 0
-    for p in paths:
-        total += len(read_file_bytes(p))
-    return time.perf_counter() - start, total
-
-
-PROBE_FILE_BYTES = 64 << 20          # written as the packers write: shard-sized files, fsynced
-
-
-def write_bytes(nbytes: int, folder: Path) -> float:
-    """Seconds for this filesystem to take `nbytes` in 1 MiB writes to 64 MiB files, each
-    fsynced, as a packer writes its output (removed afterwards, untimed). On this VM writing
-    slows from ~3 GB/s to ~0.4 GB/s past a few hundred MB, so a packer's per-sample cost grows
-    with its output size though its own work does not: timed in the same run, it is taken out
-    for the packers' linearity."""
-    folder.mkdir(parents=True, exist_ok=True)
-    block = b"\0" * (1 << 20)
-    files, written = [], 0
     start = time.perf_counter()
-    while written < nbytes:
-        path = folder / f"probe-{len(files):05d}"
-        files.append(path)
-        with open(path, "wb") as fh:
-            for _ in range(min(PROBE_FILE_BYTES, nbytes - written + len(block) - 1) // len(block)):
-                fh.write(block)
-                written += len(block)
-            fh.flush()
-            os.fsync(fh.fileno())
-    seconds = time.perf_counter() - start
-    shutil.rmtree(folder)
-    return seconds
+    for p in paths:
+        read_file_bytes(p)
+    return time.perf_counter() - start
 
 
 # ---------------------------------------------------------------- the run
@@ -266,18 +236,13 @@ def measure_folder(n: int, log) -> dict:
                        ("tfrecords", splits["file"])):
         paths = files.tolist()
         read_all_bytes(paths)           # the page cache warm for the timed read and the packer
-        read_s, total = read_all_bytes(paths)
-        write_s = write_bytes(total, CACHE / "runs" / name / "write_probe")
+        read_s = read_all_bytes(paths)
         step(f"pack_{fmt}", fmt)
         r = out[f"pack_{fmt}"]
-        r["read_bytes_s"], r["write_bytes_s"] = read_s, write_s
+        r["read_bytes_s"] = read_s
         r["us_per_sample"] = (r["seconds"] - read_s) / len(paths) * 1e6
-        r["beyond_io_us"] = (r["seconds"] - read_s - write_s) / len(paths) * 1e6
         log(f"  {n:>9,} {'  beyond reading bytes':<24} {'':8} {'':2} "
             f"{r['us_per_sample']:8.2f} us/sample ({len(paths):,} files read in {read_s:.2f} s)")
-        log(f"  {n:>9,} {'  and writing as many':<24} {'':8} {'':2} "
-            f"{r['beyond_io_us']:8.2f} us/sample ({total / 2**20:,.0f} MiB written and fsynced "
-            f"in {write_s:.2f} s)")
     return out
 
 
@@ -351,9 +316,6 @@ def main() -> None:
     linear_stages = ["catalog", "verify_exists", "verify_exists_registry", "resize_noop",
                      "splits", "pack_recordio", "pack_tfrecords", "recordio_catalog"]
     ratios = {s: per[s][big] / per[s][small] for s in linear_stages} if big != small else {}
-    for stage in ("pack_recordio", "pack_tfrecords"):    # the packers' own work (write_bytes)
-        if stage in ratios:
-            ratios[stage] = folder[big][stage]["beyond_io_us"] / folder[small][stage]["beyond_io_us"]
     rss = max(r["peak_rss"] for r in folder[big].values())
     rss_per_sample = max(0.0, (rss - RSS_FIXED) / big)
     metadata_max = max([r["metadata_bytes"] for n in sizes for r in folder[n].values()]
