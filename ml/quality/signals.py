@@ -44,6 +44,7 @@ HISTOGRAM_PIXELS = 64 * 48  # the spread of a histogram grows with its pixels: c
 MEASURE_BATCH = 8          # working copies measured in one numpy call: enough to spread the
                            # calls' overhead, few enough that the temporaries stay below malloc's
                            # mmap threshold (32 per call took 40 page faults per image)
+PENDING_BYTES = 16 << 20    # working copies a batch holds before it measures them
 GREY_TOLERANCE = 6         # channel spread (0..255) still counted as grey: JPEG chroma noise
 
 SIGNAL_COLUMNS = ("phash", "brightness_p99", "brightness_p5", "blurriness", "grayscale_std",
@@ -192,10 +193,13 @@ class SignalBatch:
     copy as it is decoded (`add`, the per-image Pillow work), and the numpy work runs after
     the decodes (`measure`: the JPEG decoder's tables stay in cache between images), on
     MEASURE_BATCH equal-sized copies at a time: one numpy call per image and signal costs
-    more than the arithmetic on an 80 x 60 copy."""
+    more than the arithmetic on an 80 x 60 copy. Copies waiting are measured early when they
+    pass PENDING_BYTES (a task of a thousand banners keeps bounded memory)."""
 
     def __init__(self) -> None:
         self._copies: dict[tuple[int, int], tuple[list[int], list[bytes], list[float]]] = {}
+        self._pending_bytes = 0
+        self._measured: list[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]] = []
 
     def add(self, row: int, image: Image.Image) -> None:
         """Take the working copy of a decoded image (any mode) for block row `row`."""
@@ -204,17 +208,26 @@ class SignalBatch:
         rows.append(row)
         pixels.append(work.tobytes())
         entropy.append(work.entropy())
+        self._pending_bytes += len(pixels[-1])
+        if self._pending_bytes > PENDING_BYTES:
+            self._measure_pending()
 
-    def measure(self, n: int) -> "SignalColumns":
-        """The signals of a block of n rows; rows never added read as NULL."""
-        block = SignalColumns(n)
+    def _measure_pending(self) -> None:
         for (w, h), (rows, pixels, entropy) in self._copies.items():
             for start in range(0, len(rows), MEASURE_BATCH):
                 end = min(start + MEASURE_BATCH, len(rows))
                 copies = np.frombuffer(b"".join(pixels[start:end]), np.uint8)
-                block.fill(np.asarray(rows[start:end], dtype=np.int64),
-                           _measure(copies.reshape(end - start, h, w, 3)),
-                           np.asarray(entropy[start:end]))
+                self._measured.append((np.asarray(rows[start:end], dtype=np.int64),
+                                       _measure(copies.reshape(end - start, h, w, 3)),
+                                       np.asarray(entropy[start:end])))
+        self._copies, self._pending_bytes = {}, 0
+
+    def measure(self, n: int) -> "SignalColumns":
+        """The signals of a block of n rows; rows never added read as NULL."""
+        self._measure_pending()
+        block = SignalColumns(n)
+        for rows, measured, entropy in self._measured:
+            block.fill(rows, measured, entropy)
         return block
 
 

@@ -79,7 +79,10 @@ def test_batched_numpy_steps_equal_pillow_and_numpy_references():
         assert sig._edge_spread(ours[None])[0] == pytest.approx(edges.std(), rel=1e-9)
 
 
-def test_signals_measured_in_a_batch_equal_one_at_a_time():
+@pytest.mark.parametrize("pending_bytes", [sig.PENDING_BYTES, 20_000])
+def test_signals_measured_in_a_batch_equal_one_at_a_time(monkeypatch, pending_bytes):
+    """Whether the copies wait for the end of the task or are measured early (memory bound)."""
+    monkeypatch.setattr(sig, "PENDING_BYTES", pending_bytes)
     images = [photo(s, size) for s, size in enumerate([(400, 300), (640, 480), (400, 300),
                                                        (90, 700), (5, 40), (300, 300)])]
     batch = SignalBatch()
