@@ -84,7 +84,7 @@ def write_tables(report: QualityReport, folder: Path) -> dict[str, Path]:
     """flagged.parquet, per_class.parquet and duplicate_pairs.parquet under `folder`."""
     written = {}
     rows = report.table
-    keys = rows["source_key"].astype(str).to_numpy() if len(rows) else np.array([], dtype=str)
+    keys = rows["source_key"].astype(str).to_numpy()
     pairs = report.pairs.assign(                     # the same columns when there are no pairs
         source_key_a=keys[report.pairs["row_a"].to_numpy(int)],
         source_key_b=keys[report.pairs["row_b"].to_numpy(int)])

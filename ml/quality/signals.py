@@ -119,8 +119,6 @@ def _std_rows(values: np.ndarray) -> np.ndarray:
     """Population standard deviation of each row (float64), by sums of values and squares."""
     v = values.reshape(len(values), -1).astype(np.float64)
     m = v.shape[1]
-    if m == 0:
-        return np.zeros(len(values))
     mean = v.sum(axis=1) / m
     return np.sqrt(np.maximum(np.einsum("ij,ij->i", v, v) / m - mean * mean, 0.0))
 
@@ -140,7 +138,7 @@ def _edge_spread(grey: np.ndarray) -> np.ndarray:
     return _std_rows(edges)
 
 
-def working_copy(rgb: Image.Image) -> Image.Image:
+def _working_copy(rgb: Image.Image) -> Image.Image:
     """The image reduced by whole-pixel box averaging to WORK_SIDE..2 x WORK_SIDE pixels on
     its longer side (box averaging keeps the edges a blur measure reads; an interpolating
     resize softens them); a banner keeps MIN_HASH_SIDE pixels for its hash."""
@@ -158,8 +156,9 @@ def _grey_levels(channels: np.ndarray) -> np.ndarray:
     return grey.astype(np.uint8)
 
 
-def _measure(pixels: np.ndarray) -> dict[str, np.ndarray]:
-    """The signals of B working copies of one size (B, h, w, 3) uint8, as columns."""
+def _measure(pixels: np.ndarray) -> dict[str, np.ndarray | bool]:
+    """The signals of B working copies of one size (B, h, w, 3) uint8, as columns (all but
+    the entropy, which Pillow gives per image); `hashed`: whether the size has a hash."""
     count, h, w = pixels.shape[:3]
     n = h * w
     channels = pixels.reshape(count, n, 3).astype(np.float32)
@@ -177,9 +176,9 @@ def _measure(pixels: np.ndarray) -> dict[str, np.ndarray]:
     offsets = np.arange(0, 256 * count, 256, dtype=np.uint16 if count <= 256 else np.int64)
     histogram = np.bincount((grey.reshape(count, n) + offsets[:, None]).ravel(),
                             minlength=256 * count).reshape(count, 256)
-    hashed = np.full(count, min(h, w) >= MIN_HASH_SIDE)
+    hashed = min(h, w) >= MIN_HASH_SIDE
     return {
-        "phash": _perceptual_hashes(grey) if hashed.all() else np.zeros(count, np.uint64),
+        "phash": _perceptual_hashes(grey) if hashed else np.zeros(count, np.uint64),
         "hashed": hashed,
         "brightness_p99": np.sqrt(p99) / 255.0, "brightness_p5": np.sqrt(p5) / 255.0,
         "blurriness": _edge_spread(grey),
@@ -199,11 +198,11 @@ class SignalBatch:
     def __init__(self) -> None:
         self._copies: dict[tuple[int, int], tuple[list[int], list[bytes], list[float]]] = {}
         self._pending_bytes = 0
-        self._measured: list[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]] = []
+        self._measured: list[tuple[np.ndarray, dict[str, np.ndarray | bool]]] = []
 
     def add(self, row: int, image: Image.Image) -> None:
         """Take the working copy of a decoded image (any mode) for block row `row`."""
-        work = working_copy(to_rgb(image))
+        work = _working_copy(to_rgb(image))
         rows, pixels, entropy = self._copies.setdefault(work.size, ([], [], []))
         rows.append(row)
         pixels.append(work.tobytes())
@@ -217,17 +216,17 @@ class SignalBatch:
             for start in range(0, len(rows), MEASURE_BATCH):
                 end = min(start + MEASURE_BATCH, len(rows))
                 copies = np.frombuffer(b"".join(pixels[start:end]), np.uint8)
-                self._measured.append((np.asarray(rows[start:end], dtype=np.int64),
-                                       _measure(copies.reshape(end - start, h, w, 3)),
-                                       np.asarray(entropy[start:end])))
+                columns = _measure(copies.reshape(end - start, h, w, 3))
+                columns["entropy"] = np.asarray(entropy[start:end])
+                self._measured.append((np.asarray(rows[start:end], dtype=np.int64), columns))
         self._copies, self._pending_bytes = {}, 0
 
     def measure(self, n: int) -> "SignalColumns":
         """The signals of a block of n rows; rows never added read as NULL."""
         self._measure_pending()
         block = SignalColumns(n)
-        for rows, measured, entropy in self._measured:
-            block.fill(rows, measured, entropy)
+        for rows, columns in self._measured:
+            block.fill(rows, columns)
         return block
 
 
@@ -236,14 +235,6 @@ def image_signals(image: Image.Image) -> Signals:
     batch = SignalBatch()
     batch.add(0, image)
     return batch.measure(1).row(0)
-
-
-def perceptual_hash(grey: Image.Image) -> int | None:
-    """The perceptual hash of one grey image; None for an image smaller than MIN_HASH_SIDE on a
-    side."""
-    if min(grey.size) < MIN_HASH_SIDE:
-        return None
-    return int(_perceptual_hashes(np.asarray(grey.convert("L"))[None])[0])
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -262,13 +253,13 @@ class SignalColumns:
         self.values = {name: np.full(n, np.nan, dtype=np.float32) for name in SIGNAL_COLUMNS[1:-1]}
         self.grayscale = np.zeros(n, dtype=bool)
 
-    def fill(self, rows: np.ndarray, measured: dict[str, np.ndarray], entropy: np.ndarray) -> None:
-        """Rows `rows`, measured together (`_measure`'s columns and each image's entropy)."""
+    def fill(self, rows: np.ndarray, measured: dict[str, np.ndarray | bool]) -> None:
+        """Rows `rows`, measured together (`_measure`'s columns plus the entropy)."""
         self.measured[rows] = True
         self.hashed[rows] = measured["hashed"]
-        self.phash[rows] = np.where(measured["hashed"], measured["phash"], np.uint64(0))
+        self.phash[rows] = measured["phash"]
         for name, column in self.values.items():
-            column[rows] = entropy if name == "entropy" else measured[name]
+            column[rows] = measured[name]
         self.grayscale[rows] = measured["grayscale"]
 
     def row(self, pos: int) -> Signals:
