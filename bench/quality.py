@@ -7,9 +7,10 @@ flattened (low information) and stretched to an odd aspect ratio. Both tools rea
 folder, one core each:
 
 - ours: ml.verify at level decode with signals (the pass verification already makes: a
-  128-px JPEG draft, sha256, the signals), then ml.quality's issues and duplicate groups; the
-  same verification without signals is timed too, alternated with it ROUNDS times, for the
-  signals' extra cost (the median of the rounds' ratios);
+  1/8-scale JPEG draft of at least 64 px a side, sha256, the signals), then ml.quality's
+  issues and duplicate groups; the same verification without signals is timed too,
+  alternated with it ROUNDS times, for the signals' extra cost (the median of the rounds'
+  ratios: 7 rounds still swung by 4 points between runs);
 - cleanvision 0.3.7 (Imagelab.find_issues, n_jobs=1), run in its own venv (never in the
   runtime): `make bench-quality` creates .bench-venvs/cleanvision; CLEANVISION_PYTHON points
   elsewhere.
@@ -148,7 +149,7 @@ def ours(root: Path, names: list[str], signals: bool) -> tuple[float, pd.DataFra
     return time.perf_counter() - start, table
 
 
-ROUNDS = 7
+ROUNDS = 15
 
 
 def signals_cost(root: Path, names: list[str]) -> tuple[float, float, float, pd.DataFrame]:

@@ -58,10 +58,10 @@ def _dct_matrix(n: int) -> np.ndarray:
 
 
 _DCT = _dct_matrix(HASH_SIDE)[:HASH_BITS_SIDE]          # only the rows of the low frequencies
-_BRIGHTNESS_WEIGHTS = np.array([0.241, 0.691, 0.068], dtype=np.float32)
-# Pillow's RGB -> L: (R 19595 + G 38470 + B 7471 + 2^15) >> 16. In float32 every partial sum
-# is an integer below 2^24, so the product is exact and so is the grey value.
-_GREY_WEIGHTS = np.array([19595, 38470, 7471], dtype=np.float32)
+# of RGBX pixels in float (X weighs 0): the squared brightness, and two channel differences
+_BRIGHTNESS_WEIGHTS = np.array([0.241, 0.691, 0.068, 0], dtype=np.float32)
+_RED_MINUS_GREEN = np.array([1, -1, 0, 0], dtype=np.float32)
+_GREEN_MINUS_BLUE = np.array([0, 1, -1, 0], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,12 @@ def _edge_spread(grey: np.ndarray) -> np.ndarray:
     box = rows[:, :, :-2] + rows[:, :, 1:-1] + rows[:, :, 2:]
     edges = 9 * wide[:, 1:-1, 1:-1] - box
     np.clip(edges, 0, 255, out=edges)
-    return _std_rows(edges)
+    # 0..255: the sums of values and of squares (below 2^16 each) are exact in integers
+    values = edges.view(np.uint16).reshape(len(grey), -1)
+    m = values.shape[1]
+    mean = values.sum(axis=1, dtype=np.uint64) / m
+    values *= values
+    return np.sqrt(np.maximum(values.sum(axis=1, dtype=np.uint64) / m - mean * mean, 0.0))
 
 
 def _working_copy(rgb: Image.Image) -> Image.Image:
@@ -147,32 +152,23 @@ def _working_copy(rgb: Image.Image) -> Image.Image:
     return rgb.reduce(factor) if factor > 1 else rgb
 
 
-def _grey_levels(channels: np.ndarray) -> np.ndarray:
-    """Pillow's RGB -> L of float32 pixels (..., 3), as uint8: the weighted sum is exact in
-    float32, and truncation is Pillow's >> 16."""
-    grey = channels @ _GREY_WEIGHTS
-    grey += 32768.0
-    grey *= 1.0 / 65536
-    return grey.astype(np.uint8)
-
-
-def _measure(pixels: np.ndarray) -> dict[str, np.ndarray | bool]:
-    """The signals of B working copies of one size (B, h, w, 3) uint8, as columns (all but
-    the entropy, which Pillow gives per image); `hashed`: whether the size has a hash."""
-    count, h, w = pixels.shape[:3]
+def _measure(pixels: np.ndarray, grey: np.ndarray) -> dict[str, np.ndarray | bool]:
+    """The signals of B working copies of one size, (B, h, w, 4) RGBX uint8 and their grey
+    images (B, h, w) uint8, as columns (all but the entropy, which Pillow gives per image);
+    `hashed`: whether the size has a hash."""
+    count, h, w = grey.shape
     n = h * w
-    channels = pixels.reshape(count, n, 3).astype(np.float32)
-    grey = _grey_levels(channels).reshape(count, h, w)
-    channels *= channels
-    squared = (channels @ _BRIGHTNESS_WEIGHTS).reshape(count, h, w)   # brightness^2 * 255^2
-    ordered = np.sort(squared[:, ::2, ::2].reshape(count, -1), axis=1)  # every 4th pixel
-    m = ordered.shape[1]
-    p5, p99 = ordered[:, int(0.05 * (m - 1))], ordered[:, int(0.99 * (m - 1))]
-    red, green, blue = np.ascontiguousarray(
-        pixels[:, ::2, ::2].transpose(3, 0, 1, 2)).reshape(3, count, m)
-    spread = np.maximum(np.maximum(red, green) - np.minimum(red, green),
-                        np.maximum(green, blue) - np.minimum(green, blue))
+    # every other pixel of every other row, copied whole (4 bytes a pixel): the sample
+    # statistics read it contiguously, in float
+    grid = np.ascontiguousarray(pixels.view(np.uint32).reshape(count, h, w)[:, ::2, ::2])
+    channels = grid.view(np.uint8).reshape(count, -1, 4).astype(np.float32)
+    m = channels.shape[1]
+    spread = np.abs(channels @ _RED_MINUS_GREEN)
+    np.maximum(spread, np.abs(channels @ _GREEN_MINUS_BLUE), out=spread)
     coloured = np.count_nonzero(spread > GREY_TOLERANCE, axis=1)
+    channels *= channels
+    ordered = np.sort(channels @ _BRIGHTNESS_WEIGHTS, axis=1)      # brightness^2 * 255^2
+    p5, p99 = ordered[:, int(0.05 * (m - 1))], ordered[:, int(0.99 * (m - 1))]
     offsets = np.arange(0, 256 * count, 256, dtype=np.uint16 if count <= 256 else np.int64)
     histogram = np.bincount((grey.reshape(count, n) + offsets[:, None]).ravel(),
                             minlength=256 * count).reshape(count, 256)
@@ -187,39 +183,71 @@ def _measure(pixels: np.ndarray) -> dict[str, np.ndarray | bool]:
     }
 
 
+class _Block:
+    """MEASURE_BATCH working copies of one size, each pasted as it comes into one numpy array
+    (B, h, w, 4) that a Pillow image of mode RGBX shares: Pillow keeps RGB pixels in 4 bytes,
+    so the paste is a row copy, with no bytes object per image (tobytes allocated a 64 KB
+    buffer per call: about 12 us an image between decodes)."""
+
+    def __init__(self, size: tuple[int, int]):
+        w, h = size
+        self.height = h
+        self.pixels = np.empty((MEASURE_BATCH, h, w, 4), dtype=np.uint8)
+        self._strip = Image.frombuffer("RGBX", (w, h * MEASURE_BATCH), self.pixels, "raw",
+                                       "RGBX", 0, 1)
+        self.rows: list[int] = []
+        self.entropy: list[float] = []
+
+    @property
+    def full(self) -> bool:
+        return len(self.rows) == MEASURE_BATCH
+
+    def add(self, row: int, rgb: Image.Image) -> None:
+        top = len(self.rows) * self.height
+        # the core paste: Image.paste would convert RGB to the strip's mode, and refuse to
+        # write to memory it does not own
+        self._strip.im.paste(rgb.im, (0, top, rgb.width, top + self.height))
+        self.rows.append(row)
+        self.entropy.append(rgb.entropy())
+
+    def measure(self) -> tuple[np.ndarray, dict[str, np.ndarray | bool]]:
+        count, h, w = len(self.rows), *self.pixels.shape[1:3]
+        grey = np.asarray(self._strip.convert("L")).reshape(MEASURE_BATCH, h, w)[:count]
+        columns = _measure(self.pixels[:count], grey)
+        columns["entropy"] = np.asarray(self.entropy)
+        return np.asarray(self.rows, dtype=np.int64), columns
+
+
 class SignalBatch:
     """The signals of many images, measured together: each image is reduced to its working
-    copy as it is decoded (`add`, the per-image Pillow work), and the numpy work runs after
-    the decodes (`measure`: the JPEG decoder's tables stay in cache between images), on
-    MEASURE_BATCH equal-sized copies at a time: one numpy call per image and signal costs
-    more than the arithmetic on an 80 x 60 copy. Copies waiting are measured early when they
-    pass PENDING_BYTES (a task of a thousand banners keeps bounded memory)."""
+    copy as it is decoded and pasted into a block of its size (`add`, the per-image Pillow
+    work), and the numpy work runs after the decodes (`measure`: the JPEG decoder's tables
+    stay in cache between images), a block of MEASURE_BATCH equal-sized copies at a time: one
+    numpy call per image and signal costs more than the arithmetic on an 80 x 60 copy. Blocks
+    waiting are measured early when they pass PENDING_BYTES (a task of a thousand banners
+    keeps bounded memory)."""
 
     def __init__(self) -> None:
-        self._copies: dict[tuple[int, int], tuple[list[int], list[bytes], list[float]]] = {}
+        self._open: dict[tuple[int, int], _Block] = {}
+        self._waiting: list[_Block] = []
         self._pending_bytes = 0
         self._measured: list[tuple[np.ndarray, dict[str, np.ndarray | bool]]] = []
 
     def add(self, row: int, image: Image.Image) -> None:
         """Take the working copy of a decoded image (any mode) for block row `row`."""
         work = _working_copy(to_rgb(image))
-        rows, pixels, entropy = self._copies.setdefault(work.size, ([], [], []))
-        rows.append(row)
-        pixels.append(work.tobytes())
-        entropy.append(work.entropy())
-        self._pending_bytes += len(pixels[-1])
+        block = self._open.get(work.size)
+        if block is None or block.full:
+            block = self._open[work.size] = _Block(work.size)
+            self._waiting.append(block)
+            self._pending_bytes += block.pixels.nbytes
+        block.add(row, work)
         if self._pending_bytes > PENDING_BYTES:
             self._measure_pending()
 
     def _measure_pending(self) -> None:
-        for (w, h), (rows, pixels, entropy) in self._copies.items():
-            for start in range(0, len(rows), MEASURE_BATCH):
-                end = min(start + MEASURE_BATCH, len(rows))
-                copies = np.frombuffer(b"".join(pixels[start:end]), np.uint8)
-                columns = _measure(copies.reshape(end - start, h, w, 3))
-                columns["entropy"] = np.asarray(entropy[start:end])
-                self._measured.append((np.asarray(rows[start:end], dtype=np.int64), columns))
-        self._copies, self._pending_bytes = {}, 0
+        self._measured.extend(block.measure() for block in self._waiting)
+        self._open, self._waiting, self._pending_bytes = {}, [], 0
 
     def measure(self, n: int) -> "SignalColumns":
         """The signals of a block of n rows; rows never added read as NULL."""

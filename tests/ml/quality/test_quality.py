@@ -64,19 +64,34 @@ def test_any_mode_gets_signals(mode):
     assert signals.phash is not None and 0 <= signals.brightness_p5 <= signals.brightness_p99 <= 1
 
 
-def test_batched_numpy_steps_equal_pillow_and_numpy_references():
-    """The batched measures compute in numpy what one image's Pillow calls computed: its grey
-    image (convert L) and the interior of FIND_EDGES."""
+def test_batched_measures_equal_each_images_own_pillow_and_numpy_reference():
+    """A batch pastes its working copies into one shared RGBX block and measures them
+    together; each image's signals equal those computed from that image alone with Pillow
+    (convert L, FIND_EDGES without its border, entropy) and numpy (the 2 x 2 grid's brightness
+    percentiles and colour test)."""
     rng = np.random.default_rng(11)
     images = [photo(s, (80, 60)) for s in range(6)] + [
-        Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8))]
-    pixels = np.stack([np.asarray(i) for i in images])
-    grey = sig._grey_levels(pixels.astype(np.float32))
-    for image, ours in zip(images, grey):
-        reference = image.convert("L")
-        assert np.array_equal(ours, np.asarray(reference))
-        edges = np.asarray(reference.filter(ImageFilter.FIND_EDGES), np.float64)[1:-1, 1:-1]
-        assert sig._edge_spread(ours[None])[0] == pytest.approx(edges.std(), rel=1e-9)
+        Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)),
+        photo(7, (80, 60)).convert("L").convert("RGB")]
+    batch = SignalBatch()
+    for row, image in enumerate(images):
+        batch.add(row, image)
+    measured = batch.measure(len(images))
+    for row, image in enumerate(images):
+        ours = measured.row(row)
+        grey = image.convert("L")
+        edges = np.asarray(grey.filter(ImageFilter.FIND_EDGES), np.float64)[1:-1, 1:-1]
+        assert ours.blurriness == pytest.approx(edges.std(), rel=1e-6)
+        counts = np.bincount(np.asarray(grey).ravel(), minlength=256)
+        assert ours.grayscale_std == pytest.approx(counts.std() * sig.HISTOGRAM_PIXELS / 4800, rel=1e-6)
+        assert ours.entropy == pytest.approx(image.entropy(), rel=1e-6)
+        grid = np.asarray(image, np.float64)[::2, ::2].reshape(-1, 3)
+        brightness = np.sort(np.sqrt(grid ** 2 @ [0.241, 0.691, 0.068]) / 255)
+        assert ours.brightness_p5 == pytest.approx(brightness[int(0.05 * 1199)], abs=1e-6)
+        assert ours.brightness_p99 == pytest.approx(brightness[int(0.99 * 1199)], abs=1e-6)
+        spread = np.abs(np.diff(grid, axis=1)).max(axis=1)
+        assert ours.grayscale == (np.count_nonzero(spread > sig.GREY_TOLERANCE) <= 12)
+    assert measured.row(7).grayscale and not measured.row(0).grayscale
 
 
 @pytest.mark.parametrize("pending_bytes", [sig.PENDING_BYTES, 20_000])
