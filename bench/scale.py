@@ -233,9 +233,25 @@ REPEATS = 3    # runs of each stage cheap enough to repeat (all but the decode c
                # third on this shared VM (tfrecords at 100k: 13.7 to 21.8 us beyond reading)
 
 
-def median_run(runs: list[dict]) -> dict:
-    """The run with the median us_per_sample, with every run's figure and the largest peak
-    RSS of them all (memory is judged by the worst run)."""
+def repeated_step(datasets: Path, asset: str, count: int, config: dict | None = None,
+                  repeats: int = REPEATS, baseline=None) -> dict:
+    """The step run `repeats` times in a row (`run_step`), its figures the median run's
+    us_per_sample over `count` samples, with every run's figure and the largest peak RSS of
+    them all (memory is judged by the worst run). `baseline`: seconds timed before each run
+    and subtracted from it (reading the packer's files: after the last run's writeback, read
+    once to warm the page cache, then timed; a run whose baseline read the files cold took
+    2.2x as long)."""
+    runs = []
+    for _ in range(repeats):
+        base_s = 0.0
+        if baseline is not None:
+            os.sync()
+            baseline()
+            base_s = baseline()
+        r = run_step(datasets, asset, config)
+        r["us_per_sample"] = (r["seconds"] - base_s) / count * 1e6
+        r["baseline_s"] = base_s
+        runs.append(r)
     r = dict(sorted(runs, key=lambda x: x["us_per_sample"])[len(runs) // 2])
     r["runs_us_per_sample"] = [round(x["us_per_sample"], 2) for x in runs]
     r["peak_rss"] = max(x["peak_rss"] for x in runs)
@@ -252,21 +268,8 @@ def measure_folder(n: int, log) -> dict:
 
     def step(label: str, asset: str, config: dict | None = None, repeats: int = REPEATS,
              baseline=None, count: int = n) -> None:
-        """The stage run `repeats` times in a row, its figure the median run's (`baseline`:
-        seconds timed before each run and subtracted, e.g. reading the packer's files)."""
-        runs = []
-        for _ in range(repeats):
-            base_s = 0.0
-            if baseline is not None:     # after the last run's writeback, the files read once
-                os.sync()                # to warm the page cache, then timed (a run whose
-                baseline()               # baseline read the files cold took 2.2x as long)
-                base_s = baseline()
-            r = run_step(yaml_path, f"{name}/{asset}", config)
-            r["us_per_sample"] = (r["seconds"] - base_s) / count * 1e6
-            r["baseline_s"] = base_s
-            runs.append(r)
-        r = median_run(runs)
-        out[label] = r
+        r = out[label] = repeated_step(yaml_path, f"{name}/{asset}", count, config, repeats,
+                                       baseline)
         log(f"  {n:>9,} {label:<24} {r['seconds']:8.2f} s {r['us_per_sample']:8.2f} us/sample "
             f"peak RSS {r['peak_rss'] / 2**20:7.0f} MB  metadata {r['metadata_bytes']:,} B"
             + (f"  runs {r['runs_us_per_sample']}" if repeats > 1 else ""))
@@ -298,12 +301,7 @@ def measure_recordio(n: int, log) -> dict:
         with open(root / part, "rb") as fh:
             while fh.read(1 << 24):
                 pass
-    runs = []
-    for _ in range(REPEATS):
-        r = run_step(yaml_path, f"{name}/catalog")
-        r["us_per_sample"] = r["seconds"] / n * 1e6
-        runs.append(r)
-    r = median_run(runs)
+    r = repeated_step(yaml_path, f"{name}/catalog", n)
     log(f"  {n:>9,} {'recordio_catalog':<24} {r['seconds']:8.2f} s {r['us_per_sample']:8.2f} "
         f"us/record peak RSS {r['peak_rss'] / 2**20:7.0f} MB  runs {r['runs_us_per_sample']}")
     return r

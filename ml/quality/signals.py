@@ -44,7 +44,7 @@ HISTOGRAM_PIXELS = 64 * 48  # the spread of a histogram grows with its pixels: c
 MEASURE_BATCH = 8          # working copies measured in one numpy call: enough to spread the
                            # calls' overhead, few enough that the temporaries stay below malloc's
                            # mmap threshold (32 per call took 40 page faults per image)
-PENDING_BYTES = 16 << 20    # working copies a batch holds before it measures them
+PENDING_BYTES = 16 << 20    # block memory a batch holds before it measures its blocks
 GREY_TOLERANCE = 6         # channel spread (0..255) still counted as grey: JPEG chroma noise
 
 SIGNAL_COLUMNS = ("phash", "brightness_p99", "brightness_p5", "blurriness", "grayscale_std",
@@ -116,11 +116,12 @@ def _perceptual_hashes(grey: np.ndarray) -> np.ndarray:
 
 
 def _std_rows(values: np.ndarray) -> np.ndarray:
-    """Population standard deviation of each row (float64), by sums of values and squares."""
-    v = values.reshape(len(values), -1).astype(np.float64)
+    """Population standard deviation of each row of non-negative integers whose squares fit
+    their type (the sums of values and of squares are exact in int64)."""
+    v = values.reshape(len(values), -1)
     m = v.shape[1]
-    mean = v.sum(axis=1) / m
-    return np.sqrt(np.maximum(np.einsum("ij,ij->i", v, v) / m - mean * mean, 0.0))
+    mean = v.sum(axis=1, dtype=np.int64) / m
+    return np.sqrt(np.maximum(np.square(v).sum(axis=1, dtype=np.int64) / m - mean * mean, 0.0))
 
 
 def _edge_spread(grey: np.ndarray) -> np.ndarray:
@@ -135,12 +136,7 @@ def _edge_spread(grey: np.ndarray) -> np.ndarray:
     box = rows[:, :, :-2] + rows[:, :, 1:-1] + rows[:, :, 2:]
     edges = 9 * wide[:, 1:-1, 1:-1] - box
     np.clip(edges, 0, 255, out=edges)
-    # 0..255: the sums of values and of squares (below 2^16 each) are exact in integers
-    values = edges.view(np.uint16).reshape(len(grey), -1)
-    m = values.shape[1]
-    mean = values.sum(axis=1, dtype=np.uint64) / m
-    values *= values
-    return np.sqrt(np.maximum(values.sum(axis=1, dtype=np.uint64) / m - mean * mean, 0.0))
+    return _std_rows(edges.view(np.uint16))          # 0..255: squares fit 16 bits
 
 
 def _working_copy(rgb: Image.Image) -> Image.Image:
