@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ml.atomic import atomic_path
+from ml.parquet_splice import NotSpliceable, splice
 
 BATCH_ROWS = 65_536          # rows decoded, edited and encoded at a time
 SAMPLE_ROWS = 8_192          # rows that show whether a text column repeats (writer_options)
@@ -108,46 +109,24 @@ class TableEdit:
     def write(self, targets: Mapping[Path, np.ndarray | None]) -> dict[Path, int]:
         """Write the edited table to each target path (atomically, published whole: all of
         them or, on an error, none), each through its own mask over the kept rows (None: all of
-        them), in one pass over the base. Each batch is encoded into the targets by a thread per
-        target (Parquet encoding releases the GIL) while the next batch decodes. Returns the
-        rows written per path."""
+        them). A whole target of an edit that keeps every row of a one-file base is spliced
+        (ml/parquet_splice.py: the base's column chunks copied, only the edit's columns
+        encoded); the others are written in one pass over the base, each batch encoded into
+        them by a thread per target (Parquet encoding releases the GIL) while the next batch
+        decodes. Returns the rows written per path."""
         masks = {Path(p): m for p, m in targets.items()}
         for path, mask in masks.items():
             if mask is not None and len(mask) != len(self):
                 raise ValueError(f"{path}: mask of {len(mask)} rows for {len(self)} kept rows")
         edited = _Edited(self)
-        written = dict.fromkeys(masks, 0)
-        writers: dict[Path, pq.ParquetWriter] = {}
-
-        def encode(path: Path, batch: pa.RecordBatch, start: int) -> None:
-            mask = masks[path]
-            part = batch if mask is None else \
-                batch.filter(pa.array(mask[start:start + batch.num_rows]))
-            if part.num_rows:
-                writers[path].write_batch(part, row_group_size=ROW_GROUP_ROWS)
-            written[path] += part.num_rows
-
         with contextlib.ExitStack() as stack:
             tmps = {p: stack.enter_context(atomic_path(p)) for p in masks}
-            pool = stack.enter_context(ThreadPoolExecutor(min(len(masks), os.cpu_count() or 1)))
-            encoding: list = []
-            start = 0
-            try:
-                for batch in edited.batches():
-                    if not writers:
-                        options = writer_options(batch.slice(0, SAMPLE_ROWS))
-                        writers = {p: stack.enter_context(
-                            pq.ParquetWriter(tmps[p], edited.schema, **options)) for p in masks}
-                    for job in encoding:      # the previous batch done before this one goes in
-                        job.result()
-                    encoding = [pool.submit(encode, p, batch, start) for p in masks]
-                    start += batch.num_rows
-            finally:
-                wait(encoding)                # no writer is closed under a running encode
-            for job in encoding:
-                job.result()
-            for writer in writers.values():
-                writer.close()                       # before atomic_path publishes the file
+            written = {p: len(self) for p, m in masks.items()
+                       if m is None and edited.splice(tmps[p])}
+            rest = {p: m for p, m in masks.items() if p not in written}
+            if rest:
+                streamed = edited.stream({tmps[p]: m for p, m in rest.items()}, stack)
+                written.update({p: streamed[tmps[p]] for p in rest})
         return written
 
 
@@ -179,12 +158,60 @@ class _Edited:
 
     def __init__(self, edit: TableEdit):
         self.edit = edit
-        added = pa.Table.from_pandas(edit.columns, preserve_index=False)
+        self.table = added = pa.Table.from_pandas(edit.columns, preserve_index=False)
         self.added = {name: added.column(name).combine_chunks() for name in added.column_names}
         base = edit.base.schema
         names = list(base.names) + [n for n in added.column_names if n not in base.names]
         fields = [added.schema.field(n) if n in self.added else base.field(n) for n in names]
         self.schema = pa.schema(fields, metadata=_pandas_metadata(base, added.schema, names))
+
+    def splice(self, target: Path) -> bool:
+        """The whole edited table spliced into `target` (ml/parquet_splice.py) when the edit
+        keeps every row of a one-file base; False when it cannot be (then stream it)."""
+        if self.edit.keep is not None or len(self.edit.base.paths) != 1:
+            return False
+        try:
+            splice(self.edit.base.paths[0], self.table, self.schema, target,
+                   writer_options(self.table.slice(0, SAMPLE_ROWS)))
+        except NotSpliceable:
+            return False
+        return True
+
+    def stream(self, targets: Mapping[Path, np.ndarray | None],
+               stack: contextlib.ExitStack) -> dict[Path, int]:
+        """The edited table written to each (temporary) target through its mask, in one pass
+        over the base. Returns the rows written per target."""
+        written = dict.fromkeys(targets, 0)
+        writers: dict[Path, pq.ParquetWriter] = {}
+
+        def encode(path: Path, batch: pa.RecordBatch, start: int) -> None:
+            mask = targets[path]
+            part = batch if mask is None else \
+                batch.filter(pa.array(mask[start:start + batch.num_rows]))
+            if part.num_rows:
+                writers[path].write_batch(part, row_group_size=ROW_GROUP_ROWS)
+            written[path] += part.num_rows
+
+        pool = stack.enter_context(ThreadPoolExecutor(min(len(targets), os.cpu_count() or 1)))
+        encoding: list = []
+        start = 0
+        try:
+            for batch in self.batches():
+                if not writers:
+                    options = writer_options(batch.slice(0, SAMPLE_ROWS))
+                    writers = {p: stack.enter_context(pq.ParquetWriter(p, self.schema, **options))
+                               for p in targets}
+                for job in encoding:          # the previous batch done before this one goes in
+                    job.result()
+                encoding = [pool.submit(encode, p, batch, start) for p in targets]
+                start += batch.num_rows
+        finally:
+            wait(encoding)                    # no writer is closed under a running encode
+        for job in encoding:
+            job.result()
+        for writer in writers.values():
+            writer.close()                    # before atomic_path publishes the file
+        return written
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         keep, start, kept_start, any_batch = self.edit.keep, 0, 0, False
