@@ -83,7 +83,7 @@ class Recorded:
     @classmethod
     def none(cls, n: int) -> "Recorded":
         return cls(np.zeros(n, bool), np.full(n, -1, np.int64), np.full(n, NO_MTIME, np.int64),
-                   pa.array(np.full(n, "", dtype=object), pa.string()))
+                   pa.repeat(pa.scalar("", pa.string()), n))
 
 
 def stat_changed(recorded_size: np.ndarray, recorded_mtime: np.ndarray, size: np.ndarray,

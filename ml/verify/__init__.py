@@ -19,6 +19,8 @@ verdict); verify_catalog below runs them.
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from ml.checksums import ChecksumRegistry
 from ml.progress import Progress
 from ml.quality.signals import SignalColumns
 from ml.sample_status import OK, STATUSES
-from ml.verify.checks import Findings, Rows, invalid_rows, run_checks
+from ml.verify.checks import Findings, Listings, Rows, invalid_rows, run_checks
 from ml.verify.config import LEVELS, VerifyConfig
 from ml.verify.report import (Log, build_report, is_report, log_problems, resolve_report_path,
                               within_thresholds, write_report)
@@ -66,15 +68,19 @@ def verify_catalog(catalog: pd.DataFrame, *, images_dir: str, config: VerifyConf
     With `config.enabled` false nothing is read (check_level 'disabled').
     """
     log = log or logging.getLogger(__name__).info
-    rows = Rows.of(catalog)
-    found = Findings(len(catalog))
-    invalid = invalid_rows(catalog, rows, images_dir, found)
+    with ThreadPoolExecutor(1, thread_name_prefix="listing") as lister:
+        listings = Listings(lister)
+        if config.enabled:
+            listings.prefetch(os.path.abspath(images_dir))   # while the rows are prepared
+        rows = Rows.of(catalog)
+        found = Findings(len(catalog))
+        invalid = invalid_rows(catalog, rows, images_dir, found)
+        if config.enabled and config.level == "decode" and config.signals:
+            found.signals = SignalColumns(len(catalog))
+        if config.enabled:
+            run_checks(np.flatnonzero(~invalid), rows, found, config, images_dir, checksum_db,
+                       progress, accept_changes, listings)
     level = config.level if config.enabled else "disabled"
-    if config.enabled and config.level == "decode" and config.signals:
-        found.signals = SignalColumns(len(catalog))
-    if config.enabled:
-        run_checks(np.flatnonzero(~invalid), rows, found, config, images_dir, checksum_db,
-                    progress, accept_changes)
     report, passed, message = build_report(rows, found, images_dir, config, level)
     if config.log_missing:
         log_problems(rows, found, log)

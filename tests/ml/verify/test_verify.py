@@ -533,3 +533,20 @@ def test_hashes_become_arrow_text_over_the_digits_themselves():
     assert found.hashes(np.zeros(0, np.int64)).to_pylist() == []
     assert odd.hashes(slice(None)).to_pylist() == ["", "abc"]
     assert isinstance(whole, pa.StringArray)
+
+
+def test_folders_listed_ahead_on_a_thread_are_matched_to_their_own_rows(tmp_path, monkeypatch):
+    """Listings run ahead of the matching (a window of Listings.AHEAD folders): with more
+    folders than the window, one that does not exist and the images folder itself listed from
+    the start, every row is matched against its own folder's listing."""
+    monkeypatch.setattr(verify_mod.Listings, "AHEAD", 2)
+    images = tmp_path / "images"
+    keys = [f"d{i % 7}/{i:03d}.jpg" for i in range(40)] + ["top.jpg", "gone/x.jpg"]
+    absent = {"d3/003.jpg", "d6/013.jpg", "d0/035.jpg", "gone/x.jpg"}
+    for key in keys:
+        if key not in absent:
+            jpeg(images / key)
+    frame = files_catalog(images, keys)
+    result = run(frame, images, None, level="exists")
+    missing = {k for k, v in statuses(result, frame).items() if v[0] == "missing"}
+    assert missing == absent
