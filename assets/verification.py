@@ -22,8 +22,8 @@ from ml.errors import ConfigError, DatasetError
 from ml.safe_paths import check_output_file
 from ml.sample_table import VERIFY_READS, verified_columns
 from ml.stored_table import StoredTable, TableEdit
-from ml.verify import (VerifyConfig, is_report, resolve_report_path, verify_catalog,
-                       write_report)
+from ml.verify import (VerifyConfig, is_report, listing_ahead, resolve_report_path,
+                       verify_catalog, write_report)
 
 CHECK_NAME = "images_within_thresholds"
 
@@ -77,15 +77,17 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             report_path = report_path_for(spec, vconf, partition)
         except DatasetError as exc:
             raise dg.Failure(description=str(exc)) from None
-        images_dir = spec.images_location
-        rows = catalog.read(VERIFY_READS)      # not the catalog's other columns (memory)
-        progress = progress_for(context, len(rows), f"{spec.name} verify")
-        try:
-            result = verify_catalog(rows, images_dir=str(images_dir), config=vconf,
-                                    checksum_db=spec.output_dir / "assets" / "checksums.sqlite",
-                                    progress=progress, log=context.log.info)
-        except DatasetError as exc:
-            raise dg.Failure(description=str(exc)) from None
+        images_dir = str(spec.images_location)
+        with listing_ahead(images_dir, vconf) as listings:     # listed while the catalog is read
+            rows = catalog.read(VERIFY_READS)      # not the catalog's other columns (memory)
+            progress = progress_for(context, len(rows), f"{spec.name} verify")
+            try:
+                result = verify_catalog(rows, images_dir=images_dir, config=vconf,
+                                        checksum_db=spec.output_dir / "assets" / "checksums.sqlite",
+                                        progress=progress, log=context.log.info,
+                                        listings=listings)
+            except DatasetError as exc:
+                raise dg.Failure(description=str(exc)) from None
         write_report(result.report, report_path)
         r = result.report
         used = r["used_subset"]

@@ -139,6 +139,10 @@ class ChecksumRegistry:
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM checksums").fetchone()[0])
 
+    def is_empty(self) -> bool:
+        """Nothing recorded yet (one row looked for: COUNT(*) walks the whole table)."""
+        return self._db.execute("SELECT 1 FROM checksums LIMIT 1").fetchone() is None
+
     def get(self, identifier: str) -> ChecksumEntry | None:
         return self.get_many([identifier]).get(identifier)
 

@@ -48,8 +48,10 @@ def partial_image(path: str, side: int = THUMBNAIL_SIDE) -> np.ndarray | None:
 def corrupt_gallery(table: pd.DataFrame, path: Path, title: str) -> Path | None:
     """Draw the gallery of `table`'s corrupt, used, plain-file samples to `path` (PNG, atomic);
     None (and no file) when none of them decodes at all."""
-    corrupt = table.loc[(table["status"] == CORRUPT).to_numpy()
-                        & table["used"].to_numpy(bool)
+    is_corrupt = (table["status"] == CORRUPT).to_numpy()
+    if not is_corrupt.any():                 # the common case, without the other tests
+        return None
+    corrupt = table.loc[is_corrupt & table["used"].to_numpy(bool)
                         & (table["path"] != "").to_numpy()
                         & (table["member"] == "").to_numpy()].head(CANDIDATES)
     shown: list[tuple[np.ndarray, str]] = []

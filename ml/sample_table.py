@@ -47,15 +47,16 @@ def verified_columns(catalog: pd.DataFrame, findings: pd.DataFrame) -> dict[str,
     and sha256 on every row, and status, reason and dropped_by 'verification_report' on rows it
     found bad that no earlier stage dropped. The stage writes them as an edit of the catalog."""
     table = catalog.reset_index(drop=True)
-    ids = findings["sample_id"].reset_index(drop=True).astype(str)
-    if len(findings) != len(table) or not ids.equals(table["sample_id"].astype(str)):
+    if len(findings) != len(table) or not text_column(findings["sample_id"]).equals(
+            text_column(table["sample_id"])):
         raise ValueError("verification findings are not aligned with the catalog")
-    newly_bad = going_on(table) & (findings["verify_status"] != OK).to_numpy()
-    columns = {"detail": findings["detail"].to_numpy(), "sha256": findings["sha256"].array,
+    status = text_column(findings["verify_status"])
+    newly_bad = going_on(table) & pc.not_equal(status, OK).to_numpy(zero_copy_only=False)
+    columns = {"detail": findings["detail"].array, "sha256": findings["sha256"].array,
                **{name: findings[name].array for name in SIGNAL_COLUMNS
                   if name in findings.columns}}
-    columns.update(_drop_columns(table, newly_bad, findings["verify_status"].to_numpy(),
-                                 findings["reason"].to_numpy(), VERIFICATION))
+    columns.update(_drop_columns(table, newly_bad, status, text_column(findings["reason"]),
+                                 VERIFICATION))
     return columns
 
 

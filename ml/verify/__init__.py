@@ -18,11 +18,13 @@ verdict); verify_catalog below runs them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -30,7 +32,7 @@ import pandas as pd
 from ml.checksums import ChecksumRegistry
 from ml.progress import Progress
 from ml.quality.signals import SignalColumns
-from ml.sample_status import OK, STATUSES
+from ml.sample_status import OK
 from ml.verify.checks import Findings, Listings, Rows, invalid_rows, run_checks
 from ml.verify.config import LEVELS, VerifyConfig
 from ml.verify.report import (Log, build_report, is_report, log_problems, resolve_report_path,
@@ -56,22 +58,36 @@ class VerificationResult:
         return set(self.per_sample.loc[bad, "sample_id"])
 
 
+@contextlib.contextmanager
+def listing_ahead(images_dir: str | Path, config: VerifyConfig) -> Iterator[Listings]:
+    """Folder listings on a background thread, the images folder's begun at once (most layouts
+    keep their files there): enter it before reading the catalog and hand it to
+    `verify_catalog`, and the listing (0.12 s for seed 000's 366,858 names) runs while the
+    catalog is read and its rows prepared."""
+    with ThreadPoolExecutor(1, thread_name_prefix="listing") as pool:
+        listings = Listings(pool)
+        if config.enabled:
+            listings.prefetch(os.path.abspath(images_dir))
+        yield listings
+
+
 def verify_catalog(catalog: pd.DataFrame, *, images_dir: str, config: VerifyConfig,
                    checksum_db: Path | ChecksumRegistry | None,
                    progress: Progress | None = None, log: Log | None = None,
-                   accept_changes: bool = False) -> VerificationResult:
+                   accept_changes: bool = False,
+                   listings: Listings | None = None) -> VerificationResult:
     """Check every catalog row (missing / corrupt / invalid) and gate on the used subset.
 
     Rows with status 'invalid_path', an empty path, or (plain files) a path outside
     `images_dir` are reported invalid and never opened. `checksum_db` (a path or an open
     ChecksumRegistry) enables change detection; `accept_changes` re-baselines changed files.
-    With `config.enabled` false nothing is read (check_level 'disabled').
+    With `config.enabled` false nothing is read (check_level 'disabled'). `listings`: from
+    `listing_ahead` (entered before the catalog was read), else started here.
     """
     log = log or logging.getLogger(__name__).info
-    with ThreadPoolExecutor(1, thread_name_prefix="listing") as lister:
-        listings = Listings(lister)
-        if config.enabled:
-            listings.prefetch(os.path.abspath(images_dir))   # while the rows are prepared
+    with contextlib.ExitStack() as stack:
+        if listings is None:
+            listings = stack.enter_context(listing_ahead(images_dir, config))
         rows = Rows.of(catalog)
         found = Findings(len(catalog))
         invalid = invalid_rows(catalog, rows, images_dir, found)
@@ -86,9 +102,9 @@ def verify_catalog(catalog: pd.DataFrame, *, images_dir: str, config: VerifyConf
         log_problems(rows, found, log)
     per_sample = pd.DataFrame({
         "sample_id": catalog["sample_id"].astype(str).reset_index(drop=True),
-        "verify_status": pd.Series(np.array(STATUSES, dtype=object)[found.code], dtype=object),
-        "reason": pd.Series(found.reason, dtype=object),
-        "detail": pd.Series(found.detail, dtype=object),
+        "verify_status": found.statuses().to_pandas(),
+        "reason": found.text(found.reason).to_pandas(),
+        "detail": found.text(found.detail).to_pandas(),
         "sha256": found.sha256_column().to_pandas(),
         **(found.signals.columns() if found.signals is not None else {}),
     })
@@ -96,5 +112,5 @@ def verify_catalog(catalog: pd.DataFrame, *, images_dir: str, config: VerifyConf
                               message=message)
 
 
-__all__ = ["LEVELS", "VerificationResult", "VerifyConfig", "is_report", "resolve_report_path",
-           "verify_catalog", "within_thresholds", "write_report"]
+__all__ = ["LEVELS", "VerificationResult", "VerifyConfig", "is_report", "listing_ahead",
+           "resolve_report_path", "verify_catalog", "within_thresholds", "write_report"]

@@ -102,11 +102,25 @@ class Findings:
         self.size = np.full(n, -1, np.int64)              # -1: not looked at
         self.mtime_ns = np.full(n, NO_MTIME, np.int64)    # NO_MTIME: none (container members)
         self.signals: SignalColumns | None = None         # filled at level decode with signals
+        self.noted = np.zeros(n, bool)                    # rows given a reason or detail
 
     def mark(self, pos: Any, status: str, reason: str, detail: Any) -> None:
         self.code[pos] = STATUSES.index(status)
         self.reason[pos] = reason
         self.detail[pos] = detail
+        self.noted[pos] = True
+
+    def text(self, values: np.ndarray) -> pa.StringArray:
+        """`reason` or `detail` as Arrow text, converted from the noted rows alone ('' on the
+        others): a million-row object column of mostly '' took 15 ms to convert whole."""
+        rows = np.flatnonzero(self.noted)
+        index = np.zeros(len(values), np.int32)
+        index[rows] = np.arange(1, len(rows) + 1, dtype=np.int32)
+        return pa.array(["", *values[rows].tolist()], pa.string()).take(pa.array(index))
+
+    def statuses(self) -> pa.StringArray:
+        """Each row's status as Arrow text."""
+        return pa.array(STATUSES, pa.string()).take(pa.array(self.code.astype(np.int32)))
 
     def apply(self, decoded: "_Decoded") -> None:
         """A decode task's findings, placed by array indexing (no Python per good row)."""
@@ -119,6 +133,7 @@ class Findings:
         self.mtime_ns[pos[read]] = decoded.mtime_ns[read]
         for i, reason, detail in decoded.problems:
             self.reason[pos[i]], self.detail[pos[i]] = reason, detail
+            self.noted[pos[i]] = True
         if decoded.signals is not None and self.signals is not None:
             self.signals.place(pos, decoded.signals)
 
@@ -613,9 +628,9 @@ def run_checks(checked: np.ndarray, rows: Rows, found: Findings, config: VerifyC
     listing_progress = progress if config.level == "exists" else None
     try:
         in_container = rows.in_container[checked]
-        with ThreadPoolExecutor(1) as background:     # the registry read while folders are
-            looking_up = (background.submit(registry.lookup, rows.registry_keys)  # listed
-                          if registry is not None else None)
+        with ThreadPoolExecutor(1) as background:     # the registry read (its keys made too)
+            looking_up = (background.submit(lambda: registry.lookup(rows.registry_keys))
+                          if registry is not None and not registry.is_empty() else None)
             _check_files_exist(checked[~in_container], rows, found, _root_prefix(images_dir),
                                listings, listing_progress)
             _check_members_exist(checked[in_container], rows, found, listing_progress)

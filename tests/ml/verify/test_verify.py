@@ -550,3 +550,23 @@ def test_folders_listed_ahead_on_a_thread_are_matched_to_their_own_rows(tmp_path
     result = run(frame, images, None, level="exists")
     missing = {k for k, v in statuses(result, frame).items() if v[0] == "missing"}
     assert missing == absent
+
+
+def test_an_empty_registry_is_not_looked_up(tmp_path, monkeypatch):
+    """At level exists on a first run nothing is recorded: the million-key lookup (and its
+    keys) is skipped when the registry holds nothing, and the result is the same."""
+    images = tmp_path / "images"
+    keys = [f"{i:02d}.jpg" for i in range(6)]
+    for key in keys[1:]:
+        jpeg(images / key)
+    frame = files_catalog(images, keys)
+    db = tmp_path / "checksums.sqlite"
+    ChecksumRegistry(db).close()
+
+    def refused(self, keys):
+        raise AssertionError("an empty registry was looked up")
+
+    monkeypatch.setattr(ChecksumRegistry, "lookup", refused)
+    result = run(frame, images, db, level="exists")
+    assert {k for k, v in statuses(result, frame).items() if v[0] == "missing"} == {"00.jpg"}
+    assert ChecksumRegistry(db).is_empty()
