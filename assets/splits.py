@@ -17,7 +17,7 @@ from ml.quality.leakage import (MAX_MERGED_UNITS, cross_split_pairs,
                                 label_conflicts, merged_units, without_clusters)
 from ml.quality.report import issues_per_split
 from ml.safe_paths import contained
-from ml.sample_table import SPLITS_READS, with_files
+from ml.sample_table import CHART_READS, SPLITS_READS, with_files
 from ml.stored_table import StoredTable, TableEdit
 from ml.splits import (SplitSpec, assign_splits, build_link_tree, class_balance_png, class_counts,
                        coverage_warnings, manifest_targets, preview_rows, split_counts, split_units,
@@ -130,7 +130,12 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         leakage_path = write_leakage_table(crossing, spec.output_dir)
         manifests = manifest_targets(frame["split"], out_dir, sspec)
         split_table = TableEdit(resized, frame[["split"]], keep=None if kept.all() else kept,
-                                also=manifests)     # the IO manager writes all in one pass
+                                also=manifests)     # the IO manager publishes all together
+        unit_count, pair_count, cluster_count = len(units.names), len(pairs), len(clusters)
+        frame = frame[[c for c in frame.columns if c in CHART_READS or
+                       (c == "sample_id" and sspec.link_tree)]]
+        del base_units, units, pairs, clusters     # what the charts do not read, before the
+        split_table.start_also()      # manifests are encoded on a thread while they are drawn
         per_class = class_counts(frame)
         counts = split_counts(per_class)
         hist = class_balance_png(counts)
@@ -146,9 +151,9 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             "counts_per_split_and_class": dg.MetadataValue.json(
                 {split: class_count_summary(per) for split, per in counts.items()}),
             "class_counts_table": dg.MetadataValue.path(str(write_class_counts(per_class, out_dir))),
-            "split_units": len(units.names),
-            "duplicate_pairs": len(pairs),
-            "similar_cluster_pairs": len(clusters),
+            "split_units": unit_count,
+            "duplicate_pairs": pair_count,
+            "similar_cluster_pairs": cluster_count,
             "duplicate_pairs_across_splits": len(crossing),
             "dropped_for_leakage": int(dropped.sum()),
             "label_conflicts": len(conflicts),
@@ -167,7 +172,7 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         meta["preview"] = dg.MetadataValue.md(
             f"### {spec.name} splits\n\n{image_markdown(hist, 'class balance')}\n\n"
             f"{image_markdown(grid, 'sample thumbnails')}")
-        del frame, base_units, units          # only the edit's column stays while it is written
+        del frame                             # only the edit's column stays while it is written
         yield dg.Output(split_table, metadata=meta)
         problems = coverage_warnings(counts, sspec)
         for problem in problems:
@@ -180,7 +185,7 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             context.log.warning(f"{spec.name} splits: {len(conflicts)} duplicate pair(s) carry "
                                 "different labels (label noise); the quality report lists the "
                                 "duplicate pairs with their files")
-        yield leakage_check(key, sspec.leakage, crossing, int(dropped.sum()), len(pairs),
+        yield leakage_check(key, sspec.leakage, crossing, int(dropped.sum()), pair_count,
                             leakage_path)
 
     return splits

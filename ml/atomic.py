@@ -133,15 +133,17 @@ def remove_stale_temps_under(folder: str | os.PathLike) -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, tmp: Path | None = None) -> Iterator[Path]:
     """Yield a temporary path to write `path` through; rename it into place on success.
 
     For writers that want a filename (h5py, np.memmap, PIL.save). On any exception the
-    temporary file is removed and the previous artifact, if any, is left untouched.
+    temporary file is removed and the previous artifact, if any, is left untouched. `tmp`: a
+    `temp_sibling(path)` already written (by a thread that began early), published or removed
+    here like one written inside the block.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(final)
+    tmp = temp_sibling(final) if tmp is None else tmp
     try:
         yield tmp
         if tmp.exists():

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ml.atomic import atomic_path
+from ml.atomic import atomic_path, temp_sibling
 from ml.parquet_splice import NotSpliceable, splice
 
 BATCH_ROWS = 65_536          # rows decoded, edited and encoded at a time
@@ -84,6 +84,7 @@ class TableEdit:
     keep: np.ndarray | None = None
     also: Mapping[Path, np.ndarray | None] = field(default_factory=dict)
     _kept: int = field(init=False, repr=False, compare=False, default=0)
+    _early: Future | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         kept = len(self.base) if self.keep is None else int(np.count_nonzero(self.keep))
@@ -106,6 +107,44 @@ class TableEdit:
         """The edited table to `path` and the `also` files, in one pass (`write`)."""
         return self.write({Path(path): None, **self.also})
 
+    def start_also(self) -> None:
+        """Begin writing the `also` files now, on a thread, into temporary siblings that only
+        `write` publishes (with the table: all of them or none). A step that still has work to
+        do before it returns the edit (the splits step draws its charts) overlaps it with the
+        slowest part of its write: the split manifests are the parent decoded and re-encoded,
+        the table itself is spliced."""
+        if self.also and self._early is None:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="table-edit")
+            object.__setattr__(self, "_early", pool.submit(self._write_temporaries,
+                                                           self._masks(self.also)))
+            pool.shutdown(wait=False)
+
+    def _masks(self, targets: Mapping[Path, np.ndarray | None]) -> dict[Path, np.ndarray | None]:
+        masks = {Path(p): m for p, m in targets.items()}
+        for path, mask in masks.items():
+            if mask is not None and len(mask) != len(self):
+                raise ValueError(f"{path}: mask of {len(mask)} rows for {len(self)} kept rows")
+        return masks
+
+    def _write_temporaries(self, targets: dict[Path, np.ndarray | None]
+                           ) -> dict[Path, tuple[Path, int]]:
+        """Each target written (and synced) to a temporary sibling: {target: (temporary, rows)}.
+        On an error none is left."""
+        temps = {p: temp_sibling(p) for p in targets}
+        try:
+            for path in targets:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.ExitStack() as stack:
+                written = _Edited(self).stream({temps[p]: m for p, m in targets.items()}, stack)
+            for temp in temps.values():
+                with open(temp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+        except BaseException:
+            for temp in temps.values():
+                temp.unlink(missing_ok=True)
+            raise
+        return {p: (temps[p], written[temps[p]]) for p in targets}
+
     def write(self, targets: Mapping[Path, np.ndarray | None]) -> dict[Path, int]:
         """Write the edited table to each target path (atomically, published whole: all of
         them or, on an error, none), each through its own mask over the kept rows (None: all of
@@ -114,20 +153,35 @@ class TableEdit:
         encoded); the others are written in one pass over the base, each batch encoded into
         them by a thread per target (Parquet encoding releases the GIL) while the next batch
         decodes. Returns the rows written per path."""
-        masks = {Path(p): m for p, m in targets.items()}
-        for path, mask in masks.items():
-            if mask is not None and len(mask) != len(self):
-                raise ValueError(f"{path}: mask of {len(mask)} rows for {len(self)} kept rows")
+        masks = self._masks(targets)
+        early = self._early_files(masks)
         edited = _Edited(self)
         with contextlib.ExitStack() as stack:
-            tmps = {p: stack.enter_context(atomic_path(p)) for p in masks}
-            written = {p: len(self) for p, m in masks.items()
-                       if m is None and edited.splice(tmps[p])}
+            tmps = {p: stack.enter_context(atomic_path(p, early.get(p, (None, 0))[0]))
+                    for p in masks}
+            written = {p: rows for p, (_, rows) in early.items()}
+            written.update({p: len(self) for p, m in masks.items()
+                            if p not in written and m is None and edited.splice(tmps[p])})
             rest = {p: m for p, m in masks.items() if p not in written}
             if rest:
                 streamed = edited.stream({tmps[p]: m for p, m in rest.items()}, stack)
                 written.update({p: streamed[tmps[p]] for p in rest})
         return written
+
+    def _early_files(self, masks: Mapping[Path, np.ndarray | None]
+                     ) -> dict[Path, tuple[Path, int]]:
+        """The files `start_also` wrote, when these targets include them ({} when it was not
+        called). Waits for them; their error, if any, is this write's."""
+        if self._early is None:
+            return {}
+        job = self._early
+        object.__setattr__(self, "_early", None)       # its files are published once
+        early = job.result()
+        if any(p not in masks for p in early):
+            for temp, _ in early.values():
+                temp.unlink(missing_ok=True)
+            raise ValueError("the files begun early are not among this write's targets")
+        return early
 
 
 def write_frame(frame: pd.DataFrame, path: Path) -> None:

@@ -122,3 +122,47 @@ def test_reading_some_columns_keeps_the_order_asked_for(tmp_path):
     assert list(table.read(["used", "sample_id", "no_such"]).columns) == ["used", "sample_id"]
     assert len(table) == 10 and table.columns == ["sample_id", "status", "width", "used"]
     assert stored_table.BATCH_ROWS < ROWS
+
+
+def test_files_begun_early_are_published_with_the_table_or_not_at_all(tmp_path, monkeypatch):
+    """`start_also` encodes the manifests on a thread while the step goes on; they are the same
+    files, published only by `save`, together with the table; a failure in the early write
+    surfaces in `save` and leaves every previous file as it was."""
+    _parent(300_000).to_parquet(tmp_path / "p.parquet", index=False)
+    split = pd.Series(np.where(np.arange(300_000) % 3 == 0, "val", "train"), dtype="str")
+    out, val = tmp_path / "out.parquet", tmp_path / "val.parquet"
+
+    def edit() -> TableEdit:
+        return TableEdit(StoredTable.at(tmp_path / "p.parquet"), pd.DataFrame({"split": split}),
+                         also={val: (split == "val").to_numpy()})
+
+    edit().save(out)
+    expected = pd.read_parquet(val), pd.read_parquet(out)
+    out.write_bytes(b"the previous table")
+    val.write_bytes(b"the previous manifest")
+    early = edit()
+    early.start_also()
+    assert early._early is not None
+    early._early.result()                                   # written, not yet published
+    assert val.read_bytes() == b"the previous manifest"
+    assert early.save(out) == {out: 300_000, val: 100_000}
+    pd.testing.assert_frame_equal(pd.read_parquet(val), expected[0])
+    pd.testing.assert_frame_equal(pd.read_parquet(out), expected[1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet", "p.parquet", "val.parquet"]
+
+    out.write_bytes(b"the previous table")
+    val.write_bytes(b"the previous manifest")
+    real = pq.ParquetWriter.write_batch
+
+    def failing(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_batch", failing)
+    broken = edit()
+    broken.start_also()
+    with pytest.raises(OSError, match="disk full"):
+        broken.save(out)
+    monkeypatch.setattr(pq.ParquetWriter, "write_batch", real)
+    assert out.read_bytes() == b"the previous table"
+    assert val.read_bytes() == b"the previous manifest"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet", "p.parquet", "val.parquet"]
