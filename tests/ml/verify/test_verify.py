@@ -570,3 +570,30 @@ def test_an_empty_registry_is_not_looked_up(tmp_path, monkeypatch):
     result = run(frame, images, db, level="exists")
     assert {k for k, v in statuses(result, frame).items() if v[0] == "missing"} == {"00.jpg"}
     assert ChecksumRegistry(db).is_empty()
+
+
+def test_the_images_folder_is_matched_by_full_path_and_the_rest_per_folder(tmp_path, monkeypatch):
+    """A large catalog's rows in the images folder itself are matched against its listing by
+    full path (one join, no split); what is not there goes through the per-folder check,
+    which still tells missing from invalid, lists each other folder once and the images
+    folder only once."""
+    monkeypatch.setattr(verify_mod, "ARROW_NAMES_FROM", 1)
+    root = tmp_path / "images"
+    for name in ("a.jpg", "b.jpg", "sub/c.jpg"):
+        jpeg(root / name)
+    (root / "d.jpg").mkdir()                             # a folder named like an image
+    secret = jpeg(tmp_path / "outside" / "secret.jpg")
+    keys = ["a.jpg", "b.jpg", "gone.jpg", "d.jpg", "sub/c.jpg", "sub/gone.jpg", "sub/../a.jpg"]
+    frame = pd.concat([files_catalog(root, keys), catalog([
+        {"source_key": "x/../../outside/secret.jpg",
+         "path": str(root / "x" / ".." / ".." / "outside" / "secret.jpg")}])],
+        ignore_index=True)
+    listed: list[str] = []
+    real_list = verify_mod._list_folder
+    monkeypatch.setattr(verify_mod, "_list_folder", lambda f: listed.append(f) or real_list(f))
+    result = run(frame, root, level="exists")
+    found = {k: v[0] for k, v in statuses(result, frame).items()}
+    assert found == {"a.jpg": "ok", "b.jpg": "ok", "gone.jpg": "missing", "d.jpg": "missing",
+                     "sub/c.jpg": "ok", "sub/gone.jpg": "missing", "sub/../a.jpg": "ok",
+                     "x/../../outside/secret.jpg": "invalid"}
+    assert sorted(listed) == sorted([str(root), str(root / "sub"), str(root / "sub" / "..")])
