@@ -582,7 +582,7 @@ def test_the_images_folder_is_matched_by_full_path_and_the_rest_per_folder(tmp_p
     for name in ("a.jpg", "b.jpg", "sub/c.jpg"):
         jpeg(root / name)
     (root / "d.jpg").mkdir()                             # a folder named like an image
-    secret = jpeg(tmp_path / "outside" / "secret.jpg")
+    jpeg(tmp_path / "outside" / "secret.jpg")
     keys = ["a.jpg", "b.jpg", "gone.jpg", "d.jpg", "sub/c.jpg", "sub/gone.jpg", "sub/../a.jpg"]
     frame = pd.concat([files_catalog(root, keys), catalog([
         {"source_key": "x/../../outside/secret.jpg",
