@@ -15,8 +15,10 @@ them) this is the difference between a step of 1.4 GB and one of well under 1 GB
 (docs/benchmarks.md). An edit that keeps every row of a one-file parent is not streamed but
 spliced (ml/parquet_splice.py: the parent's column chunks copied as bytes, only the edit's
 columns encoded; 0.05 s instead of 0.4 s at 366,858 rows), and a step may begin its `also`
-files early (`start_also`) so that they are encoded while it finishes its own work. ml/ knows nothing of Dagster: resources/io_managers.py hands a stage
-its input as a StoredTable when the input is annotated so, and writes a TableEdit it returns.
+files early (`start_also`) so that they are encoded while it finishes its own work.
+
+ml/ knows nothing of Dagster: resources/io_managers.py hands a stage its input as a StoredTable
+when the input is annotated so, and writes a TableEdit it returns.
 """
 
 from __future__ import annotations
