@@ -132,8 +132,7 @@ def build_splits_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         split_table = TableEdit(resized, frame[["split"]], keep=None if kept.all() else kept,
                                 also=manifests)     # the IO manager publishes all together
         unit_count, pair_count, cluster_count = len(units.names), len(pairs), len(clusters)
-        frame = frame[[c for c in frame.columns if c in CHART_READS or
-                       (c == "sample_id" and sspec.link_tree)]]
+        frame = frame[[c for c in frame.columns if c in CHART_READS]]
         del base_units, units, pairs, clusters     # what the charts do not read, before the
         split_table.start_also()      # manifests are encoded on a thread while they are drawn
         per_class = class_counts(frame)

@@ -20,6 +20,7 @@ differs from the output's (a cast is needed).
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import tempfile
@@ -96,9 +97,7 @@ def _schema_skeleton(schema: pa.Schema, options: dict) -> tc.Struct:
     key-value metadata (pandas' and Arrow's own schema), column orders and writer name."""
     sink = pa.BufferOutputStream()
     pq.write_table(schema.empty_table(), sink, **options)
-    data = sink.getvalue().to_pybytes()
-    length = struct.unpack("<i", data[-8:-4])[0]
-    return tc.loads(data[-8 - length:-8])
+    return footer(io.BytesIO(sink.getvalue().to_pybytes()))
 
 
 def _copy(src: int, dst: int, offset: int, length: int) -> None:

@@ -34,8 +34,8 @@ RESIZE_READS = ("sample_id", "source_key", "path", "member", "used", "status", "
 SPLITS_READS = ("sample_id", "source_key", "label", "group_id", "group_kind", "used",
                 "dropped_by", "width", "height", "file", "sha256",
                 *SIGNAL_COLUMNS)                 # the resized table's columns splits read
-CHART_READS = ("split", "label", "file", "width", "height",
-               *SIGNAL_COLUMNS)                  # what splits' counts and charts read of them
+CHART_READS = ("sample_id", "split", "label", "file", "width", "height",
+               *SIGNAL_COLUMNS)     # what splits' counts, charts and link tree read of them
 
 
 def going_on(table: pd.DataFrame) -> np.ndarray:

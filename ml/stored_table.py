@@ -162,7 +162,7 @@ class TableEdit:
         early = self._early_files(masks)
         edited = _Edited(self)
         with contextlib.ExitStack() as stack:
-            tmps = {p: stack.enter_context(atomic_path(p, early.get(p, (None, 0))[0]))
+            tmps = {p: stack.enter_context(atomic_path(p, early[p][0] if p in early else None))
                     for p in masks}
             written = {p: rows for p, (_, rows) in early.items()}
             written.update({p: len(self) for p, m in masks.items()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,8 @@ from ml.checksums import ChecksumRegistry
 from ml.progress import Progress
 from ml.quality.signals import SignalColumns
 from ml.sample_status import OK
-from ml.verify.checks import Findings, Listings, Rows, invalid_rows, run_checks
+from ml.verify.checks import (Findings, Listings, Rows, invalid_rows, prefix_folder,
+                              root_prefix, run_checks)
 from ml.verify.config import LEVELS, VerifyConfig
 from ml.verify.report import (Log, build_report, is_report, log_problems, resolve_report_path,
                               within_thresholds, write_report)
@@ -67,7 +67,7 @@ def listing_ahead(images_dir: str | Path, config: VerifyConfig) -> Iterator[List
     with ThreadPoolExecutor(1, thread_name_prefix="listing") as pool:
         listings = Listings(pool)
         if config.enabled:
-            listings.prefetch(os.path.abspath(images_dir))
+            listings.prefetch(prefix_folder(root_prefix(str(images_dir))))
         yield listings
 
 

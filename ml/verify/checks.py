@@ -197,6 +197,13 @@ class Rows:
     def path(self, pos: int) -> str:
         return self.paths[int(pos)].as_py()
 
+    def paths_at(self, positions: np.ndarray) -> pa.StringArray:
+        """The paths at `positions` (sorted, distinct): the column itself, no copy, when they
+        are every row."""
+        if len(positions) == len(self.paths):
+            return self.paths
+        return self.paths.take(pa.array(np.asarray(positions, np.int64)))
+
     def member(self, pos: int) -> str:
         return self.member_keys[int(pos)].as_py()
 
@@ -206,8 +213,14 @@ class Rows:
 
 # ----------------------------------------------------------------------------- invalid rows
 
-def _root_prefix(images_dir: str) -> str:
+def root_prefix(images_dir: str) -> str:
+    """The images folder as a prefix of its files' paths (absolute, with a trailing separator)."""
     return os.path.join(os.path.abspath(images_dir), "")
+
+
+def prefix_folder(prefix: str) -> str:
+    """The folder a root prefix names, as it is listed and as paths split into it."""
+    return prefix[:-1] or "/"
 
 
 def invalid_rows(catalog: pd.DataFrame, rows: Rows, images_dir: str,
@@ -217,7 +230,7 @@ def invalid_rows(catalog: pd.DataFrame, rows: Rows, images_dir: str,
     Returns the invalid mask."""
     declared = (catalog["status"].astype(str) == INVALID).to_numpy()
     no_path = pc.equal(rows.paths, "").to_numpy(zero_copy_only=False)
-    inside = pc.starts_with(rows.paths, _root_prefix(images_dir)).to_numpy(zero_copy_only=False)
+    inside = pc.starts_with(rows.paths, root_prefix(images_dir)).to_numpy(zero_copy_only=False)
     outside = ~rows.in_container & ~inside & ~no_path
     invalid = declared | no_path | outside
     reasons = catalog["reason"] if "reason" in catalog else None
@@ -301,6 +314,16 @@ class Listings:
         self.prefetch(folder)
         return self.pending.pop(folder).result()
 
+    def in_order(self, folders: list[str]) -> Iterator[tuple[list[str], str]]:
+        """The listings of `folders`, in their order, each begun AHEAD folders before it is
+        taken."""
+        for folder in folders[:self.AHEAD]:
+            self.prefetch(folder)
+        for i, folder in enumerate(folders):
+            if i + self.AHEAD < len(folders):
+                self.prefetch(folders[i + self.AHEAD])
+            yield self.take(folder)
+
 
 def _escapes(folder: str, root: str) -> str:
     """Why a folder under `root` by prefix still climbs out of it with '..' ('' when it does not)."""
@@ -313,23 +336,20 @@ def _escapes(folder: str, root: str) -> str:
 SPLIT_ROWS = 131_072       # paths split into folder and name at a time (bounded memory)
 
 
-def _folders_and_names(paths: pa.Array, positions: np.ndarray
-                       ) -> tuple[np.ndarray, list[str], pa.Array]:
-    """Each path at `positions` as (a folder code, its folder, its file name), split a chunk at a
-    time: the transient lists of parts of a million paths would cost ~200 MB at once."""
+def _folders_and_names(paths: pa.Array) -> tuple[np.ndarray, list[str], pa.Array]:
+    """Each path as (a folder code, its folder, its file name; '/' for a file at the top), split
+    a chunk at a time: the transient lists of parts of a million paths would cost ~200 MB at
+    once."""
     index: dict[str, int] = {}
     codes, names = [], []
-    every = len(positions) == len(paths)        # sorted, distinct: all rows; no copy of paths
-    for lo in range(0, len(positions), SPLIT_ROWS):
-        part = paths.slice(lo, SPLIT_ROWS) if every else \
-            paths.take(pa.array(positions[lo:lo + SPLIT_ROWS]))
-        parts = pc.split_pattern(part, "/", max_splits=1, reverse=True)
+    for lo in range(0, len(paths), SPLIT_ROWS):
+        parts = pc.split_pattern(paths.slice(lo, SPLIT_ROWS), "/", max_splits=1, reverse=True)
         folders = pc.list_element(parts, 0).dictionary_encode()
         ids = np.array([index.setdefault(f, len(index)) for f in folders.dictionary.to_pylist()],
                        np.int64)
         codes.append(ids[folders.indices.to_numpy(zero_copy_only=False)])
         names.append(pc.list_element(parts, 1))
-    return np.concatenate(codes), list(index), pa.concat_arrays(names)
+    return np.concatenate(codes), [f or "/" for f in index], pa.concat_arrays(names)
 
 
 def _outside_root_files(positions: np.ndarray, rows: Rows, root: str, listings: Listings,
@@ -340,14 +360,12 @@ def _outside_root_files(positions: np.ndarray, rows: Rows, root: str, listings: 
     366,858 files) only the missing rows are left for the per-folder check, which names why."""
     if len(positions) < ARROW_NAMES_FROM:
         return positions, False
-    listed, why = listings.take(root[:-1] or "/")
+    listed, why = listings.take(prefix_folder(root))
     if why or not listed:
         return positions, False
-    paths = rows.paths if len(positions) == len(rows.paths) else \
-        rows.paths.take(pa.array(positions))
     files = pc.binary_join_element_wise(root, pa.array(listed, pa.string()), "")
     del listed
-    absent = _not_among(paths, files)
+    absent = _not_among(rows.paths_at(positions), files)
     if progress is not None:
         progress.advance(int(len(positions) - np.count_nonzero(absent)))
     return positions[absent], True
@@ -361,28 +379,23 @@ def _check_files_exist(positions: np.ndarray, rows: Rows, found: Findings, root:
     positions, root_matched = _outside_root_files(positions, rows, root, listings, progress)
     if len(positions) == 0:
         return
-    codes, folders, names = _folders_and_names(rows.paths, positions)
+    codes, folders, names = _folders_and_names(rows.paths_at(positions))
     escapes = [_escapes(folder, root) for folder in folders]
-    listed_in_turn = [folder or "/" for folder, escape in zip(folders, escapes) if not escape
-                      and not (root_matched and os.path.join(folder or "/", "") == root)]
-    for folder in listed_in_turn[:Listings.AHEAD]:
-        listings.prefetch(folder)
+    matched = prefix_folder(root) if root_matched else None     # its rows here are missing
+    listed = listings.in_order([f for f, escape in zip(folders, escapes)
+                                if not escape and f != matched])
     order = np.argsort(codes, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(folders)))])
     name_column = names.take(pa.array(order))
-    turn = 0
     for k, folder in enumerate(folders):
         lo, hi = bounds[k], bounds[k + 1]
         if escapes[k]:
             found.mark(positions[order[lo:hi]], INVALID, INVALID_REASON, escapes[k])
-        elif root_matched and os.path.join(folder or "/", "") == root:
+        elif folder == matched:
             found.mark(positions[order[lo:hi]], MISSING_STATUS, MISSING, "no such file")
         else:
-            if turn + Listings.AHEAD < len(listed_in_turn):
-                listings.prefetch(listed_in_turn[turn + Listings.AHEAD])
-            turn += 1
-            listed, why = listings.take(folder or "/")
-            absent = _absent(name_column.slice(lo, hi - lo), listed)
+            files, why = next(listed)
+            absent = _absent(name_column.slice(lo, hi - lo), files)
             if absent.any():
                 found.mark(positions[order[lo:hi][absent]], MISSING_STATUS, MISSING,
                            why or "no such file")
@@ -631,9 +644,7 @@ def _stat_files(positions: np.ndarray, rows: Rows, found: Findings) -> None:
     knows); a file gone since the listing is missing."""
     if len(positions) == 0:
         return
-    every = len(positions) == len(rows.paths)    # sorted, distinct: all rows; no copy of paths
-    size, mtime = stat_files(rows.paths if every else
-                             rows.paths.take(pa.array(np.asarray(positions, np.int64))))
+    size, mtime = stat_files(rows.paths_at(positions))
     found.size[positions], found.mtime_ns[positions] = size, mtime
     gone = positions[size < 0]
     if len(gone):
@@ -663,7 +674,7 @@ def run_checks(checked: np.ndarray, rows: Rows, found: Findings, config: VerifyC
         with ThreadPoolExecutor(1) as background:     # the registry read (its keys made too)
             looking_up = (background.submit(lambda: registry.lookup(rows.registry_keys))
                           if registry is not None and not registry.is_empty() else None)
-            _check_files_exist(checked[~in_container], rows, found, _root_prefix(images_dir),
+            _check_files_exist(checked[~in_container], rows, found, root_prefix(images_dir),
                                listings, listing_progress)
             _check_members_exist(checked[in_container], rows, found, listing_progress)
             recorded = (looking_up.result() if looking_up is not None
