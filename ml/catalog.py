@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ml.columns import text_column
+from ml.columns import is_utf8, text_column
 from ml.containers import read_member
 from ml.dataset_spec import DatasetSpec
 from ml.errors import ImageError, PathEscapeError, SourceError
@@ -95,9 +95,9 @@ def _refuse_undecodable_name(r: SourceRecord) -> SourceRecord:
     hashed as text: such a sample becomes invalid, with its bytes shown escaped, and the rest of
     the dataset goes on."""
     text = "".join(_text_fields(r))
-    if text.isascii() or _is_utf8(text):                  # the common case, decided at once
+    if text.isascii() or is_utf8(text):                   # the common case, decided at once
         return r
-    bad = [f for f in _TEXT_FIELDS if not getattr(r, f).isascii() and not _is_utf8(getattr(r, f))]
+    bad = [f for f in _TEXT_FIELDS if not getattr(r, f).isascii() and not is_utf8(getattr(r, f))]
     shown = _escaped(r.source_key if "source_key" in bad else getattr(r, bad[0]))
     for f in bad:
         setattr(r, f, _escaped(getattr(r, f)))
@@ -105,14 +105,6 @@ def _refuse_undecodable_name(r: SourceRecord) -> SourceRecord:
     r.invalid_reason = (f"name is not valid UTF-8 (its bytes, escaped: {shown!r}); rename "
                         "the file or folder to UTF-8")
     return r
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def _columns_of(records: list[SourceRecord]) -> pd.DataFrame:

@@ -16,6 +16,16 @@ import pandas as pd
 import pyarrow as pa
 
 
+def is_utf8(text: str) -> bool:
+    """Whether `text` can be Arrow text: a name read from disk whose bytes are not UTF-8 comes
+    back from os.listdir with them as surrogate escapes, which UTF-8 refuses."""
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def text_column(values) -> pa.StringArray:
     """A column of text (a list, numpy array, pandas Series or Arrow array, chunked or not) as
     one Arrow string array, '' where a value is missing."""

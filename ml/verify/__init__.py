@@ -67,7 +67,7 @@ def listing_ahead(images_dir: str | Path, config: VerifyConfig) -> Iterator[List
     with ThreadPoolExecutor(1, thread_name_prefix="listing") as pool:
         listings = Listings(pool)
         if config.enabled:
-            listings.prefetch(prefix_folder(root_prefix(str(images_dir))))
+            listings.prefetch(prefix_folder(root_prefix(str(images_dir))), as_arrow=True)
         yield listings
 
 

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from ml.checksums import (ChecksumEntry, ChecksumRegistry, Recorded, content_difference,
                           now_text, sha256_hex, stat_changed, stat_difference)
-from ml.columns import text_column
+from ml.columns import is_utf8, text_column
 from ml.containers import is_recordio, member_keys, read_member
 from ml.errors import ConfigError, DatasetError, ImageError
 from ml.file_stats import NO_MTIME, stat_files
@@ -93,8 +93,8 @@ class Findings:
 
     def __init__(self, n: int):
         self.code = np.zeros(n, np.int8)
-        self.reason = np.full(n, "", dtype=object)
-        self.detail = np.full(n, "", dtype=object)
+        self.reason = np.empty(n, dtype=object)           # set on the noted rows only
+        self.detail = np.empty(n, dtype=object)           # (filled with '', 7 ms each at 366k)
         self.sha256 = np.zeros(n, dtype="S64")            # hex, hashed in this run (decode)
         self.hashed = False                               # whether any row was hashed
         self.recorded_sha256: pa.Array | None = None      # the registry's, aligned (exists level)
@@ -281,15 +281,33 @@ def _not_among(values: pa.StringArray, among: pa.StringArray) -> np.ndarray:
     return absent
 
 
-def _absent(names: pa.StringArray, listed: list[str]) -> np.ndarray:
+def _as_arrow(listed: list[str] | pa.StringArray) -> pa.StringArray:
+    """Listed names as Arrow text. A name that is not UTF-8 (os.listdir keeps its bytes as
+    surrogate escapes) is left out: it names no catalogued file, whose paths are all text."""
+    if isinstance(listed, pa.Array):
+        return listed
+    try:
+        return pa.array(listed, pa.string())
+    except UnicodeEncodeError:
+        return pa.array([n for n in listed if is_utf8(n)], pa.string())
+
+
+def _absent(names: pa.StringArray, listed: list[str] | pa.StringArray) -> np.ndarray:
     """Which of `names` are not among `listed`: a Python set for a small folder, an Arrow
     anti join for a large one."""
     if len(names) >= ARROW_NAMES_FROM:
-        return _not_among(names, pa.array(listed, pa.string()))
-    wanted, have = names.to_pylist(), set(listed)
+        return _not_among(names, _as_arrow(listed))
+    wanted = names.to_pylist()
+    have = set(listed.to_pylist() if isinstance(listed, pa.Array) else listed)
     if have.issuperset(wanted):                     # all there: the common case, at C speed
         return np.zeros(len(wanted), bool)
     return np.fromiter((n not in have for n in wanted), bool, len(wanted))
+
+
+def _list_folder_as_arrow(folder: str) -> tuple[pa.StringArray, str]:
+    """`_list_folder`, the names as Arrow text (converted on the listing thread)."""
+    names, why = _list_folder(folder)
+    return _as_arrow(names), why
 
 
 class Listings:
@@ -306,15 +324,18 @@ class Listings:
         self.pool = pool
         self.pending: dict[str, Any] = {}
 
-    def prefetch(self, folder: str) -> None:
+    def prefetch(self, folder: str, as_arrow: bool = False) -> None:
+        """Begin listing `folder`; `as_arrow`: its names as Arrow text, for a folder matched
+        by an Arrow join (the images folder)."""
         if folder not in self.pending:
-            self.pending[folder] = self.pool.submit(_list_folder, folder)
+            self.pending[folder] = self.pool.submit(
+                _list_folder_as_arrow if as_arrow else _list_folder, folder)
 
-    def take(self, folder: str) -> tuple[list[str], str]:
+    def take(self, folder: str) -> tuple[list[str] | pa.StringArray, str]:
         self.prefetch(folder)
         return self.pending.pop(folder).result()
 
-    def in_order(self, folders: list[str]) -> Iterator[tuple[list[str], str]]:
+    def in_order(self, folders: list[str]) -> Iterator[tuple[list[str] | pa.StringArray, str]]:
         """The listings of `folders`, in their order, each begun AHEAD folders before it is
         taken."""
         for folder in folders[:self.AHEAD]:
@@ -352,20 +373,30 @@ def _folders_and_names(paths: pa.Array) -> tuple[np.ndarray, list[str], pa.Array
     return np.concatenate(codes), [f or "/" for f in index], pa.concat_arrays(names)
 
 
+def _names_after(paths: pa.StringArray, prefix: str) -> pa.StringArray:
+    """What follows `prefix` in each of `paths`, null where a path does not start with it (a
+    null is never among a listing): bytes sliced off, 4 ms at 366,858 paths (by characters
+    it took 36)."""
+    rest = pc.binary_slice(paths.cast(pa.binary()), len(prefix.encode()), 2 ** 31 - 1)
+    return pc.if_else(pc.starts_with(paths, prefix), rest.cast(pa.string()),
+                      pa.scalar(None, pa.string()))
+
+
 def _outside_root_files(positions: np.ndarray, rows: Rows, root: str, listings: Listings,
                         progress: Progress | None) -> tuple[np.ndarray, bool]:
     """(the rows at `positions` whose path is not a file of the images folder itself, whether
-    that folder was matched). Matched by full path against the images folder's listing, in
-    one anti join and without splitting a path: in a flat layout (seed 000's one folder of
-    366,858 files) only the missing rows are left for the per-folder check, which names why."""
+    that folder was matched). Each path after the images folder's prefix is matched against
+    the folder's listed names in one anti join: a path matches only when it is that folder and
+    a listed name exactly (a listed name holds no separator), so in a flat layout (seed 000's
+    one folder of 366,858 files) only the missing rows are left for the per-folder check,
+    which names why. Names are half as long as paths: the join took half the time."""
     if len(positions) < ARROW_NAMES_FROM:
         return positions, False
+    names = _names_after(rows.paths_at(positions), root)    # while the folder is listed
     listed, why = listings.take(prefix_folder(root))
-    if why or not listed:
+    if why or not len(listed):
         return positions, False
-    files = pc.binary_join_element_wise(root, pa.array(listed, pa.string()), "")
-    del listed
-    absent = _not_among(rows.paths_at(positions), files)
+    absent = _not_among(names, _as_arrow(listed))
     if progress is not None:
         progress.advance(int(len(positions) - np.count_nonzero(absent)))
     return positions[absent], True

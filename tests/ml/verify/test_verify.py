@@ -597,3 +597,36 @@ def test_the_images_folder_is_matched_by_full_path_and_the_rest_per_folder(tmp_p
                      "sub/c.jpg": "ok", "sub/gone.jpg": "missing", "sub/../a.jpg": "ok",
                      "x/../../outside/secret.jpg": "invalid"}
     assert sorted(listed) == sorted([str(root), str(root / "sub"), str(root / "sub" / "..")])
+
+
+@pytest.mark.parametrize("arrow_from", [1, 10_000])
+def test_a_file_name_that_is_not_utf8_does_not_stop_the_check(tmp_path, monkeypatch, arrow_from):
+    """A folder may hold a file whose name is not UTF-8 (os.listdir keeps its bytes as
+    surrogate escapes, which Arrow text refuses): it names no catalogued file, and every other
+    file of its folder, the images folder itself or another, is still matched."""
+    monkeypatch.setattr(verify_mod, "ARROW_NAMES_FROM", arrow_from)
+    images = tmp_path / "images"
+    for key in ("a.jpg", "sub/c.jpg"):
+        jpeg(images / key)
+    for folder in (images, images / "sub"):
+        with open(os.fsencode(folder) + b"/bad\xff.jpg", "wb") as fh:
+            fh.write(b"not text")
+    keys = ["a.jpg", "gone.jpg", "sub/c.jpg", "sub/gone.jpg"]
+    frame = files_catalog(images, keys)
+    result = run(frame, images, None, level="exists")
+    assert {k: v[0] for k, v in statuses(result, frame).items()} == {
+        "a.jpg": "ok", "gone.jpg": "missing", "sub/c.jpg": "ok", "sub/gone.jpg": "missing"}
+
+
+def test_names_after_the_images_folder_are_cut_by_bytes_and_never_match_outside_it():
+    """The images folder's rows are matched by what follows its prefix; a path that does not
+    start with the prefix (a sibling folder sharing its first letters, another tree whose
+    byte count happens to line up) gets no name at all, so it can never match a listed one."""
+    import pyarrow as pa
+
+    from ml.verify.checks import _names_after, _not_among
+    paths = pa.array(["/d/é/x.jpg", "/d/éz/x.jpg", "/d/e/xy.jpg", "/d/é/sub/ü.jpg", "/d/é/"])
+    names = _names_after(paths, "/d/é/")
+    assert names.to_pylist() == ["x.jpg", None, None, "sub/ü.jpg", ""]
+    listed = pa.array(["x.jpg", "y.jpg", "ü.jpg"])
+    assert _not_among(names, listed).tolist() == [False, True, True, True, True]
