@@ -293,12 +293,11 @@ def _as_arrow(listed: list[str] | pa.StringArray) -> pa.StringArray:
 
 
 def _absent(names: pa.StringArray, listed: list[str] | pa.StringArray) -> np.ndarray:
-    """Which of `names` are not among `listed`: a Python set for a small folder, an Arrow
-    anti join for a large one."""
-    if len(names) >= ARROW_NAMES_FROM:
+    """Which of `names` are not among `listed`: an Arrow anti join for a large folder or a
+    listing already in Arrow (the images folder's), a Python set for a small folder."""
+    if len(names) >= ARROW_NAMES_FROM or isinstance(listed, pa.Array):
         return _not_among(names, _as_arrow(listed))
-    wanted = names.to_pylist()
-    have = set(listed.to_pylist() if isinstance(listed, pa.Array) else listed)
+    wanted, have = names.to_pylist(), set(listed)
     if have.issuperset(wanted):                     # all there: the common case, at C speed
         return np.zeros(len(wanted), bool)
     return np.fromiter((n not in have for n in wanted), bool, len(wanted))
@@ -404,7 +403,7 @@ def _outside_root_files(positions: np.ndarray, rows: Rows, root: str, listings: 
 
 def _check_files_exist(positions: np.ndarray, rows: Rows, found: Findings, root: str,
                        listings: Listings, progress: Progress | None) -> None:
-    """The images folder's own files matched by full path first (`_outside_root_files`), then
+    """The images folder's own files matched by name first (`_outside_root_files`), then
     one listing per other folder (`listings`); rows grouped by folder with Arrow, names tested
     against the listing as a set. `root`: the images folder with a trailing separator."""
     positions, root_matched = _outside_root_files(positions, rows, root, listings, progress)

@@ -572,9 +572,9 @@ def test_an_empty_registry_is_not_looked_up(tmp_path, monkeypatch):
     assert ChecksumRegistry(db).is_empty()
 
 
-def test_the_images_folder_is_matched_by_full_path_and_the_rest_per_folder(tmp_path, monkeypatch):
+def test_the_images_folder_is_matched_by_name_and_the_rest_per_folder(tmp_path, monkeypatch):
     """A large catalog's rows in the images folder itself are matched against its listing by
-    full path (one join, no split); what is not there goes through the per-folder check,
+    name (one join, no split); what is not there goes through the per-folder check,
     which still tells missing from invalid, lists each other folder once and the images
     folder only once."""
     monkeypatch.setattr(verify_mod, "ARROW_NAMES_FROM", 1)
