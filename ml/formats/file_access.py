@@ -9,12 +9,19 @@
   (no copy, short writes finished). One helper thread computes the optional sha256 (hashlib
   releases the GIL on large buffers) and runs other background jobs in order, such as the
   sealed file's fsync, so they overlap the caller's next work; close() waits for them and
-  re-raises their errors.
+  re-raises their errors. Every WRITEBACK_BYTES written, the helper also asks the kernel to
+  start writing them to disk (`start_writeback`, Linux's sync_file_range): the disk works
+  while the caller packs, and the closing fsync waits only for the last stretch (a 1.1 GB
+  .rec fsynced whole at the end waited ~3 s on this project's VM: a quarter of packing 1M
+  images, and the part that grew faster than the samples).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
+import functools
 import hashlib
 import mmap
 import os
@@ -32,6 +39,8 @@ from ml.errors import DatasetError, FormatError
 GATHER_ROWS = 65_536                 # offsets gathered at a time (their index: 64k x count x 8 B)
 MAP_WINDOW = 32 * 2 ** 20            # bytes of a file mapped at a time by PreadFile.gather
 HELPER_QUEUE_DEPTH = 8               # jobs (buffers to hash) waiting for the helper thread
+WRITEBACK_BYTES = 16 * 2 ** 20      # bytes written between two starts of their writeback
+SYNC_FILE_RANGE_WRITE = 2            # <linux/fs.h>: start writeback of dirty pages, do not wait
 IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
 
 FileIdentity = tuple[int, int, int, int]
@@ -180,6 +189,27 @@ def write_buffers(fd: int, buffers: Sequence[bytes]) -> None:
                 rest = rest[os.write(fd, rest):]
 
 
+@functools.cache
+def _sync_file_range() -> Callable | None:
+    """libc's sync_file_range (Linux), or None where there is none."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        call = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    call.restype = ctypes.c_int
+    return call
+
+
+def start_writeback(fd: int, offset: int, length: int) -> bool:
+    """Ask the kernel to start writing `length` bytes at `offset` of `fd` to disk, without
+    waiting for them; False where it cannot be asked (not Linux) or it refused. A hint only:
+    the file's fsync still decides what is durable and reports any write error."""
+    call = _sync_file_range()
+    return call is not None and call(fd, offset, length, SYNC_FILE_RANGE_WRITE) == 0
+
+
 def hash_buffers(hasher: Any, buffers: Sequence[bytes]) -> None:
     for buffer in buffers:
         hasher.update(buffer)
@@ -197,6 +227,7 @@ class OutputFile:
         except OSError as exc:
             raise write_error(path, exc, "creating the file") from None
         self.bytes = 0
+        self._writeback_from = 0              # where the bytes not yet sent to disk begin
         self.sha = hashlib.sha256() if sha256 else None
         self._helper = ThreadPoolExecutor(1, thread_name_prefix="file-io")
         self._jobs: deque[Future] = deque()
@@ -217,6 +248,10 @@ class OutputFile:
         self.bytes += sum(map(len, buffers))
         if self.sha is not None:
             self.in_background(hash_buffers, self.sha, buffers)
+        if self.bytes - self._writeback_from >= WRITEBACK_BYTES:
+            self.in_background(start_writeback, self.fd, self._writeback_from,
+                               self.bytes - self._writeback_from)
+            self._writeback_from = self.bytes
 
     def in_background(self, job: Callable, *args) -> None:
         """Run `job(*args)` on the helper thread, after the work already queued; close()

@@ -44,3 +44,36 @@ def test_gather_maps_a_window_at_a_time(tmp_path, monkeypatch):
     rows = PreadFile(tmp_path / "f.bin").gather(offsets, 4)
     assert rows[:, 0].tolist() == [o % 256 for o in offsets.tolist()]
     assert len(lengths) >= 16 and max(lengths) <= 1 << 16
+
+
+def test_output_file_starts_writeback_every_stretch_and_writes_every_byte(tmp_path, monkeypatch):
+    """A large output is sent to disk while it is written (a hint every WRITEBACK_BYTES, on the
+    helper thread, each covering the bytes since the last), so the closing fsync does not wait
+    for the whole file; the file still holds exactly what was written, with its sha256."""
+    import hashlib
+    import os
+    import sys
+
+    from ml.formats.file_access import OutputFile
+
+    asked = []
+    real = file_access.start_writeback
+    monkeypatch.setattr(file_access, "WRITEBACK_BYTES", 1 << 20)
+    monkeypatch.setattr(file_access, "start_writeback",
+                        lambda fd, offset, length: asked.append((offset, length))
+                        or real(fd, offset, length))
+    pieces = [bytes([i]) * 300_000 for i in range(12)]           # 3.6 MB in 12 writes
+    out = OutputFile(tmp_path / "out.bin", sha256=True)
+    for piece in pieces:
+        out.write([piece])
+    out.close()
+    data = b"".join(pieces)
+    assert (tmp_path / "out.bin").read_bytes() == data
+    assert out.sha256 == hashlib.sha256(data).hexdigest()
+    assert asked == [(0, 1_200_000), (1_200_000, 1_200_000), (2_400_000, 1_200_000)]
+    if sys.platform.startswith("linux"):                       # the kernel accepts the hint
+        fd = os.open(tmp_path / "out.bin", os.O_RDWR)
+        try:
+            assert real(fd, 0, len(data))
+        finally:
+            os.close(fd)
