@@ -157,20 +157,25 @@ class TableEdit:
         (ml/parquet_splice.py: the base's column chunks copied, only the edit's columns
         encoded); the others are written in one pass over the base, each batch encoded into
         them by a thread per target (Parquet encoding releases the GIL) while the next batch
-        decodes. Returns the rows written per path."""
+        decodes. Files begun early (`start_also`) are waited for after these, so that the
+        splice overlaps them. Returns the rows written per path."""
         masks = self._masks(targets)
-        early = self._early_files(masks)
+        begun = {Path(p) for p in self.also} if self._early is not None else set()
         edited = _Edited(self)
         with contextlib.ExitStack() as stack:
-            tmps = {p: stack.enter_context(atomic_path(p, early[p][0] if p in early else None))
-                    for p in masks}
-            written = {p: rows for p, (_, rows) in early.items()}
-            written.update({p: len(self) for p, m in masks.items()
-                            if p not in written and m is None and edited.splice(tmps[p])})
-            rest = {p: m for p, m in masks.items() if p not in written}
+            stack.callback(self._discard_early)        # on an error, once the files begun
+            tmps = {p: stack.enter_context(atomic_path(p))        # early are done
+                    for p in masks if p not in begun}
+            written = {p: len(self) for p, m in masks.items()
+                       if p in tmps and m is None and edited.splice(tmps[p])}
+            rest = {p: m for p, m in masks.items() if p in tmps and p not in written}
             if rest:
                 streamed = edited.stream({tmps[p]: m for p, m in rest.items()}, stack)
                 written.update({p: streamed[tmps[p]] for p in rest})
+            early = self._early_files(masks)    # waited for after this thread's own files
+            for path, (temp, rows) in early.items():
+                stack.enter_context(atomic_path(path, temp))
+                written[path] = rows
         return written
 
     def _early_files(self, masks: Mapping[Path, np.ndarray | None]
@@ -187,6 +192,17 @@ class TableEdit:
                 temp.unlink(missing_ok=True)
             raise ValueError("the files begun early are not among this write's targets")
         return early
+
+    def _discard_early(self) -> None:
+        """After a failed write: wait for the files begun early (if not yet taken) and remove
+        them, so that nothing of this edit is published and no temporary is left."""
+        job = self._early
+        if job is None:
+            return
+        object.__setattr__(self, "_early", None)
+        with contextlib.suppress(BaseException):
+            for temp, _ in job.result().values():
+                temp.unlink(missing_ok=True)
 
 
 def write_frame(frame: pd.DataFrame, path: Path) -> None:

@@ -166,3 +166,28 @@ def test_files_begun_early_are_published_with_the_table_or_not_at_all(tmp_path, 
     assert out.read_bytes() == b"the previous table"
     assert val.read_bytes() == b"the previous manifest"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet", "p.parquet", "val.parquet"]
+
+
+def test_a_failed_table_write_discards_the_files_begun_early(tmp_path, monkeypatch):
+    """The table is spliced while the manifests begun early still encode on their thread; when
+    the splice fails, the manifests are waited for and removed: nothing is published and no
+    temporary is left."""
+    _parent(200_000).to_parquet(tmp_path / "p.parquet", index=False)
+    split = pd.Series(np.where(np.arange(200_000) % 4 == 0, "val", "train"), dtype="str")
+    out, val = tmp_path / "out.parquet", tmp_path / "val.parquet"
+    out.write_bytes(b"the previous table")
+    val.write_bytes(b"the previous manifest")
+
+    def failing_splice(*args, **kwargs):
+        raise OSError("disk full while splicing")
+
+    monkeypatch.setattr(stored_table, "splice", failing_splice)
+    edit = TableEdit(StoredTable.at(tmp_path / "p.parquet"), pd.DataFrame({"split": split}),
+                     also={val: (split == "val").to_numpy()})
+    edit.start_also()
+    with pytest.raises(OSError, match="disk full while splicing"):
+        edit.save(out)
+    assert edit._early is None                         # waited for, not left running
+    assert out.read_bytes() == b"the previous table"
+    assert val.read_bytes() == b"the previous manifest"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet", "p.parquet", "val.parquet"]
