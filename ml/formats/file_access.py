@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import functools
 import hashlib
@@ -191,11 +190,12 @@ def write_buffers(fd: int, buffers: Sequence[bytes]) -> None:
 
 @functools.cache
 def _sync_file_range() -> Callable | None:
-    """libc's sync_file_range (Linux), or None where there is none."""
+    """libc's sync_file_range (Linux), or None where there is none. The process's own symbols
+    are searched (libc is among them), not a library found by name: find_library runs
+    ldconfig in a subprocess."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        call = libc.sync_file_range
-    except (OSError, AttributeError):
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError, TypeError):
         return None
     call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     call.restype = ctypes.c_int
