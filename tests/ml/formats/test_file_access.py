@@ -77,3 +77,41 @@ def test_output_file_starts_writeback_every_stretch_and_writes_every_byte(tmp_pa
             assert real(fd, 0, len(data))
         finally:
             os.close(fd)
+
+
+def test_a_write_held_by_the_disk_does_not_hold_the_caller(tmp_path, monkeypatch):
+    """Past the dirty pages a device may hold, every write waits for the disk; the writes are
+    made on the helper thread, so the caller goes on framing the next records meanwhile (up to
+    QUEUED_BYTES ahead). The file still holds every buffer in order, a reused bytearray as it
+    was when handed over."""
+    import os
+    import threading
+
+    from ml.formats.file_access import OutputFile
+
+    disk_free = threading.Event()
+    real_writev = os.writev
+
+    def slow_disk(fd, buffers):
+        assert disk_free.wait(10)
+        return real_writev(fd, buffers)
+
+    monkeypatch.setattr("ml.formats.file_access.os.writev", slow_disk)
+    out = OutputFile(tmp_path / "out.bin", sha256=False)
+    reused = bytearray(b"a" * 1000)
+    returned = threading.Event()
+
+    def caller():
+        out.write([b"first ", reused])
+        reused[:] = b"b" * 1000                     # the caller reuses its buffer at once
+        out.write([b" second"])
+        returned.set()
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    assert returned.wait(5), "write() waited for the disk"
+    disk_free.set()
+    thread.join()
+    out.close()
+    assert (tmp_path / "out.bin").read_bytes() == b"first " + b"a" * 1000 + b" second"
+    assert out.bytes == 1013
