@@ -200,7 +200,7 @@ class TableEdit:
         if job is None:
             return
         object.__setattr__(self, "_early", None)
-        with contextlib.suppress(BaseException):
+        with contextlib.suppress(Exception):     # its own error: it removed its files
             for temp, _ in job.result().values():
                 temp.unlink(missing_ok=True)
 
