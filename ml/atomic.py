@@ -258,6 +258,18 @@ def sync_filesystem(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
+SYNC_FILE_RANGE_WRITE = 2     # <linux/fs.h>: start the writeback of dirty pages, do not wait
+
+
+def start_writeback(fd: int, offset: int, length: int) -> bool:
+    """Ask the kernel to start writing `length` bytes at `offset` of `fd` to disk, without
+    waiting for them (sync_file_range(2)); False where it cannot be asked (not Linux) or it
+    refused. A hint only: the file's fsync still decides what is durable and reports errors."""
+    call = getattr(_libc(), "sync_file_range", None)
+    return call is not None and call(fd, ctypes.c_int64(offset), ctypes.c_int64(length),
+                                     ctypes.c_uint(SYNC_FILE_RANGE_WRITE)) == 0
+
+
 @functools.lru_cache(maxsize=1)
 def _libc():
     try:

@@ -26,16 +26,17 @@ def is_utf8(text: str) -> bool:
         return False
 
 
-def text_column(values) -> pa.StringArray:
+def text_column(values, missing: str | None = "") -> pa.StringArray:
     """A column of text (a list, numpy array, pandas Series or Arrow array, chunked or not) as
-    one Arrow string array, '' where a value is missing."""
+    one Arrow string array, `missing` where a value is missing (None: left null)."""
     if isinstance(values, pd.Series):
         values = pa.array(values, pa.string()) if len(values) else pa.array([], pa.string())
     elif not isinstance(values, (pa.Array, pa.ChunkedArray)):
         values = pa.array(np.asarray(values, dtype=object), pa.string())
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    return values.cast(pa.string()).fill_null("")
+    values = values.cast(pa.string())
+    return values if missing is None else values.fill_null(missing)
 
 
 @dataclass(frozen=True)

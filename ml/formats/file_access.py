@@ -21,9 +21,7 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import functools
 import hashlib
 import mmap
 import os
@@ -35,7 +33,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ml.atomic import final_of
+from ml.atomic import final_of, start_writeback
 from ml.errors import DatasetError, FormatError
 
 GATHER_ROWS = 65_536                 # offsets gathered at a time (their index: 64k x count x 8 B)
@@ -43,7 +41,6 @@ MAP_WINDOW = 32 * 2 ** 20            # bytes of a file mapped at a time by Pread
 HELPER_QUEUE_DEPTH = 64              # jobs (writes, hashes, fsyncs) waiting for the helper
 QUEUED_BYTES = 32 * 2 ** 20          # bytes of buffers waiting to be written at most
 WRITEBACK_BYTES = 16 * 2 ** 20      # bytes written between two starts of their writeback
-SYNC_FILE_RANGE_WRITE = 2            # <linux/fs.h>: start writeback of dirty pages, do not wait
 IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
 
 FileIdentity = tuple[int, int, int, int]
@@ -190,28 +187,6 @@ def write_buffers(fd: int, buffers: Sequence[bytes]) -> None:
             rest = memoryview(b"".join(batch))[written:]
             while rest:
                 rest = rest[os.write(fd, rest):]
-
-
-@functools.cache
-def _sync_file_range() -> Callable | None:
-    """libc's sync_file_range (Linux), or None where there is none. The process's own symbols
-    are searched (libc is among them), not a library found by name: find_library runs
-    ldconfig in a subprocess."""
-    try:
-        call = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError, TypeError):
-        return None
-    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    call.restype = ctypes.c_int
-    return call
-
-
-def start_writeback(fd: int, offset: int, length: int) -> bool:
-    """Ask the kernel to start writing `length` bytes at `offset` of `fd` to disk, without
-    waiting for them; False where it cannot be asked (not Linux) or it refused. A hint only:
-    the file's fsync still decides what is durable and reports any write error."""
-    call = _sync_file_range()
-    return call is not None and call(fd, offset, length, SYNC_FILE_RANGE_WRITE) == 0
 
 
 def hash_buffers(hasher: Any, buffers: Sequence[bytes]) -> None:
