@@ -29,7 +29,7 @@ from ml.formats.h5_store import H5Item, write_h5_store
 from ml.formats.handles import H5StoreHandle, MemfileHandle, RecordIOHandle, TFRecordShardsHandle
 from ml.formats.insightface_bin import NORMALIZATION, build_validation_memfile
 from ml.formats.insightface_rec import write_insightface_legacy
-from ml.formats.tfrecord import write_shards
+from ml.formats.tfrecord import shuffled_order, write_shards
 from ml.options import Float, Int, Options
 from ml.pairs import make_verification_pairs
 from ml.progress import ProgressFactory, start_progress
@@ -133,19 +133,32 @@ def pack_recordio(train: pd.DataFrame, out_dir: Path, *, shuffle_seed: int | Non
 
 class ImageExampleRows:
     """The rows of a split manifest as tf.train.Example records with the standard image keys:
-    `record(i)` reads row i's file and returns the Example as pieces (the image bytes uncopied).
-    The columns are taken out of the DataFrame once, as Arrow text and numpy numbers (no
-    Python object per row: a million rows held as lists of str cost ~300 MB), so a record
-    costs a file read, the encoding and two text lookups, nothing per row from pandas."""
+    `record(i)` reads the i-th row of `order` (default: the table's order) and returns its
+    Example as pieces (the image bytes uncopied). The columns are taken out of the DataFrame
+    once, as Arrow text and numpy numbers (no Python object per row: a million rows held as
+    lists of str cost ~300 MB), and laid out in `order`, so a record costs a file read, the
+    encoding and two text lookups, nothing per row from pandas, and the records are read
+    front to back: reading a million rows' columns at shuffled positions instead missed the
+    CPU caches on every column (1-2 us per record more than in table order at 1M, none at
+    100k)."""
 
-    def __init__(self, rows: pd.DataFrame):
-        self.files = text_column(rows["file"])
-        self.names = text_column(rows["source_key"])
-        self.labels = rows["label_index"].to_numpy(np.int64)
-        self.heights = rows["height"].to_numpy(np.int64)
-        self.widths = rows["width"].to_numpy(np.int64)
+    def __init__(self, rows: pd.DataFrame, order: Sequence[int] | None = None):
+        at = None if order is None else np.asarray(order, dtype=np.int64)
+
+        def numbers(values: np.ndarray) -> np.ndarray:
+            return values if at is None else values[at]
+
+        def text(name: str):
+            column = text_column(rows[name])
+            return column if at is None else column.take(at)
+
+        self.files = text("file")
+        self.names = text("source_key")
+        self.labels = numbers(rows["label_index"].to_numpy(np.int64))
+        self.heights = numbers(rows["height"].to_numpy(np.int64))
+        self.widths = numbers(rows["width"].to_numpy(np.int64))
         codes, texts = pd.factorize(rows["label"].astype(str))
-        self.text_codes, self.texts = codes, [str(t) for t in texts]
+        self.text_codes, self.texts = numbers(codes), [str(t) for t in texts]
         self.png = pc.ends_with(pc.utf8_lower(self.files), ".png").to_numpy(zero_copy_only=False)
 
     def __len__(self) -> int:
@@ -171,11 +184,11 @@ def pack_tfrecords(frame: pd.DataFrame, out_dir: Path, *, target_shard_bytes: in
     records: dict[str, int] = {}
     with publish_dir(out_dir, keep_previous=True) as build:
         for split, rows in frame.groupby("split", sort=True):
-            examples = ImageExampleRows(rows)
+            examples = ImageExampleRows(rows, shuffled_order(len(rows), seed))
             progress = start_progress(len(examples), f"{split} TFRecord shards",
                                       factory=progress_factory)
             summary = write_shards(range(len(examples)), examples.record, build.path, str(split),
-                                   target_shard_bytes, seed=seed, progress=progress, sha256=False)
+                                   target_shard_bytes, seed=None, progress=progress, sha256=False)
             paths[str(split)] = summary.paths
             records[str(split)] = summary.total_records
     shards = {split: tuple(str(build.rebase(p)) for p in ps) for split, ps in paths.items()}
