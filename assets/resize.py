@@ -77,7 +77,7 @@ def build_resized_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
             raise dg.Failure(description=str(exc)) from None
         progress.finish()
         del items
-        columns = pd.DataFrame(resized_columns(rows, todo, result.frame))
+        columns = pd.DataFrame(resized_columns(rows, todo, result.frame), copy=False)
         images = int(with_files(rows.assign(**columns)).sum())
         processed, unchanged, failed = result.processed, result.unchanged, result.failed
         written, seconds = result.bytes_written, result.seconds

@@ -92,7 +92,7 @@ def build_verification_asset(spec: DatasetSpec) -> dg.AssetsDefinition:
         r = result.report
         used = r["used_subset"]
         whole = r["whole_label_file"]
-        findings = pd.DataFrame(verified_columns(rows, result.per_sample))
+        findings = pd.DataFrame(verified_columns(rows, result.per_sample), copy=False)
         table = rows.assign(**findings)
         gallery_path = partition_path(spec.output_dir / "assets" / CORRUPT_GALLERY, partition)
         gallery = corrupt_gallery(table, gallery_path,

@@ -4,7 +4,6 @@ The findings are columns (Findings), one entry per row."""
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import os
@@ -186,13 +185,19 @@ class Rows:
                    used=catalog["used"].astype(bool).to_numpy(),
                    index_in_source=catalog["index_in_source"].astype("int64").to_numpy())
 
-    @functools.cached_property
-    def registry_keys(self) -> pa.StringArray:
-        """The checksum registry's key of each row: the source key, with '#member' for a
-        member other than the key itself (made when a registry is asked, not before)."""
-        keys = text_column(self.source_keys)
-        inner = pc.and_(pa.array(self.in_container), pc.not_equal(self.member_keys, keys))
-        return pc.if_else(inner, pc.binary_join_element_wise(keys, self.member_keys, "#"), keys)
+    def registry_keys(self, positions: np.ndarray | None = None) -> pa.StringArray:
+        """The checksum registry's key of the rows at `positions` (every row when None): the
+        source key, with '#member' for a member other than the key itself. Made when asked and
+        not kept: a million keys held to the step's end were ~70 MB of its peak RSS."""
+        if positions is None:
+            keys = text_column(self.source_keys)
+            members, inside = self.member_keys, self.in_container
+        else:
+            at = np.asarray(positions, np.int64)
+            keys = text_column(self.source_keys.iloc[at])
+            members, inside = self.member_keys.take(pa.array(at)), self.in_container[at]
+        inner = pc.and_(pa.array(inside), pc.not_equal(members, keys))
+        return pc.if_else(inner, pc.binary_join_element_wise(keys, members, "#"), keys)
 
     def path(self, pos: int) -> str:
         return self.paths[int(pos)].as_py()
@@ -208,7 +213,7 @@ class Rows:
         return self.member_keys[int(pos)].as_py()
 
     def keys_at(self, positions) -> list[str]:
-        return self.registry_keys.take(pa.array(np.asarray(positions, np.int64))).to_pylist()
+        return self.registry_keys(positions).to_pylist()
 
 
 # ----------------------------------------------------------------------------- invalid rows
@@ -665,7 +670,7 @@ def _mtime(value: int) -> int | None:
 
 
 def _entry(recorded: Recorded, rows: Rows, pos: int) -> ChecksumEntry:
-    return ChecksumEntry(rows.registry_keys[int(pos)].as_py(), int(recorded.size[pos]),
+    return ChecksumEntry(rows.keys_at([pos])[0], int(recorded.size[pos]),
                          _mtime(recorded.mtime_ns[pos]), recorded.sha256[int(pos)].as_py(), "")
 
 
@@ -702,7 +707,7 @@ def run_checks(checked: np.ndarray, rows: Rows, found: Findings, config: VerifyC
     try:
         in_container = rows.in_container[checked]
         with ThreadPoolExecutor(1) as background:     # the registry read (its keys made too)
-            looking_up = (background.submit(lambda: registry.lookup(rows.registry_keys))
+            looking_up = (background.submit(lambda: registry.lookup(rows.registry_keys()))
                           if registry is not None and not registry.is_empty() else None)
             _check_files_exist(checked[~in_container], rows, found, root_prefix(images_dir),
                                listings, listing_progress)

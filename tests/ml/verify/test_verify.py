@@ -572,6 +572,20 @@ def test_an_empty_registry_is_not_looked_up(tmp_path, monkeypatch):
     assert ChecksumRegistry(db).is_empty()
 
 
+def test_registry_keys_name_a_member_other_than_its_key_at_any_positions():
+    """The registry's key is the source key, '#member' added where a container member is not
+    the key itself; asked for some rows (in any order) or all, each row gets its own."""
+    frame = catalog([{"source_key": "a.jpg", "path": "/img/a.jpg"},
+                     {"source_key": "seq.h5", "path": "/img/seq.h5", "member": "f/0.jpg"},
+                     {"source_key": "f/1.jpg", "path": "/img/seq.h5", "member": "f/1.jpg"},
+                     {"source_key": "faces.rec", "path": "/img/faces.rec", "member": "17"}])
+    rows = verify_mod.Rows.of(frame)
+    every = ["a.jpg", "seq.h5#f/0.jpg", "f/1.jpg", "faces.rec#17"]
+    assert rows.registry_keys().to_pylist() == every
+    assert rows.keys_at(np.array([3, 0, 1])) == [every[3], every[0], every[1]]
+    assert rows.keys_at(np.array([], np.int64)) == []
+
+
 def test_the_images_folder_is_matched_by_name_and_the_rest_per_folder(tmp_path, monkeypatch):
     """A large catalog's rows in the images folder itself are matched against its listing by
     name (one join, no split); what is not there goes through the per-folder check,
