@@ -16,8 +16,8 @@ from assets.progress_observations import progress_factory_for
 from ml.dataset_spec import DatasetSpec
 from ml.errors import DatasetError
 from ml.formats.handles import Handle
-from ml.packing import (SPLIT_COLUMNS, build_val_memfile, pack_h5_store, pack_recordio,
-                        pack_tfrecords)
+from ml.packing import (RECORDIO_COLUMNS, SPLIT_COLUMNS, build_val_memfile, pack_h5_store,
+                        pack_recordio, pack_tfrecords)
 
 def _packing_asset(spec: DatasetSpec, name: str, description: str,
                    pack: Callable[[dg.AssetExecutionContext, pd.DataFrame, Any], tuple[Handle, dict]]):
@@ -42,7 +42,7 @@ def build_packing_assets(spec: DatasetSpec) -> list[dg.AssetsDefinition]:
     out = spec.output_dir
 
     def recordio(context, splits, opts):
-        train = splits.loc[splits["split"] == "train"]
+        train = splits.loc[splits["split"] == "train", list(RECORDIO_COLUMNS)]   # (one copy)
         h = pack_recordio(train, out / "recordio", shuffle_seed=opts.shuffle_seed,
                           progress_factory=progress_factory_for(context, spec.name))
         return h, {"path": dg.MetadataValue.path(str(out / "recordio")), "images": h.num_images,

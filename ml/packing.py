@@ -106,6 +106,7 @@ class FileBytes(Sequence):
 # The split-manifest columns the packers read (a packing step loads only these).
 SPLIT_COLUMNS = ("split", "file", "label_index", "label", "width", "height", "source_key",
                  "group_kind", "group_id", "frame_index")
+RECORDIO_COLUMNS = ("file", "label_index", "height", "width")   # what pack_recordio reads
 
 
 def _require(frame: pd.DataFrame, what: str) -> None:
