@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ml.columns import one_array
 from ml.errors import ConfigError
 from ml.file_stats import NO_MTIME
 
@@ -176,14 +177,14 @@ class ChecksumRegistry:
                 rows += self._db.execute(f"SELECT {_LOOKUP_COLUMNS} FROM checksums "
                                          f"WHERE identifier IN ({marks})", batch).fetchall()
             table = pa.table(list(zip(*rows)) or [[], [], [], []], schema=_LOOKUP_SCHEMA)
-        at = pc.index_in(keys, value_set=table["identifier"].combine_chunks())
+        at = pc.index_in(keys, value_set=one_array(table["identifier"]))
         known = at.is_valid().to_numpy(zero_copy_only=False)
-
-        def aligned(name: str, missing) -> pa.ChunkedArray:
-            return table[name].take(at).fill_null(missing)
-        return Recorded(known, aligned("size", -1).to_numpy(),
-                        aligned("mtime_ns", NO_MTIME).to_numpy(),
-                        aligned("sha256", "").combine_chunks())
+        table, columns = table.drop_columns(["identifier"]), {}
+        for name, missing in (("sha256", ""), ("size", -1), ("mtime_ns", NO_MTIME)):
+            columns[name] = one_array(table[name].take(at)).fill_null(missing)
+            table = table.drop_columns([name])     # each read column gone once it is aligned
+        return Recorded(known, columns["size"].to_numpy(), columns["mtime_ns"].to_numpy(),
+                        columns["sha256"])
 
     def _scan(self) -> pa.Table:
         """The whole table's lookup columns as Arrow (ADBC reads SQLite in C)."""

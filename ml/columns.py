@@ -26,6 +26,14 @@ def is_utf8(text: str) -> bool:
         return False
 
 
+def one_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column as one array: its only chunk as it is (combine_chunks copies even one chunk:
+    ~70 MB for a million sha256 texts)."""
+    if isinstance(column, pa.Array):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 def text_column(values, missing: str | None = "") -> pa.StringArray:
     """A column of text (a list, numpy array, pandas Series or Arrow array, chunked or not) as
     one Arrow string array, `missing` where a value is missing (None: left null)."""
@@ -33,9 +41,7 @@ def text_column(values, missing: str | None = "") -> pa.StringArray:
         values = pa.array(values, pa.string()) if len(values) else pa.array([], pa.string())
     elif not isinstance(values, (pa.Array, pa.ChunkedArray)):
         values = pa.array(np.asarray(values, dtype=object), pa.string())
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    values = values.cast(pa.string())
+    values = one_array(values).cast(pa.string())
     return values if missing is None else values.fill_null(missing)
 
 

@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ml.atomic import atomic_path, temp_sibling
+from ml.columns import one_array
 from ml.parquet_splice import NotSpliceable, splice
 
 BATCH_ROWS = 65_536          # rows decoded, edited and encoded at a time
@@ -234,7 +235,7 @@ class _Edited:
     def __init__(self, edit: TableEdit):
         self.edit = edit
         self.table = added = pa.Table.from_pandas(edit.columns, preserve_index=False)
-        self.added = {name: _one_array(added.column(name)) for name in added.column_names}
+        self.added = {name: one_array(added.column(name)) for name in added.column_names}
         base = edit.base.schema
         names = list(base.names) + [n for n in added.column_names if n not in base.names]
         fields = [added.schema.field(n) if n in self.added else base.field(n) for n in names]
@@ -308,12 +309,6 @@ class _Edited:
         names = [f.name for f in self.schema if f.name not in self.added]
         for path in self.edit.base.paths:
             yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=names)
-
-
-def _one_array(column: pa.ChunkedArray) -> pa.Array:
-    """A column as one array: its only chunk as it is (combine_chunks copies even one chunk:
-    72 MB for a million sha256 texts, the verification step's peak), else the chunks joined."""
-    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def _as(column: pa.Array, kind: pa.DataType) -> pa.Array:

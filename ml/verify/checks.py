@@ -706,14 +706,15 @@ def run_checks(checked: np.ndarray, rows: Rows, found: Findings, config: VerifyC
     listing_progress = progress if config.level == "exists" else None
     try:
         in_container = rows.in_container[checked]
-        with ThreadPoolExecutor(1) as background:     # the registry read (its keys made too)
-            looking_up = (background.submit(lambda: registry.lookup(rows.registry_keys()))
-                          if registry is not None and not registry.is_empty() else None)
-            _check_files_exist(checked[~in_container], rows, found, root_prefix(images_dir),
-                               listings, listing_progress)
-            _check_members_exist(checked[in_container], rows, found, listing_progress)
-            recorded = (looking_up.result() if looking_up is not None
-                        else Recorded.none(len(rows.paths)))
+        _check_files_exist(checked[~in_container], rows, found, root_prefix(images_dir),
+                           listings, listing_progress)
+        _check_members_exist(checked[in_container], rows, found, listing_progress)
+        # The registry is read after the existence check, not beside it on a thread: at 1M
+        # the two together peaked at 823-887 MB (by how they happened to overlap), one after
+        # the other at 795 MB, for 0.6 us per sample more
+        recorded = (registry.lookup(rows.registry_keys())
+                    if registry is not None and not registry.is_empty()
+                    else Recorded.none(len(rows.paths)))
         present = checked[found.code[checked] == 0]
         if config.level == "decode":
             if progress is not None:
