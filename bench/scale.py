@@ -231,6 +231,9 @@ def read_all_bytes(paths: list[str]) -> float:
 REPEATS = 3    # runs of each stage cheap enough to repeat (all but the decode check and the first
                # resize): its figure is the median run's. Single runs of one stage swung by a
                # third on this shared VM (tfrecords at 100k: 13.7 to 21.8 us beyond reading)
+PACK_REPEATS = 5   # the packers' figure is a difference of two timings (the step minus reading its
+                   # files), so it swings most: single 1M recordio runs of -1.2 and 24.8 us beside
+                   # 4-8 in the nineteenth session's runs
 
 
 def repeated_step(datasets: Path, asset: str, count: int, config: dict | None = None,
@@ -287,7 +290,8 @@ def measure_folder(n: int, log) -> dict:
                              columns=["file", "split", "label_index"])
     for fmt in ("recordio", "tfrecords"):
         paths = packing_order(splits, fmt)
-        step(f"pack_{fmt}", fmt, baseline=lambda: read_all_bytes(paths), count=len(paths))
+        step(f"pack_{fmt}", fmt, repeats=PACK_REPEATS, baseline=lambda: read_all_bytes(paths),
+             count=len(paths))
         log(f"  {n:>9,} {'  beyond reading bytes':<24} ({len(paths):,} files read in "
             f"{out[f'pack_{fmt}']['baseline_s']:.2f} s before the median run)")
     return out
