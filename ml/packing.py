@@ -182,8 +182,8 @@ def pack_tfrecords(frame: pd.DataFrame, out_dir: Path, *, target_shard_bytes: in
     codes, names = pd.factorize(frame["split"], sort=True)      # rows without a split: -1
     with publish_dir(out_dir, keep_previous=True) as build:
         for code, split in enumerate(names):
-            rows = np.flatnonzero(codes == code)       # positions: no copy of the frame's rows
-            examples = ImageExampleRows(frame, rows[shuffled_order(len(rows), seed)])
+            positions = np.flatnonzero(codes == code)     # the split's rows, not a copy of them
+            examples = ImageExampleRows(frame, positions[shuffled_order(len(positions), seed)])
             progress = start_progress(len(examples), f"{split} TFRecord shards",
                                       factory=progress_factory)
             summary = write_shards(range(len(examples)), examples.record, build.path, str(split),
